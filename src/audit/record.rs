@@ -1,0 +1,52 @@
+//! The audit record (DESIGN §4). It never holds the URL or its signature: the URL is a bearer
+//! credential. `signature_sha256` lets a leaked URL be traced back to its record.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Decision {
+    Allow,
+    Deny,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    pub id: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub time: OffsetDateTime,
+    pub request_id: String,
+    pub decision: Decision,
+    /// Why: `allowed`, a problem code (`forbidden`, `invalid_key`, …) or an admin change.
+    pub reason: String,
+    pub operation: String,
+    pub access_point: Option<String>,
+    pub bucket: Option<String>,
+    pub key: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
+    pub subject: Option<String>,
+    pub issuer: Option<String>,
+    pub groups: Vec<String>,
+    pub source_ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub origin: Option<String>,
+    pub tls: bool,
+    pub sse: Option<String>,
+    pub signature_sha256: Option<String>,
+    pub instance: String,
+}
+
+impl AuditRecord {
+    /// A record id that sorts by time (UUIDv7).
+    pub fn new_id() -> String {
+        uuid::Uuid::now_v7().to_string()
+    }
+}
+
+/// Hex SHA-256 of the `X-Amz-Signature` value.
+pub fn signature_sha256(signature: &str) -> String {
+    hex::encode(Sha256::digest(signature.as_bytes()))
+}

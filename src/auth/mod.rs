@@ -1,0 +1,19 @@
+//! JWT verification: bearer extraction, per-issuer configuration, JWKS key cache, claims
+//! mapping to a [`crate::Principal`], and dev-token minting for `presignd token`.
+
+mod bearer;
+mod claims;
+mod config;
+mod dev_token;
+mod error;
+mod jwks;
+mod verifier;
+
+pub use bearer::bearer_token;
+pub use config::{Algorithm, ConfigProblem, IssuerConfig};
+pub use dev_token::{DevTokenError, find_dev_issuer, mint_dev_token};
+pub use error::{AuthError, AuthSetupError};
+pub use verifier::Verifier;
+
+/// Largest token accepted anywhere (header or `verify`): real IdP tokens are a few KiB.
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;

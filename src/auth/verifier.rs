@@ -1,0 +1,405 @@
+//! Token verification against the configured issuers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{DecodingKey, Validation};
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use crate::Principal;
+use crate::auth::bearer::check_compact_jws;
+use crate::auth::claims;
+use crate::auth::config::{Algorithm, IssuerConfig, decoding_key_from_pem};
+use crate::auth::jwks::{self, KeyEntry};
+use crate::auth::{AuthError, AuthSetupError};
+
+/// Verifies bearer JWTs. Cheap to clone: all state is behind one `Arc`.
+#[derive(Clone)]
+pub struct Verifier {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier")
+            .field("issuers", &self.inner.issuers.keys().collect::<Vec<_>>())
+            .field("ready", &self.ready())
+            .finish()
+    }
+}
+
+struct Inner {
+    issuers: HashMap<String, Issuer>,
+    http: reqwest::Client,
+}
+
+struct Issuer {
+    name: String,
+    groups_claim: String,
+    mfa_claim: String,
+    /// One `Validation` per allowed algorithm, built once.
+    validations: Vec<(Algorithm, Validation)>,
+    keys: Keys,
+}
+
+enum Keys {
+    /// Configured key: the token's `kid` is irrelevant.
+    Static(Vec<KeyEntry>),
+    Jwks(Jwks),
+}
+
+struct Jwks {
+    url: String,
+    allowed: Vec<Algorithm>,
+    /// `None` until the first successful fetch; a failed fetch never replaces it.
+    set: ArcSwapOption<Vec<KeyEntry>>,
+    /// Serializes on-demand refetches and remembers when the last one started.
+    refetch: Mutex<Option<Instant>>,
+    min_refetch: Duration,
+    refresh: Duration,
+}
+
+/// The only claim read before the signature is checked: it picks the issuer config.
+#[derive(Deserialize)]
+struct UnverifiedIss {
+    iss: Option<Value>,
+}
+
+impl Verifier {
+    /// Validates the issuers, loads static keys and fetches each JWKS once. A failed fetch
+    /// is logged, not fatal: that issuer's tokens fail until its keys arrive.
+    pub async fn new(
+        issuers: &[IssuerConfig],
+        http: reqwest::Client,
+    ) -> Result<Verifier, AuthSetupError> {
+        let problems: Vec<_> = issuers
+            .iter()
+            .enumerate()
+            .flat_map(|(i, cfg)| cfg.validate(&format!("auth.issuers[{i}]")))
+            .collect();
+        if !problems.is_empty() {
+            return Err(AuthSetupError::Config(problems));
+        }
+
+        let mut map = HashMap::new();
+        for (i, cfg) in issuers.iter().enumerate() {
+            let issuer = Issuer::from_config(cfg, &format!("auth.issuers[{i}]"))?;
+            if map.insert(cfg.issuer.clone(), issuer).is_some() {
+                return Err(AuthSetupError::DuplicateIssuer(cfg.issuer.clone()));
+            }
+        }
+        let verifier = Verifier {
+            inner: Arc::new(Inner { issuers: map, http }),
+        };
+        verifier.refresh().await;
+        Ok(verifier)
+    }
+
+    /// Refetches every JWKS now, concurrently; a failed fetch keeps that issuer's last good set.
+    pub async fn refresh(&self) {
+        let mut fetches = tokio::task::JoinSet::new();
+        for name in self.inner.issuers.keys() {
+            let (verifier, name) = (self.clone(), name.clone());
+            fetches.spawn(async move { verifier.refresh_issuer(&name).await });
+        }
+        while fetches.join_next().await.is_some() {}
+    }
+
+    async fn refresh_issuer(&self, name: &str) {
+        if let Some(issuer) = self.inner.issuers.get(name)
+            && let Keys::Jwks(jwks) = &issuer.keys
+        {
+            jwks.fetch_and_store(&self.inner.http, &issuer.name).await;
+        }
+    }
+
+    /// Refreshes each JWKS every `jwks_refresh_seconds` (sooner while it has no keys yet).
+    /// Aborting the handle stops all refreshes.
+    pub fn spawn_background_refresh(&self) -> tokio::task::JoinHandle<()> {
+        let verifier = self.clone();
+        tokio::spawn(async move {
+            let mut tasks = tokio::task::JoinSet::new();
+            for name in verifier.inner.issuers.keys() {
+                let (verifier, name) = (verifier.clone(), name.clone());
+                tasks.spawn(async move { verifier.refresh_loop(&name).await });
+            }
+            while tasks.join_next().await.is_some() {}
+        })
+    }
+
+    async fn refresh_loop(&self, name: &str) {
+        let Some(issuer) = self.inner.issuers.get(name) else {
+            return;
+        };
+        let Keys::Jwks(jwks) = &issuer.keys else {
+            return;
+        };
+        loop {
+            // Without any keys the issuer is unusable: retry at the refetch pace, not every 5 min.
+            let wait = if jwks.set.load().is_some() {
+                jwks.refresh
+            } else {
+                jwks.min_refetch
+                    .min(jwks.refresh)
+                    .max(Duration::from_secs(1))
+            };
+            tokio::time::sleep(wait).await;
+            jwks.fetch_and_store(&self.inner.http, &issuer.name).await;
+        }
+    }
+
+    /// True when every JWKS issuer has a key set.
+    pub fn ready(&self) -> bool {
+        self.inner
+            .issuers
+            .values()
+            .all(|issuer| match &issuer.keys {
+                Keys::Static(_) => true,
+                Keys::Jwks(jwks) => jwks.set.load().is_some(),
+            })
+    }
+
+    pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        check_compact_jws(token)?;
+        // Parsed by jsonwebtoken: `alg: none` and unknown algorithms fail to parse here.
+        let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
+        if header.crit.is_some() {
+            // RFC 7515 §4.1.11: we understand no extensions, so any `crit` is fatal.
+            return Err(AuthError::Invalid("unsupported critical header"));
+        }
+        // Unverified `iss`, only to choose the issuer config. `jku`, `x5u`, `jwk` and `x5c`
+        // are never looked at: keys come from configuration only.
+        let unverified: UnverifiedIss = jsonwebtoken::dangerous::insecure_decode_claims(token)
+            .map_err(|_| AuthError::Malformed)?;
+        let iss = match unverified.iss {
+            Some(Value::String(iss)) => iss,
+            Some(_) => return Err(AuthError::Invalid("the iss claim must be a string")),
+            None => return Err(AuthError::Invalid("the iss claim is required")),
+        };
+        let issuer = self
+            .inner
+            .issuers
+            .get(&iss)
+            .ok_or(AuthError::UnknownIssuer)?;
+
+        let alg = Algorithm::from_jwt(header.alg).ok_or(AuthError::AlgorithmNotAllowed)?;
+        let validation = issuer
+            .validations
+            .iter()
+            .find_map(|(a, v)| (*a == alg).then_some(v))
+            .ok_or(AuthError::AlgorithmNotAllowed)?;
+        let key = issuer
+            .key(&self.inner.http, alg, header.kid.as_deref())
+            .await?;
+
+        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key, validation)
+            .map_err(|e| map_jwt_error(e.kind()))?;
+        issuer.principal(data.claims)
+    }
+}
+
+impl Issuer {
+    fn from_config(cfg: &IssuerConfig, at: &str) -> Result<Issuer, AuthSetupError> {
+        let validations = cfg
+            .algorithms
+            .iter()
+            .map(|alg| {
+                let mut v = Validation::new(alg.to_jwt());
+                v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+                v.validate_exp = true;
+                v.validate_nbf = true;
+                v.leeway = cfg.leeway_seconds;
+                v.set_issuer(&[&cfg.issuer]);
+                v.set_audience(&cfg.audiences);
+                (*alg, v)
+            })
+            .collect();
+
+        let keys = if let Some(url) = &cfg.jwks_url {
+            Keys::Jwks(Jwks {
+                url: url.clone(),
+                allowed: cfg.algorithms.clone(),
+                set: ArcSwapOption::empty(),
+                refetch: Mutex::new(None),
+                min_refetch: Duration::from_secs(cfg.jwks_min_refetch_seconds),
+                refresh: Duration::from_secs(cfg.jwks_refresh_seconds),
+            })
+        } else if let Some(secret) = &cfg.hs256_secret {
+            let key = DecodingKey::from_secret(secret.expose_secret().as_bytes());
+            Keys::Static(vec![KeyEntry {
+                kid: None,
+                alg: Algorithm::HS256,
+                key,
+            }])
+        } else {
+            let key_error = |(field, message): (&str, String)| AuthSetupError::Key {
+                key: format!("{at}.{field}"),
+                message,
+            };
+            let (field, pem) = cfg
+                .static_pem()
+                .map_err(key_error)?
+                .ok_or_else(|| key_error(("jwks_url", "no key source configured".into())))?;
+            let entries = cfg
+                .algorithms
+                .iter()
+                .map(|alg| {
+                    let key =
+                        decoding_key_from_pem(*alg, &pem).map_err(|m| key_error((field, m)))?;
+                    Ok(KeyEntry {
+                        kid: None,
+                        alg: *alg,
+                        key,
+                    })
+                })
+                .collect::<Result<_, AuthSetupError>>()?;
+            Keys::Static(entries)
+        };
+
+        Ok(Issuer {
+            name: cfg.issuer.clone(),
+            groups_claim: cfg.groups_claim.clone(),
+            mfa_claim: cfg.mfa_claim.clone(),
+            validations,
+            keys,
+        })
+    }
+
+    async fn key(
+        &self,
+        http: &reqwest::Client,
+        alg: Algorithm,
+        kid: Option<&str>,
+    ) -> Result<DecodingKey, AuthError> {
+        match &self.keys {
+            Keys::Static(entries) => {
+                find_key(entries, alg, None).ok_or(AuthError::AlgorithmNotAllowed)
+            }
+            Keys::Jwks(jwks) => jwks.key(http, &self.name, alg, kid).await,
+        }
+    }
+
+    fn principal(&self, claims: Map<String, Value>) -> Result<Principal, AuthError> {
+        let sub = match claims.get("sub") {
+            Some(Value::String(sub)) if !sub.is_empty() => sub.clone(),
+            _ => {
+                return Err(AuthError::Invalid(
+                    "the sub claim must be a non-empty string",
+                ));
+            }
+        };
+        let expires_at = claims::numeric_date(&claims, "exp")
+            .ok_or(AuthError::Invalid("the exp claim must be a number"))?;
+        Ok(Principal {
+            sub,
+            iss: self.name.clone(),
+            groups: claims::groups(&claims, &self.groups_claim),
+            mfa: claims::mfa(&claims, &self.mfa_claim),
+            issued_at: claims::numeric_date(&claims, "iat"),
+            expires_at,
+            jti: claims.get("jti").and_then(Value::as_str).map(str::to_owned),
+        })
+    }
+}
+
+impl Jwks {
+    async fn key(
+        &self,
+        http: &reqwest::Client,
+        issuer: &str,
+        alg: Algorithm,
+        kid: Option<&str>,
+    ) -> Result<DecodingKey, AuthError> {
+        if let Some(key) = self.lookup(alg, kid) {
+            return Ok(key);
+        }
+        // Unknown kid (or no keys yet): one shared refetch at most once per min_refetch.
+        // Waiters queue on the lock and then find the key the first fetch stored.
+        let mut last = self.refetch.lock().await;
+        if let Some(key) = self.lookup(alg, kid) {
+            return Ok(key);
+        }
+        let throttled = last.is_some_and(|at| at.elapsed() < self.min_refetch);
+        if !throttled {
+            *last = Some(Instant::now());
+            self.fetch_and_store(http, issuer).await;
+            if let Some(key) = self.lookup(alg, kid) {
+                return Ok(key);
+            }
+        }
+        Err(if self.set.load().is_some() {
+            AuthError::UnknownKey
+        } else {
+            AuthError::KeysUnavailable
+        })
+    }
+
+    fn lookup(&self, alg: Algorithm, kid: Option<&str>) -> Option<DecodingKey> {
+        let set = self.set.load();
+        find_key(set.as_deref()?, alg, kid)
+    }
+
+    async fn fetch_and_store(&self, http: &reqwest::Client, issuer: &str) {
+        match jwks::fetch(http, &self.url, &self.allowed).await {
+            Ok(keys) => {
+                tracing::debug!(issuer, keys = keys.len(), "JWKS refreshed");
+                self.set.store(Some(Arc::new(keys)));
+            }
+            Err(error) => {
+                let kept = self.set.load().is_some();
+                tracing::warn!(issuer, url = %self.url, %error, kept_previous_keys = kept,
+                    "JWKS fetch failed");
+            }
+        }
+    }
+}
+
+/// A token with a `kid` needs that exact key (and of the token's algorithm); a token without
+/// one may use the only key of its algorithm. Static keys ignore `kid` (pass `None`).
+fn find_key(entries: &[KeyEntry], alg: Algorithm, kid: Option<&str>) -> Option<DecodingKey> {
+    match kid {
+        Some(kid) => entries
+            .iter()
+            .find(|e| e.kid.as_deref() == Some(kid))
+            .filter(|e| e.alg == alg)
+            .map(|e| e.key.clone()),
+        None => {
+            let mut of_alg = entries.iter().filter(|e| e.alg == alg);
+            match (of_alg.next(), of_alg.next()) {
+                (Some(only), None) => Some(only.key.clone()),
+                _ => None,
+            }
+        }
+    }
+}
+
+fn map_jwt_error(kind: &ErrorKind) -> AuthError {
+    match kind {
+        ErrorKind::ExpiredSignature => AuthError::Expired,
+        ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+        ErrorKind::InvalidSignature => AuthError::BadSignature,
+        ErrorKind::InvalidAlgorithm => AuthError::AlgorithmNotAllowed,
+        ErrorKind::InvalidIssuer => AuthError::Invalid("the token issuer does not match"),
+        ErrorKind::InvalidAudience => AuthError::Invalid("the token audience is not accepted"),
+        ErrorKind::MissingRequiredClaim(claim) => AuthError::Invalid(match claim.as_str() {
+            "exp" => "the exp claim is missing or not a number",
+            "aud" => "the aud claim is missing or malformed",
+            "iss" => "the iss claim is missing or malformed",
+            "sub" => "the sub claim must be a non-empty string",
+            _ => "a required claim is missing",
+        }),
+        ErrorKind::InvalidClaimFormat(_) => AuthError::Invalid("a claim has the wrong type"),
+        ErrorKind::InvalidToken
+        | ErrorKind::Base64(_)
+        | ErrorKind::Json(_)
+        | ErrorKind::Utf8(_) => AuthError::Malformed,
+        _ => AuthError::Invalid("the token is invalid"),
+    }
+}

@@ -1,0 +1,136 @@
+//! Loading access points from SQL into the in-memory catalog, applying declarative files, and
+//! the periodic reload that lets every instance see changes made elsewhere.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::policy::{AccessPointSpec, Catalog, CompiledAccessPoint, SpecErrors};
+use crate::state::AppState;
+use crate::store::{Store, StoreError, Upsert};
+
+/// The file shape of `presignd apply -f` (YAML or TOML).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessPointsFile {
+    #[serde(default)]
+    pub access_points: Vec<AccessPointSpec>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot parse {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("invalid access points:\n{}", .0.iter().map(|(n, e)| format!("  {n}: {e}")).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<(String, SpecErrors)>),
+    #[error("duplicate access point name {0}")]
+    Duplicate(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ApplySummary {
+    pub created: Vec<String>,
+    pub updated: Vec<String>,
+    pub unchanged: Vec<String>,
+    pub deleted: Vec<String>,
+}
+
+/// Reads and validates a YAML (`.yaml`, `.yml`, `.json`) or TOML (`.toml`) file.
+pub fn read_file(path: &Path) -> Result<Vec<AccessPointSpec>, ApplyError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ApplyError::Read {
+        path: shown.clone(),
+        source,
+    })?;
+    let file: AccessPointsFile = if path.extension().is_some_and(|e| e == "toml") {
+        toml::from_str(&text).map_err(|e| ApplyError::Parse {
+            path: shown.clone(),
+            message: e.to_string(),
+        })?
+    } else {
+        serde_yaml_ng::from_str(&text).map_err(|e| ApplyError::Parse {
+            path: shown.clone(),
+            message: e.to_string(),
+        })?
+    };
+    let mut invalid = Vec::new();
+    for (i, spec) in file.access_points.iter().enumerate() {
+        if file.access_points[..i].iter().any(|o| o.name == spec.name) {
+            return Err(ApplyError::Duplicate(spec.name.clone()));
+        }
+        if let Err(e) = spec.validate() {
+            invalid.push((spec.name.clone(), e));
+        }
+    }
+    if !invalid.is_empty() {
+        return Err(ApplyError::Invalid(invalid));
+    }
+    Ok(file.access_points)
+}
+
+/// Upserts every spec; with `prune`, deletes stored access points that are not in `specs`.
+pub async fn apply(
+    store: &Store,
+    specs: &[AccessPointSpec],
+    prune: bool,
+) -> Result<ApplySummary, ApplyError> {
+    let mut summary = ApplySummary::default();
+    for spec in specs {
+        let name = spec.name.clone();
+        match store.upsert_access_point(spec).await? {
+            Upsert::Created => summary.created.push(name),
+            Upsert::Updated => summary.updated.push(name),
+            Upsert::Unchanged => summary.unchanged.push(name),
+        }
+    }
+    if prune {
+        for stored in store.list_access_points().await? {
+            if !specs.iter().any(|s| s.name == stored.spec.name) {
+                store.delete_access_point(&stored.spec.name).await?;
+                summary.deleted.push(stored.spec.name);
+            }
+        }
+    }
+    Ok(summary)
+}
+
+/// Builds the catalog from SQL. A stored access point that no longer validates is left out and
+/// logged: serving the others beats refusing to start.
+pub async fn load(store: &Store) -> Result<Catalog, StoreError> {
+    let mut compiled = Vec::new();
+    for stored in store.list_access_points().await? {
+        let name = stored.spec.name.clone();
+        match CompiledAccessPoint::compile(stored.spec) {
+            Ok(ap) => compiled.push(ap),
+            Err(e) => {
+                tracing::error!(access_point = %name, error = %e, "stored access point is invalid; not served")
+            }
+        }
+    }
+    Ok(Catalog::new(compiled))
+}
+
+/// Reloads the catalog every `interval` until the task is aborted. A failed reload keeps the
+/// last good catalog.
+pub async fn reload_periodically(state: AppState, interval: Duration) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        match load(state.store()).await {
+            Ok(catalog) => state.replace_catalog(catalog),
+            Err(e) => {
+                tracing::warn!(error = %e, "access point reload failed; keeping the last good set")
+            }
+        }
+    }
+}

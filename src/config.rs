@@ -1,0 +1,595 @@
+//! Configuration: built-in defaults, then one TOML file, then `PRESIGND_…` environment
+//! overrides (`PRESIGND_SERVER__LISTEN=…`, `__` between levels). Validated completely before
+//! anything binds a port; every problem names the key it is about.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+use ipnet::IpNet;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+use crate::auth::IssuerConfig;
+
+/// SigV4 presigned URLs cannot live longer than 7 days.
+pub const SIGV4_MAX_EXPIRES: u32 = 604_800;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub database: DatabaseConfig,
+    #[serde(default)]
+    pub auth: AuthConfig,
+    #[serde(default)]
+    pub s3: S3Config,
+    #[serde(default)]
+    pub audit: AuditConfig,
+    #[serde(default)]
+    pub access_points: AccessPointsConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Refuse API requests that did not arrive over TLS (403 `https_required`). A request
+    /// counts as TLS only when a trusted proxy says so with `X-Forwarded-Proto: https`.
+    pub require_https: bool,
+    /// Only peers in these networks may set `X-Forwarded-For` / `X-Forwarded-Proto`.
+    pub trusted_proxies: Vec<IpNet>,
+    pub cors_allowed_origins: Vec<String>,
+    pub request_timeout_ms: u64,
+    pub body_limit_bytes: usize,
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            require_https: true,
+            trusted_proxies: Vec::new(),
+            cors_allowed_origins: Vec::new(),
+            request_timeout_ms: 10_000,
+            body_limit_bytes: 256 * 1024,
+            shutdown_grace_ms: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://path` (created if missing) or `postgres://…`. May hold a password.
+    #[serde(serialize_with = "redacted")]
+    pub url: SecretString,
+    pub migrate_on_start: bool,
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: SecretString::from("sqlite://var/presignd.db"),
+            migrate_on_start: true,
+            max_connections: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    pub issuers: Vec<IssuerConfig>,
+    pub admin_group: String,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            issuers: Vec::new(),
+            admin_group: "presignd-admins".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Config {
+    pub region: String,
+    /// For S3-compatible stores; absent = AWS's regional endpoint.
+    pub endpoint: Option<String>,
+    pub force_path_style: bool,
+    /// Dev/test only: permit an `http://` endpoint (issued URLs are then plain HTTP).
+    pub allow_insecure_endpoint: bool,
+    /// Static credentials, for S3-compatible stores. Absent = the standard AWS provider chain.
+    pub access_key_id: Option<String>,
+    #[serde(serialize_with = "redacted_opt")]
+    pub secret_access_key: Option<SecretString>,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        Self {
+            region: "us-east-1".into(),
+            endpoint: None,
+            force_path_style: false,
+            allow_insecure_endpoint: false,
+            access_key_id: None,
+            secret_access_key: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// `file:///absolute/dir` or `file://relative/dir`.
+    pub sink: String,
+    /// Names this instance in records and object keys; default: hostname-pid.
+    pub instance: Option<String>,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            sink: "file://var/audit".into(),
+            instance: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessPointsConfig {
+    /// A YAML/TOML file applied at startup, like `presignd apply -f` (without `--prune`).
+    pub file: Option<PathBuf>,
+    /// How often every instance reloads access points from the database.
+    pub reload_interval_ms: u64,
+}
+
+impl Default for AccessPointsConfig {
+    fn default() -> Self {
+        Self {
+            file: None,
+            reload_interval_ms: 5_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    #[default]
+    Compact,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A `tracing` filter, e.g. `info,presignd=debug`. `RUST_LOG` wins when set.
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Compact,
+            filter: "info".into(),
+        }
+    }
+}
+
+fn redacted<S: serde::Serializer>(_: &SecretString, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str("[redacted]")
+}
+
+fn redacted_opt<S: serde::Serializer>(v: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(_) => s.serialize_str("[redacted]"),
+        None => s.serialize_none(),
+    }
+}
+
+/// One problem with the configuration, naming the key it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    pub key: String,
+    pub message: String,
+}
+
+impl ConfigProblem {
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration: {0}")]
+    Load(String),
+    #[error("invalid configuration:\n{}", list(.0))]
+    Invalid(Vec<ConfigProblem>),
+}
+
+fn list(problems: &[ConfigProblem]) -> String {
+    problems
+        .iter()
+        .map(|p| format!("  {}: {}", p.key, p.message))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl Config {
+    /// Defaults, then `file` (if it exists, or must exist when `required`), then `env`
+    /// (`PRESIGND_…` pairs, passed in explicitly so tests never touch the process environment).
+    pub fn load(
+        file: &Path,
+        required: bool,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut fig = Figment::new();
+        if file.exists() {
+            fig = fig.merge(Toml::file_exact(file));
+        } else if required {
+            return Err(ConfigError::Load(format!(
+                "config file {} not found",
+                file.display()
+            )));
+        }
+        let env: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("PRESIGND_") && k != "PRESIGND_CONFIG")
+            .collect();
+        fig = fig.merge(env_provider(env));
+        let cfg: Config = fig
+            .extract()
+            .map_err(|e| ConfigError::Load(figment_error(e)))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Parses a TOML string (no environment); validates.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let cfg: Config = Figment::new()
+            .merge(Toml::string(text))
+            .extract()
+            .map_err(|e| ConfigError::Load(figment_error(e)))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut p = Vec::new();
+        let s = &self.server;
+        if s.request_timeout_ms == 0 {
+            p.push(ConfigProblem::new(
+                "server.request_timeout_ms",
+                "must be at least 1",
+            ));
+        }
+        if s.body_limit_bytes < 1024 {
+            p.push(ConfigProblem::new(
+                "server.body_limit_bytes",
+                "must be at least 1024",
+            ));
+        }
+        if s.require_https && s.trusted_proxies.is_empty() {
+            // Native TLS is not built yet: without a trusted TLS-terminating proxy every API
+            // request would be refused.
+            p.push(ConfigProblem::new(
+                "server.require_https",
+                "is true but no server.trusted_proxies are set, so no request can prove it arrived over TLS; put presignd behind a TLS-terminating proxy listed in server.trusted_proxies, or set require_https = false for local development",
+            ));
+        }
+        for (i, o) in s.cors_allowed_origins.iter().enumerate() {
+            if let Err(m) = check_origin(o) {
+                p.push(ConfigProblem::new(
+                    format!("server.cors_allowed_origins[{i}]"),
+                    m,
+                ));
+            }
+        }
+        use secrecy::ExposeSecret;
+        let db = self.database.url.expose_secret();
+        if !(db.starts_with("sqlite:")
+            || db.starts_with("postgres://")
+            || db.starts_with("postgresql://"))
+        {
+            p.push(ConfigProblem::new(
+                "database.url",
+                "must start with sqlite: or postgres://",
+            ));
+        }
+        if self.database.max_connections == 0 {
+            p.push(ConfigProblem::new(
+                "database.max_connections",
+                "must be at least 1",
+            ));
+        }
+        if self.auth.issuers.is_empty() {
+            p.push(ConfigProblem::new(
+                "auth.issuers",
+                "at least one issuer is required",
+            ));
+        }
+        for (i, issuer) in self.auth.issuers.iter().enumerate() {
+            p.extend(
+                issuer
+                    .validate(&format!("auth.issuers[{i}]"))
+                    .into_iter()
+                    .map(|c| ConfigProblem::new(c.key, c.message)),
+            );
+            if self.auth.issuers[..i]
+                .iter()
+                .any(|o| o.issuer == issuer.issuer)
+            {
+                p.push(ConfigProblem::new(
+                    format!("auth.issuers[{i}].issuer"),
+                    "duplicate issuer",
+                ));
+            }
+        }
+        if self.auth.admin_group.trim().is_empty() {
+            p.push(ConfigProblem::new("auth.admin_group", "must not be empty"));
+        }
+        let s3 = &self.s3;
+        if s3.region.is_empty()
+            || !s3
+                .region
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            p.push(ConfigProblem::new(
+                "s3.region",
+                "must be a region name such as us-east-1",
+            ));
+        }
+        if let Some(ep) = &s3.endpoint {
+            match ep.split_once("://") {
+                Some(("https", rest)) if !rest.is_empty() => {}
+                Some(("http", rest)) if !rest.is_empty() => {
+                    if !s3.allow_insecure_endpoint {
+                        p.push(ConfigProblem::new(
+                            "s3.endpoint",
+                            "is plain http: issued URLs would travel in clear text; use https, or set s3.allow_insecure_endpoint = true for dev/test only",
+                        ));
+                    }
+                }
+                _ => p.push(ConfigProblem::new("s3.endpoint", "must be an https:// URL")),
+            }
+        } else if s3.allow_insecure_endpoint {
+            p.push(ConfigProblem::new(
+                "s3.allow_insecure_endpoint",
+                "only makes sense with an http:// s3.endpoint",
+            ));
+        }
+        match (&s3.access_key_id, &s3.secret_access_key) {
+            (Some(_), None) => p.push(ConfigProblem::new(
+                "s3.secret_access_key",
+                "is required when s3.access_key_id is set",
+            )),
+            (None, Some(_)) => p.push(ConfigProblem::new(
+                "s3.access_key_id",
+                "is required when s3.secret_access_key is set",
+            )),
+            _ => {}
+        }
+        match self.audit.sink.strip_prefix("file://") {
+            Some(dir) if !dir.is_empty() => {}
+            _ => p.push(ConfigProblem::new(
+                "audit.sink",
+                "must be file:///dir (the S3 log-bucket sink is not available yet)",
+            )),
+        }
+        if let Some(inst) = &self.audit.instance
+            && (inst.is_empty()
+                || !inst
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+        {
+            p.push(ConfigProblem::new(
+                "audit.instance",
+                "must be non-empty [A-Za-z0-9_-]",
+            ));
+        }
+        if self.access_points.reload_interval_ms < 100 {
+            p.push(ConfigProblem::new(
+                "access_points.reload_interval_ms",
+                "must be at least 100",
+            ));
+        }
+        if let Some(f) = &self.access_points.file
+            && !f.exists()
+        {
+            p.push(ConfigProblem::new(
+                "access_points.file",
+                format!("{} does not exist", f.display()),
+            ));
+        }
+        if p.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(p))
+        }
+    }
+
+    /// The audit sink directory of a `file://` sink.
+    pub fn audit_dir(&self) -> Option<PathBuf> {
+        self.audit.sink.strip_prefix("file://").map(PathBuf::from)
+    }
+}
+
+/// A CORS origin: `scheme://host[:port]`, nothing else, never `*`.
+pub fn check_origin(o: &str) -> Result<(), &'static str> {
+    let rest = o
+        .strip_prefix("https://")
+        .or_else(|| o.strip_prefix("http://"))
+        .ok_or("must start with https:// or http://")?;
+    if rest.is_empty()
+        || rest.contains(['/', '?', '#', '@', '*', ' '])
+        || rest.chars().any(|c| c.is_control())
+    {
+        return Err("must be an origin: scheme://host[:port], no path, no wildcard");
+    }
+    Ok(())
+}
+
+/// `PRESIGND_A__B=v` pairs as a figment provider, from an explicit list (not the process
+/// environment), parsed the way figment's `Env` provider parses values.
+fn env_provider(pairs: Vec<(String, String)>) -> Serialized<figment::value::Dict> {
+    let mut dict = figment::value::Dict::new();
+    for (name, raw) in pairs {
+        let Some(rest) = name.strip_prefix("PRESIGND_") else {
+            continue;
+        };
+        let path = rest.to_ascii_lowercase().replace("__", ".");
+        let value: figment::value::Value = raw
+            .parse()
+            .unwrap_or_else(|_| figment::value::Value::from(raw.clone()));
+        if let figment::value::Value::Dict(_, nested) = figment::util::nest(&path, value) {
+            dict = merge_dicts(dict, nested);
+        }
+    }
+    Serialized::defaults(dict)
+}
+
+fn merge_dicts(mut a: figment::value::Dict, b: figment::value::Dict) -> figment::value::Dict {
+    use figment::value::Value;
+    for (k, v) in b {
+        let merged = match (a.remove(&k), v) {
+            (Some(Value::Dict(_, x)), Value::Dict(tag, y)) => Value::Dict(tag, merge_dicts(x, y)),
+            (_, v) => v,
+        };
+        a.insert(k, merged);
+    }
+    a
+}
+
+fn figment_error(e: figment::Error) -> String {
+    e.into_iter()
+        .map(|e| {
+            let key = e.path.join(".");
+            if key.is_empty() {
+                e.kind.to_string()
+            } else {
+                format!("{key}: {}", e.kind)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[server]
+require_https = false
+[[auth.issuers]]
+issuer = "https://idp.example/"
+audiences = ["presignd"]
+algorithms = ["HS256"]
+hs256_secret = "0123456789abcdef0123456789abcdef"
+"#;
+
+    fn keys(e: ConfigError) -> Vec<String> {
+        match e {
+            ConfigError::Invalid(p) => p.into_iter().map(|p| p.key).collect(),
+            ConfigError::Load(m) => panic!("expected validation errors, got load error {m}"),
+        }
+    }
+
+    #[test]
+    fn minimal_config_uses_embedded_defaults() {
+        let c = Config::from_toml(MINIMAL).expect("valid");
+        assert!(secrecy::ExposeSecret::expose_secret(&c.database.url).starts_with("sqlite:"));
+        assert_eq!(c.audit.sink, "file://var/audit");
+        assert_eq!(c.s3.region, "us-east-1");
+    }
+
+    #[test]
+    fn problems_name_their_keys() {
+        let bad = format!(
+            "{MINIMAL}\n[s3]\nendpoint = \"http://minio:9000\"\nregion = \"US East\"\n[audit]\nsink = \"s3://x\"\n"
+        );
+        let k = keys(Config::from_toml(&bad).expect_err("invalid"));
+        assert!(k.contains(&"s3.endpoint".to_string()), "{k:?}");
+        assert!(k.contains(&"s3.region".to_string()), "{k:?}");
+        assert!(k.contains(&"audit.sink".to_string()), "{k:?}");
+    }
+
+    #[test]
+    fn require_https_needs_a_way_to_see_tls() {
+        let on = MINIMAL.replace("require_https = false", "require_https = true");
+        let k = keys(Config::from_toml(&on).expect_err("invalid"));
+        assert_eq!(k, vec!["server.require_https".to_string()]);
+        let proxied = on.replace(
+            "require_https = true",
+            "require_https = true\ntrusted_proxies = [\"10.0.0.0/8\"]",
+        );
+        Config::from_toml(&proxied).expect("valid behind a trusted proxy");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let typo = MINIMAL.replace("require_https", "require_http");
+        assert!(
+            matches!(Config::from_toml(&typo), Err(ConfigError::Load(m)) if m.contains("require_http"))
+        );
+    }
+
+    #[test]
+    fn environment_pairs_override_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, MINIMAL).expect("write");
+        let env = vec![
+            (
+                "PRESIGND_SERVER__LISTEN".to_string(),
+                "127.0.0.1:9999".to_string(),
+            ),
+            ("PRESIGND_S3__REGION".to_string(), "eu-west-1".to_string()),
+            (
+                "PRESIGND_S3__FORCE_PATH_STYLE".to_string(),
+                "true".to_string(),
+            ),
+            ("UNRELATED".to_string(), "x".to_string()),
+        ];
+        let c = Config::load(&file, true, env).expect("valid");
+        assert_eq!(c.server.listen.port(), 9999);
+        assert_eq!(c.s3.region, "eu-west-1");
+        assert!(c.s3.force_path_style);
+        assert!(
+            !c.server.require_https,
+            "file value kept where env is silent"
+        );
+    }
+
+    #[test]
+    fn secrets_are_not_printed() {
+        let c = Config::from_toml(&format!(
+            "{MINIMAL}\n[s3]\naccess_key_id = \"AK\"\nsecret_access_key = \"very-secret-value\"\n"
+        ))
+        .expect("valid");
+        let debug = format!("{c:?}");
+        let json = serde_json::to_string(&c).expect("serialize");
+        for shown in [debug, json] {
+            assert!(!shown.contains("very-secret-value"));
+            assert!(!shown.contains("0123456789abcdef0123456789abcdef"));
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! The outermost middleware: assigns the request id, works out who is calling from where,
+//! enforces `require_https`, runs the request inside a span, and makes every error response a
+//! problem+json document carrying the request id.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tracing::Instrument;
+
+use super::client::{ClientInfo, acceptable_request_id};
+use super::error::{ApiError, PROBLEM_JSON, Problem, ProblemExt};
+use crate::state::AppState;
+
+/// Paths that answer over plain HTTP even when `require_https` is on (probes from the
+/// orchestrator usually speak plain HTTP on a private port).
+const HTTPS_EXEMPT: &[&str] = &["/healthz", "/readyz"];
+
+pub async fn context(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| acceptable_request_id(v))
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let client = ClientInfo::from_request(
+        request_id.clone(),
+        peer,
+        req.headers(),
+        &state.config().server.trusted_proxies,
+    );
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().clone();
+    let span = tracing::info_span!("request", request_id = %request_id, %method, route = %route);
+
+    let response = if state.config().server.require_https
+        && !client.tls
+        && !HTTPS_EXEMPT.contains(&req.uri().path())
+    {
+        ApiError::HttpsRequired.into_response()
+    } else {
+        req.extensions_mut().insert(client);
+        next.run(req).instrument(span.clone()).await
+    };
+
+    let mut response = finish_problem(response, &request_id, &span);
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-request-id", v);
+    }
+    span.in_scope(|| {
+        tracing::info!(
+            status = response.status().as_u16(),
+            latency_us = started.elapsed().as_micros() as u64,
+            "request"
+        );
+    });
+    response
+}
+
+/// Adds the request id to a handler's problem, or replaces a framework error body (404 route,
+/// 405, body limit, timeout, panic) with a problem of its own.
+fn finish_problem(response: Response, request_id: &str, span: &tracing::Span) -> Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let problem = match parts.extensions.remove::<ProblemExt>() {
+        Some(ProblemExt { problem, cause }) => {
+            if let Some(cause) = cause {
+                span.in_scope(|| tracing::error!(code = problem.code, %cause, "request failed"));
+            }
+            problem
+        }
+        None => {
+            let is_problem = parts
+                .headers
+                .get(header::CONTENT_TYPE)
+                .is_some_and(|v| v.as_bytes() == PROBLEM_JSON.as_bytes());
+            if is_problem {
+                return Response::from_parts(parts, body);
+            }
+            if status.is_server_error() {
+                span.in_scope(|| {
+                    tracing::error!(status = status.as_u16(), "request failed outside a handler")
+                });
+            }
+            Problem::for_status(status)
+        }
+    };
+    let problem = Problem {
+        request_id: Some(request_id.to_string()),
+        ..problem
+    };
+    let bytes = serde_json::to_vec(&problem).unwrap_or_default();
+    parts
+        .headers
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(bytes))
+}

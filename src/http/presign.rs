@@ -1,0 +1,359 @@
+//! `POST /v1/access-points/{name}/presign` and `POST /v1/presign/batch`.
+//!
+//! The request path reads top to bottom: principal → access point → network → key → rules →
+//! request constraints → sign → audit → respond. Nothing is returned before its audit record
+//! is durable.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use axum::Json;
+use axum::extract::{Path, State};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::client::ClientInfo;
+use super::error::{ApiError, Problem};
+use super::extract::{ApiJson, Authenticated};
+use crate::Principal;
+use crate::audit::{AuditRecord, Decision, signature_sha256};
+use crate::policy::{self, CompiledAccessPoint, DenyReason, Encryption, Operation, UploadRequest};
+use crate::sign::{Presigned, SignRequest};
+use crate::state::AppState;
+
+pub const MAX_BATCH_ITEMS: usize = 100;
+const MAX_RESPONSE_HEADER_PARAM: usize = 1024;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresignRequest {
+    pub operation: Operation,
+    pub key: String,
+    pub expires_in: Option<u64>,
+    pub content_type: Option<String>,
+    pub content_length: Option<u64>,
+    pub checksum_sha256: Option<String>,
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+    pub response_content_disposition: Option<String>,
+    pub response_content_type: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PresignResponse {
+    pub url: String,
+    pub method: &'static str,
+    pub headers: BTreeMap<String, String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+    pub access_point: String,
+    pub bucket: String,
+    pub key: String,
+    pub request_id: String,
+    /// Present (true) when the URL was shortened to the signing credentials' lifetime.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub expires_clamped: bool,
+}
+
+pub async fn presign_one(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    client: ClientInfo,
+    Path(name): Path<String>,
+    ApiJson(req): ApiJson<PresignRequest>,
+) -> Result<Json<PresignResponse>, ApiError> {
+    let now = SystemTime::now();
+    let (outcome, record) = decide_and_sign(&state, &principal, &client, &name, &req, now).await;
+    state
+        .audit()
+        .append(std::slice::from_ref(&record))
+        .await
+        .map_err(|e| ApiError::AuditUnavailable(e.to_string()))?;
+    outcome.map(Json)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    pub items: Vec<serde_json::Value>,
+}
+
+/// One item of a batch: the presign request plus the access point it names.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchItem {
+    access_point: String,
+    #[serde(flatten)]
+    request: PresignRequest,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BatchResponse {
+    pub results: Vec<BatchResult>,
+    pub request_id: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BatchResult {
+    pub index: usize,
+    pub status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presigned: Option<PresignResponse>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<Problem>,
+}
+
+pub async fn presign_batch(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    client: ClientInfo,
+    ApiJson(batch): ApiJson<BatchRequest>,
+) -> Result<Json<BatchResponse>, ApiError> {
+    if batch.items.is_empty() || batch.items.len() > MAX_BATCH_ITEMS {
+        return Err(ApiError::InvalidRequest(format!(
+            "items must hold 1 to {MAX_BATCH_ITEMS} entries"
+        )));
+    }
+    let now = SystemTime::now();
+    let mut outcomes = Vec::with_capacity(batch.items.len());
+    let mut records = Vec::with_capacity(batch.items.len());
+    for item in batch.items {
+        match serde_json::from_value::<BatchItem>(item) {
+            Ok(item) => {
+                let (outcome, record) = decide_and_sign(
+                    &state,
+                    &principal,
+                    &client,
+                    &item.access_point,
+                    &item.request,
+                    now,
+                )
+                .await;
+                outcomes.push(outcome);
+                records.push(record);
+            }
+            // Not a decision about any access point: nothing to audit.
+            Err(e) => outcomes.push(Err(ApiError::InvalidRequest(format!("invalid item: {e}")))),
+        }
+    }
+    // One durable append for the whole batch; if it fails, nothing is issued.
+    state
+        .audit()
+        .append(&records)
+        .await
+        .map_err(|e| ApiError::AuditUnavailable(e.to_string()))?;
+    let results = outcomes
+        .into_iter()
+        .enumerate()
+        .map(|(index, outcome)| match outcome {
+            Ok(presigned) => BatchResult {
+                index,
+                status: 200,
+                presigned: Some(presigned),
+                error: None,
+            },
+            Err(e) => {
+                let mut problem = e.problem();
+                problem.request_id = Some(client.request_id.clone());
+                BatchResult {
+                    index,
+                    status: problem.status,
+                    presigned: None,
+                    error: Some(problem),
+                }
+            }
+        })
+        .collect();
+    Ok(Json(BatchResponse {
+        results,
+        request_id: client.request_id,
+    }))
+}
+
+/// Decides one request and signs it if allowed; always returns the audit record of the
+/// decision, which the caller must make durable before answering.
+async fn decide_and_sign(
+    state: &AppState,
+    principal: &Principal,
+    client: &ClientInfo,
+    name: &str,
+    req: &PresignRequest,
+    now: SystemTime,
+) -> (Result<PresignResponse, ApiError>, AuditRecord) {
+    let catalog = state.catalog();
+    let ap = catalog
+        .get(name)
+        .filter(|ap| policy::can_see(ap, principal))
+        .cloned();
+    let mut record = AuditRecord {
+        id: AuditRecord::new_id(),
+        time: OffsetDateTime::from(now),
+        request_id: client.request_id.clone(),
+        decision: Decision::Deny,
+        reason: String::new(),
+        operation: req.operation.as_str().to_string(),
+        access_point: Some(bounded(name)),
+        bucket: ap.as_ref().map(|ap| ap.target.sdk_bucket().to_string()),
+        key: None,
+        expires_at: None,
+        subject: Some(principal.sub.clone()),
+        issuer: Some(principal.iss.clone()),
+        groups: principal.groups.clone(),
+        source_ip: client.ip.map(|ip| ip.to_string()),
+        user_agent: client.user_agent.clone(),
+        origin: client.origin.clone(),
+        tls: client.tls,
+        sse: ap
+            .as_ref()
+            .map(|ap| encryption_name(&ap.spec.encryption).to_string()),
+        signature_sha256: None,
+        instance: state.instance().to_string(),
+    };
+    let outcome = match ap {
+        None => Err(ApiError::NotFound),
+        Some(ap) => decide(state, principal, client, &ap, req, now, &mut record).await,
+    };
+    match &outcome {
+        Ok(_) => {
+            record.decision = Decision::Allow;
+            record.reason = "allowed".into();
+        }
+        Err(e) => record.reason = e.code().to_string(),
+    }
+    (outcome, record)
+}
+
+async fn decide(
+    state: &AppState,
+    principal: &Principal,
+    client: &ClientInfo,
+    ap: &CompiledAccessPoint,
+    req: &PresignRequest,
+    now: SystemTime,
+    record: &mut AuditRecord,
+) -> Result<PresignResponse, ApiError> {
+    let spec = &ap.spec;
+    let cidrs = &spec.network.allowed_cidrs;
+    if !cidrs.is_empty()
+        && !client
+            .ip
+            .is_some_and(|ip| cidrs.iter().any(|n| n.contains(&ip)))
+    {
+        return Err(ApiError::NetworkDenied);
+    }
+
+    let full_key = policy::validate_key(&spec.prefix, &req.key)
+        .map_err(|e| ApiError::InvalidKey(e.to_string()))?;
+    record.key = Some(full_key.clone());
+
+    match policy::evaluate(ap, principal, req.operation, &req.key) {
+        policy::Decision::Allow => {}
+        policy::Decision::Deny(DenyReason::MfaRequired) => return Err(ApiError::MfaRequired),
+        policy::Decision::Deny(_) => return Err(ApiError::Forbidden),
+    }
+
+    check_fields_for_operation(req)?;
+    let expires_in = policy::resolve_expires(spec, req.expires_in)?;
+    policy::check_metadata(&req.metadata)?;
+    if req.operation == Operation::Put {
+        policy::check_upload(
+            spec,
+            &UploadRequest {
+                content_type: req.content_type.as_deref(),
+                content_length: req.content_length,
+                checksum_sha256: req.checksum_sha256.as_deref(),
+                metadata: &req.metadata,
+            },
+        )?;
+    }
+    // SSE-C sends the customer's key in headers: only ever over TLS, both legs.
+    if matches!(spec.encryption, Encryption::SseC) && !client.tls {
+        return Err(ApiError::HttpsRequired);
+    }
+
+    let signed: Presigned = state
+        .signer()
+        .presign(&SignRequest {
+            operation: req.operation,
+            target: &ap.target,
+            key: &full_key,
+            expires_in: Duration::from_secs(u64::from(expires_in)),
+            now,
+            encryption: &spec.encryption,
+            content_type: req.content_type.as_deref(),
+            content_length: req.content_length,
+            checksum_sha256: req.checksum_sha256.as_deref(),
+            metadata: &req.metadata,
+            response_content_disposition: req.response_content_disposition.as_deref(),
+            response_content_type: req.response_content_type.as_deref(),
+        })
+        .await
+        .map_err(|e| match e {
+            crate::sign::SignError::InsecureUrl => ApiError::HttpsRequired,
+            other => ApiError::Unavailable(other.to_string()),
+        })?;
+    if matches!(spec.encryption, Encryption::SseC) && !signed.url.starts_with("https://") {
+        return Err(ApiError::HttpsRequired);
+    }
+    record.expires_at = Some(signed.expires_at);
+    record.signature_sha256 = Some(signature_sha256(&signed.signature));
+    Ok(PresignResponse {
+        url: signed.url,
+        method: signed.method,
+        headers: signed.headers,
+        expires_at: signed.expires_at,
+        access_point: spec.name.clone(),
+        bucket: ap.target.sdk_bucket().to_string(),
+        key: full_key,
+        request_id: client.request_id.clone(),
+        expires_clamped: signed.clamped,
+    })
+}
+
+/// Upload fields belong to `put`, response overrides to `get`: anything else is a mistake the
+/// caller should hear about rather than a silently unsigned header.
+fn check_fields_for_operation(req: &PresignRequest) -> Result<(), ApiError> {
+    let upload_fields = req.content_type.is_some()
+        || req.content_length.is_some()
+        || req.checksum_sha256.is_some()
+        || !req.metadata.is_empty();
+    if req.operation != Operation::Put && upload_fields {
+        return Err(ApiError::InvalidRequest(
+            "content_type, content_length, checksum_sha256 and metadata apply to put only".into(),
+        ));
+    }
+    let overrides = [
+        &req.response_content_disposition,
+        &req.response_content_type,
+    ];
+    if req.operation != Operation::Get && overrides.iter().any(|o| o.is_some()) {
+        return Err(ApiError::InvalidRequest(
+            "response_content_disposition and response_content_type apply to get only".into(),
+        ));
+    }
+    for value in overrides.into_iter().flatten() {
+        if value.is_empty()
+            || value.len() > MAX_RESPONSE_HEADER_PARAM
+            || value.chars().any(char::is_control)
+        {
+            return Err(ApiError::InvalidRequest(format!(
+                "response overrides must be 1 to {MAX_RESPONSE_HEADER_PARAM} bytes without control characters"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn encryption_name(e: &Encryption) -> &'static str {
+    match e {
+        Encryption::None => "none",
+        Encryption::SseS3 => "sse-s3",
+        Encryption::SseKms { .. } => "sse-kms",
+        Encryption::SseC => "sse-c",
+    }
+}
+
+/// An access point name as the caller typed it, bounded for the audit record.
+fn bounded(name: &str) -> String {
+    name.chars().filter(|c| !c.is_control()).take(128).collect()
+}

@@ -1,0 +1,22 @@
+//! presignd: time-bounded S3 presigned URLs for JWT-authenticated users, under per-group
+//! access-point rules, with an audit record of every decision.
+//!
+//! The request path: `http::extract` (principal) → `policy` (access point, key, rules) →
+//! `sign` → `audit` → response.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod audit;
+pub mod auth;
+pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod policy;
+pub mod principal;
+pub mod sign;
+pub mod state;
+pub mod store;
+
+pub use app::App;
+pub use principal::Principal;

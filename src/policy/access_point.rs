@@ -1,0 +1,402 @@
+//! The access point spec: the admin API's JSON and `presignd apply -f`'s YAML/TOML shape.
+//!
+//! Every struct denies unknown fields so that a typo (`require_mfa` spelled `requires_mfa`)
+//! is an error instead of a silently weaker policy.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessPointSpec {
+    pub name: String,
+    /// A bucket name, an S3 access point ARN or an S3 Object Lambda access point ARN.
+    pub bucket: String,
+    #[serde(default)]
+    pub prefix: String,
+    #[serde(default = "default_expires_in")]
+    pub default_expires_in: u32,
+    #[serde(default = "max_expires_in")]
+    pub max_expires_in: u32,
+    #[serde(default)]
+    pub encryption: Encryption,
+    #[serde(default)]
+    pub upload: UploadConstraints,
+    #[serde(default)]
+    pub cors_origins: Vec<String>,
+    #[serde(default)]
+    pub network: NetworkRestriction,
+    pub rules: Vec<Rule>,
+}
+
+fn default_expires_in() -> u32 {
+    300
+}
+
+fn max_expires_in() -> u32 {
+    3600
+}
+
+/// Server-side encryption applied to every PUT URL the access point issues.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Encryption {
+    #[default]
+    None,
+    SseS3,
+    SseKms {
+        kms_key_id: String,
+    },
+    SseC,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UploadConstraints {
+    /// When set, every PUT must declare (and sign) its length, at most this many bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_content_length: Option<u64>,
+    /// Allowed media types: `image/png`, `image/*`, `*/*`. Empty: any.
+    pub content_types: Vec<String>,
+    /// Every PUT must carry a signed `x-amz-checksum-sha256`.
+    pub require_checksum: bool,
+    /// Metadata names (without `x-amz-meta-`) every PUT must carry, e.g. client-side
+    /// encryption markers.
+    pub required_metadata: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkRestriction {
+    /// Caller addresses allowed to use the access point. Empty: any.
+    pub allowed_cidrs: Vec<ipnet::IpNet>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    pub effect: Effect,
+    /// Group names; `"*"` means any authenticated principal.
+    pub groups: Vec<String>,
+    pub operations: Vec<OperationPattern>,
+    /// Glob patterns relative to the access point's prefix.
+    #[serde(default = "any_key")]
+    pub keys: Vec<String>,
+    /// On an allow rule: grants only to MFA-bearing tokens. On a deny rule: denies only
+    /// tokens without MFA ("deny unless MFA").
+    #[serde(default)]
+    pub require_mfa: bool,
+}
+
+fn any_key() -> Vec<String> {
+    vec!["*".to_string()]
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Effect {
+    Allow,
+    Deny,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Operation {
+    Get,
+    Put,
+    Delete,
+}
+
+impl Operation {
+    pub const ALL: [Operation; 3] = [Operation::Get, Operation::Put, Operation::Delete];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Get => "get",
+            Operation::Put => "put",
+            Operation::Delete => "delete",
+        }
+    }
+
+    pub fn http_method(self) -> &'static str {
+        match self {
+            Operation::Get => "GET",
+            Operation::Put => "PUT",
+            Operation::Delete => "DELETE",
+        }
+    }
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown operation {0:?}: expected get, put, delete (or * in a rule)")]
+pub struct UnknownOperation(pub String);
+
+impl FromStr for Operation {
+    type Err = UnknownOperation;
+
+    fn from_str(s: &str) -> Result<Operation, UnknownOperation> {
+        match s {
+            "get" => Ok(Operation::Get),
+            "put" => Ok(Operation::Put),
+            "delete" => Ok(Operation::Delete),
+            other => Err(UnknownOperation(other.to_string())),
+        }
+    }
+}
+
+/// An entry of a rule's `operations`: `"*"` or one operation, written as the plain string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OperationPattern {
+    Any,
+    Op(Operation),
+}
+
+impl OperationPattern {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OperationPattern::Any => "*",
+            OperationPattern::Op(op) => op.as_str(),
+        }
+    }
+
+    pub fn matches(self, op: Operation) -> bool {
+        match self {
+            OperationPattern::Any => true,
+            OperationPattern::Op(o) => o == op,
+        }
+    }
+}
+
+impl fmt::Display for OperationPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for OperationPattern {
+    type Err = UnknownOperation;
+
+    fn from_str(s: &str) -> Result<OperationPattern, UnknownOperation> {
+        if s == "*" {
+            Ok(OperationPattern::Any)
+        } else {
+            s.parse().map(OperationPattern::Op)
+        }
+    }
+}
+
+impl Serialize for OperationPattern {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for OperationPattern {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(deserializer)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The example access point of DESIGN.md §5, verbatim.
+    pub(crate) const DESIGN_EXAMPLE_YAML: &str = r#"
+access_points:
+  - name: avatars
+    bucket: acme-user-content            # or an access point / Object Lambda access point ARN
+    prefix: avatars/
+    default_expires_in: 300
+    max_expires_in: 3600
+    encryption: { mode: sse-s3 }         # none | sse-s3 | sse-kms (+ kms_key_id) | sse-c
+    upload: { max_content_length: 5242880, content_types: ["image/*"] }
+    cors_origins: ["https://app.example.com"]
+    network: { allowed_cidrs: [] }       # empty: any network
+    rules:
+      - { effect: allow, groups: ["users"], operations: ["put", "get"], keys: ["${jwt:sub}/*"] }
+      - { effect: allow, groups: ["moderators"], operations: ["get"], keys: ["*"] }
+      - { effect: allow, groups: ["moderators"], operations: ["delete"], keys: ["*"], require_mfa: true }
+      - { effect: deny, groups: ["suspended"], operations: ["*"] }
+"#;
+
+    #[derive(Deserialize)]
+    struct File {
+        access_points: Vec<AccessPointSpec>,
+    }
+
+    fn design_example() -> AccessPointSpec {
+        let mut file: File = serde_yaml_ng::from_str(DESIGN_EXAMPLE_YAML).expect("yaml parses");
+        assert_eq!(file.access_points.len(), 1);
+        file.access_points.remove(0)
+    }
+
+    #[test]
+    fn design_example_yaml_parses_with_defaults() {
+        let ap = design_example();
+        assert_eq!(ap.name, "avatars");
+        assert_eq!(ap.bucket, "acme-user-content");
+        assert_eq!(ap.prefix, "avatars/");
+        assert_eq!(ap.encryption, Encryption::SseS3);
+        assert_eq!(ap.upload.max_content_length, Some(5_242_880));
+        assert_eq!(ap.upload.content_types, vec!["image/*"]);
+        assert!(!ap.upload.require_checksum);
+        assert!(ap.network.allowed_cidrs.is_empty());
+        assert_eq!(ap.rules.len(), 4);
+        assert_eq!(
+            ap.rules[0].operations,
+            vec![
+                OperationPattern::Op(Operation::Put),
+                OperationPattern::Op(Operation::Get)
+            ]
+        );
+        assert!(ap.rules[2].require_mfa);
+        assert_eq!(ap.rules[3].effect, Effect::Deny);
+        assert_eq!(ap.rules[3].operations, vec![OperationPattern::Any]);
+        // keys default to "*"
+        assert_eq!(ap.rules[3].keys, vec!["*"]);
+        assert_eq!(ap.validate(), Ok(()));
+    }
+
+    #[test]
+    fn toml_apply_file_parses() {
+        let file: File = toml::from_str(
+            r#"
+[[access_points]]
+name = "reports"
+bucket = "arn:aws:s3:us-east-1:123456789012:accesspoint/reports"
+encryption = { mode = "sse-kms", kms_key_id = "alias/reports" }
+
+[[access_points.rules]]
+effect = "allow"
+groups = ["finance"]
+operations = ["get"]
+"#,
+        )
+        .expect("toml parses");
+        let ap = &file.access_points[0];
+        assert_eq!(
+            ap.encryption,
+            Encryption::SseKms {
+                kms_key_id: "alias/reports".into()
+            }
+        );
+        assert_eq!(ap.rules[0].keys, vec!["*"]);
+        assert_eq!(ap.validate(), Ok(()));
+    }
+
+    #[test]
+    fn json_round_trip_is_lossless() {
+        let mut ap = design_example();
+        ap.encryption = Encryption::SseKms {
+            kms_key_id: "arn:aws:kms:us-east-1:123456789012:key/abc".into(),
+        };
+        ap.upload.required_metadata = vec!["cse-alg".into()];
+        ap.network.allowed_cidrs = vec!["10.0.0.0/8".parse().expect("cidr")];
+        let json = serde_json::to_string(&ap).expect("serialize");
+        let back: AccessPointSpec = serde_json::from_str(&json).expect("deserialize");
+        assert_eq!(back, ap);
+        let yaml = serde_yaml_ng::to_string(&ap).expect("serialize yaml");
+        let back: AccessPointSpec = serde_yaml_ng::from_str(&yaml).expect("deserialize yaml");
+        assert_eq!(back, ap);
+    }
+
+    #[test]
+    fn json_shape_uses_plain_strings_and_kebab_case() {
+        let v = serde_json::to_value(design_example()).expect("serialize");
+        assert_eq!(v["encryption"], serde_json::json!({"mode": "sse-s3"}));
+        assert_eq!(
+            v["rules"][0]["operations"],
+            serde_json::json!(["put", "get"])
+        );
+        assert_eq!(v["rules"][3]["operations"], serde_json::json!(["*"]));
+        assert_eq!(v["rules"][3]["effect"], "deny");
+    }
+
+    #[test]
+    fn minimal_json_gets_defaults() {
+        let ap: AccessPointSpec = serde_json::from_str(
+            r#"{"name":"a1","bucket":"bkt","rules":[{"effect":"allow","groups":["*"],"operations":["get"]}]}"#,
+        )
+        .expect("parses");
+        assert_eq!(ap.prefix, "");
+        assert_eq!(ap.default_expires_in, 300);
+        assert_eq!(ap.max_expires_in, 3600);
+        assert_eq!(ap.encryption, Encryption::None);
+        assert_eq!(ap.upload, UploadConstraints::default());
+        assert_eq!(ap.rules[0].keys, vec!["*"]);
+        assert!(!ap.rules[0].require_mfa);
+    }
+
+    #[test]
+    fn encryption_modes_parse() {
+        let cases = [
+            (r#"{"mode":"none"}"#, Encryption::None),
+            (r#"{"mode":"sse-s3"}"#, Encryption::SseS3),
+            (r#"{"mode":"sse-c"}"#, Encryption::SseC),
+            (
+                r#"{"mode":"sse-kms","kms_key_id":"k1"}"#,
+                Encryption::SseKms {
+                    kms_key_id: "k1".into(),
+                },
+            ),
+        ];
+        for (json, want) in cases {
+            let got: Encryption = serde_json::from_str(json).expect(json);
+            assert_eq!(got, want, "{json}");
+        }
+        for bad in [
+            r#"{"mode":"aes"}"#,
+            r#"{"mode":"sse-kms"}"#,
+            r#"{"mode":"sse-kms","kms_key_id":"k","extra":1}"#,
+            r#"{}"#,
+        ] {
+            assert!(serde_json::from_str::<Encryption>(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected_everywhere() {
+        let base = r#"{"name":"a1","bucket":"bkt","rules":[{"effect":"allow","groups":["*"],"operations":["get"]}]"#;
+        for extra in [
+            r#","bogus":1}"#,
+            r#","upload":{"max_size":1}}"#,
+            r#","network":{"cidrs":[]}}"#,
+        ] {
+            let json = format!("{base}{extra}");
+            assert!(
+                serde_json::from_str::<AccessPointSpec>(&json).is_err(),
+                "{json}"
+            );
+        }
+        let rule = r#"{"effect":"allow","groups":["*"],"operations":["get"],"requires_mfa":true}"#;
+        assert!(serde_json::from_str::<Rule>(rule).is_err());
+    }
+
+    #[test]
+    fn operations_parse_display_and_reject_unknown() {
+        for op in Operation::ALL {
+            assert_eq!(op.as_str().parse::<Operation>(), Ok(op));
+            assert_eq!(op.to_string(), op.as_str());
+        }
+        assert_eq!(Operation::Delete.http_method(), "DELETE");
+        assert_eq!(Operation::Get.http_method(), "GET");
+        assert_eq!(Operation::Put.http_method(), "PUT");
+        assert!("GET".parse::<Operation>().is_err());
+        assert!(serde_json::from_str::<OperationPattern>(r#""list""#).is_err());
+        assert!(serde_json::from_str::<Operation>(r#""*""#).is_err());
+        assert_eq!(
+            serde_json::from_str::<OperationPattern>(r#""*""#).expect("star"),
+            OperationPattern::Any
+        );
+    }
+}

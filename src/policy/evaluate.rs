@@ -1,0 +1,465 @@
+//! IAM-style rule evaluation: an applicable deny wins, then any allow, else implicit deny.
+
+use serde::Serialize;
+
+use super::Effect;
+use super::Operation;
+use super::compiled::{CompiledAccessPoint, CompiledRule};
+use crate::Principal;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Decision {
+    Allow,
+    Deny(DenyReason),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DenyReason {
+    ExplicitDeny,
+    ImplicitDeny,
+    MfaRequired,
+}
+
+impl DenyReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DenyReason::ExplicitDeny => "explicit_deny",
+            DenyReason::ImplicitDeny => "implicit_deny",
+            DenyReason::MfaRequired => "mfa_required",
+        }
+    }
+}
+
+impl CompiledRule {
+    fn groups_match(&self, p: &Principal) -> bool {
+        self.any_group || self.groups.iter().any(|g| p.in_group(g))
+    }
+
+    fn op_matches(&self, op: Operation) -> bool {
+        self.operations.iter().any(|o| o.matches(op))
+    }
+
+    fn key_matches(&self, key: &str, sub: &str) -> bool {
+        self.keys.iter().any(|k| k.matches(key, sub))
+    }
+
+    /// Could this allow rule grant `op` at all (ignoring keys and the caller's MFA)?
+    fn can_grant(&self, ap: &CompiledAccessPoint, op: Operation) -> bool {
+        self.effect == Effect::Allow
+            && self.op_matches(op)
+            // MFA Delete: only a rule that demands MFA grants delete, even via "*".
+            && (op != Operation::Delete || self.require_mfa)
+            // Object Lambda access points transform GETs; nothing else goes through them.
+            && (op == Operation::Get || !ap.target.is_object_lambda())
+    }
+
+    /// A deny applies to callers in its groups; "deny unless MFA" spares MFA-bearing ones.
+    fn deny_applies(&self, p: &Principal, mfa: bool, op: Operation) -> bool {
+        self.effect == Effect::Deny
+            && self.groups_match(p)
+            && self.op_matches(op)
+            && !(self.require_mfa && mfa)
+    }
+}
+
+/// Decides whether `p` may do `op` on `key` (relative to the prefix, already validated).
+pub fn evaluate(ap: &CompiledAccessPoint, p: &Principal, op: Operation, key: &str) -> Decision {
+    match decide(ap, p, p.mfa, op, key) {
+        Decision::Allow => Decision::Allow,
+        // Denied, but the same caller with MFA would be allowed: tell them what is missing.
+        Decision::Deny(_) if !p.mfa && decide(ap, p, true, op, key) == Decision::Allow => {
+            Decision::Deny(DenyReason::MfaRequired)
+        }
+        deny => deny,
+    }
+}
+
+/// The plain IAM decision for `p` as if its MFA status were `mfa`.
+fn decide(
+    ap: &CompiledAccessPoint,
+    p: &Principal,
+    mfa: bool,
+    op: Operation,
+    key: &str,
+) -> Decision {
+    let sub = p.sub.as_str();
+    if ap
+        .rules
+        .iter()
+        .any(|r| r.deny_applies(p, mfa, op) && r.key_matches(key, sub))
+    {
+        return Decision::Deny(DenyReason::ExplicitDeny);
+    }
+    let granted = ap.rules.iter().any(|r| {
+        r.can_grant(ap, op)
+            && r.groups_match(p)
+            && (mfa || !r.require_mfa)
+            && r.key_matches(key, sub)
+    });
+    if granted {
+        Decision::Allow
+    } else {
+        Decision::Deny(DenyReason::ImplicitDeny)
+    }
+}
+
+/// Whether the access point exists for `p` at all: some allow rule names one of its groups.
+/// Callers answer 404 otherwise.
+pub fn can_see(ap: &CompiledAccessPoint, p: &Principal) -> bool {
+    ap.rules
+        .iter()
+        .any(|r| r.effect == Effect::Allow && r.groups_match(p))
+}
+
+/// The operations `p` may do on some key, for discovery. An approximation from above, except
+/// that a deny on every key (`"*"`) is subtracted.
+pub fn allowed_operations(ap: &CompiledAccessPoint, p: &Principal) -> Vec<Operation> {
+    Operation::ALL
+        .into_iter()
+        .filter(|&op| {
+            ap.rules
+                .iter()
+                .any(|r| r.can_grant(ap, op) && r.groups_match(p) && (p.mfa || !r.require_mfa))
+        })
+        .filter(|&op| {
+            !ap.rules
+                .iter()
+                .any(|r| r.deny_applies(p, p.mfa, op) && r.keys.iter().any(|k| k.as_str() == "*"))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{AccessPointSpec, OperationPattern, Rule};
+
+    const GET: OperationPattern = OperationPattern::Op(Operation::Get);
+    const PUT: OperationPattern = OperationPattern::Op(Operation::Put);
+    const DELETE: OperationPattern = OperationPattern::Op(Operation::Delete);
+    const ANY: OperationPattern = OperationPattern::Any;
+
+    fn rule(
+        effect: Effect,
+        groups: &[&str],
+        ops: &[OperationPattern],
+        keys: &[&str],
+        require_mfa: bool,
+    ) -> Rule {
+        Rule {
+            effect,
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            operations: ops.to_vec(),
+            keys: keys.iter().map(|k| k.to_string()).collect(),
+            require_mfa,
+        }
+    }
+
+    fn ap_on(bucket: &str, rules: Vec<Rule>) -> CompiledAccessPoint {
+        CompiledAccessPoint::compile(AccessPointSpec {
+            name: "ap".into(),
+            bucket: bucket.into(),
+            prefix: "users/".into(),
+            default_expires_in: 300,
+            max_expires_in: 3600,
+            encryption: Default::default(),
+            upload: Default::default(),
+            cors_origins: vec![],
+            network: Default::default(),
+            rules,
+        })
+        .expect("valid spec")
+    }
+
+    fn build(rules: Vec<Rule>) -> CompiledAccessPoint {
+        ap_on("bucket", rules)
+    }
+
+    /// The rules of DESIGN.md's example access point.
+    fn design() -> CompiledAccessPoint {
+        build(vec![
+            rule(
+                Effect::Allow,
+                &["users"],
+                &[PUT, GET],
+                &["${jwt:sub}/*"],
+                false,
+            ),
+            rule(Effect::Allow, &["moderators"], &[GET], &["*"], false),
+            rule(Effect::Allow, &["moderators"], &[DELETE], &["*"], true),
+            rule(Effect::Deny, &["suspended"], &[ANY], &["*"], false),
+        ])
+    }
+
+    fn who(sub: &str, groups: &[&str], mfa: bool) -> Principal {
+        Principal {
+            sub: sub.into(),
+            iss: "https://idp.example.com/".into(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            mfa,
+            issued_at: None,
+            expires_at: 0,
+            jti: None,
+        }
+    }
+
+    const ALLOW: Decision = Decision::Allow;
+    const EXPLICIT: Decision = Decision::Deny(DenyReason::ExplicitDeny);
+    const IMPLICIT: Decision = Decision::Deny(DenyReason::ImplicitDeny);
+    const MFA: Decision = Decision::Deny(DenyReason::MfaRequired);
+
+    #[test]
+    fn subject_variable_confines_users_to_their_folder() {
+        let ap = design();
+        let alice = who("alice", &["users"], false);
+        assert_eq!(
+            evaluate(&ap, &alice, Operation::Put, "alice/avatar.png"),
+            ALLOW
+        );
+        assert_eq!(evaluate(&ap, &alice, Operation::Get, "alice/a/b/c"), ALLOW);
+        assert_eq!(evaluate(&ap, &alice, Operation::Get, "alice2/x"), IMPLICIT);
+        assert_eq!(evaluate(&ap, &alice, Operation::Get, "bob/x"), IMPLICIT);
+        assert_eq!(evaluate(&ap, &alice, Operation::Get, "alice"), IMPLICIT);
+    }
+
+    #[test]
+    fn wildcard_subject_matches_only_itself() {
+        let ap = design();
+        let star = who("*", &["users"], false);
+        assert_eq!(evaluate(&ap, &star, Operation::Get, "bob/x"), IMPLICIT);
+        assert_eq!(evaluate(&ap, &star, Operation::Get, "*/x"), ALLOW);
+        let q = who("?", &["users"], false);
+        assert_eq!(evaluate(&ap, &q, Operation::Get, "b/x"), IMPLICIT);
+    }
+
+    #[test]
+    fn explicit_deny_beats_allow() {
+        let ap = design();
+        let both = who("alice", &["users", "suspended"], true);
+        assert_eq!(evaluate(&ap, &both, Operation::Get, "alice/x"), EXPLICIT);
+        let moderator = who("m", &["moderators", "suspended"], true);
+        assert_eq!(evaluate(&ap, &moderator, Operation::Delete, "x"), EXPLICIT);
+    }
+
+    #[test]
+    fn deny_is_scoped_by_operation_and_key() {
+        let ap = build(vec![
+            rule(Effect::Allow, &["*"], &[ANY], &["*"], false),
+            rule(Effect::Deny, &["*"], &[PUT], &["readonly/*"], false),
+        ]);
+        let p = who("u", &[], false);
+        assert_eq!(evaluate(&ap, &p, Operation::Put, "readonly/x"), EXPLICIT);
+        assert_eq!(evaluate(&ap, &p, Operation::Get, "readonly/x"), ALLOW);
+        assert_eq!(evaluate(&ap, &p, Operation::Put, "other/x"), ALLOW);
+    }
+
+    #[test]
+    fn no_matching_allow_is_an_implicit_deny() {
+        let ap = design();
+        assert_eq!(
+            evaluate(&ap, &who("x", &["guests"], true), Operation::Get, "x/y"),
+            IMPLICIT
+        );
+        assert_eq!(
+            evaluate(&ap, &who("x", &[], false), Operation::Get, "x/y"),
+            IMPLICIT
+        );
+        // users may not delete, not even their own objects
+        assert_eq!(
+            evaluate(&ap, &who("a", &["users"], true), Operation::Delete, "a/x"),
+            IMPLICIT
+        );
+    }
+
+    #[test]
+    fn star_group_means_any_authenticated_principal() {
+        let ap = build(vec![rule(
+            Effect::Allow,
+            &["*"],
+            &[GET],
+            &["public/*"],
+            false,
+        )]);
+        assert_eq!(
+            evaluate(&ap, &who("x", &[], false), Operation::Get, "public/a"),
+            ALLOW
+        );
+        assert!(can_see(&ap, &who("x", &[], false)));
+    }
+
+    #[test]
+    fn delete_without_mfa_is_mfa_required() {
+        let ap = design();
+        let m = who("m", &["moderators"], false);
+        assert_eq!(evaluate(&ap, &m, Operation::Delete, "x"), MFA);
+        assert_eq!(MFA, Decision::Deny(DenyReason::MfaRequired));
+        assert_eq!(DenyReason::MfaRequired.as_str(), "mfa_required");
+    }
+
+    #[test]
+    fn delete_with_mfa_and_a_require_mfa_rule_is_allowed() {
+        let ap = design();
+        assert_eq!(
+            evaluate(
+                &ap,
+                &who("m", &["moderators"], true),
+                Operation::Delete,
+                "x"
+            ),
+            ALLOW
+        );
+    }
+
+    #[test]
+    fn delete_via_star_without_require_mfa_is_never_granted() {
+        let ap = build(vec![rule(Effect::Allow, &["*"], &[ANY], &["*"], false)]);
+        for mfa in [false, true] {
+            let p = who("u", &["users"], mfa);
+            assert_eq!(
+                evaluate(&ap, &p, Operation::Delete, "x"),
+                IMPLICIT,
+                "mfa={mfa}"
+            );
+            assert_eq!(evaluate(&ap, &p, Operation::Put, "x"), ALLOW);
+        }
+        // With require_mfa the same "*" rule grants delete, but only with MFA.
+        let ap = build(vec![rule(Effect::Allow, &["*"], &[ANY], &["*"], true)]);
+        assert_eq!(
+            evaluate(&ap, &who("u", &[], true), Operation::Delete, "x"),
+            ALLOW
+        );
+        assert_eq!(
+            evaluate(&ap, &who("u", &[], false), Operation::Delete, "x"),
+            MFA
+        );
+    }
+
+    #[test]
+    fn require_mfa_allow_rule_needs_mfa_for_any_operation() {
+        let ap = build(vec![rule(Effect::Allow, &["*"], &[ANY], &["*"], true)]);
+        assert_eq!(
+            evaluate(&ap, &who("u", &[], false), Operation::Get, "x"),
+            MFA
+        );
+        assert_eq!(
+            evaluate(&ap, &who("u", &[], true), Operation::Get, "x"),
+            ALLOW
+        );
+    }
+
+    #[test]
+    fn deny_unless_mfa() {
+        let ap = build(vec![
+            rule(Effect::Allow, &["*"], &[GET, PUT], &["*"], false),
+            rule(Effect::Deny, &["*"], &[PUT], &["*"], true),
+        ]);
+        assert_eq!(
+            evaluate(&ap, &who("u", &[], true), Operation::Put, "x"),
+            ALLOW
+        );
+        // Denied, and MFA is exactly what would lift it.
+        assert_eq!(
+            evaluate(&ap, &who("u", &[], false), Operation::Put, "x"),
+            MFA
+        );
+        assert_eq!(
+            evaluate(&ap, &who("u", &[], false), Operation::Get, "x"),
+            ALLOW
+        );
+
+        // An unconditional deny stays an explicit deny, with or without MFA.
+        let ap = build(vec![
+            rule(Effect::Allow, &["*"], &[GET], &["*"], false),
+            rule(Effect::Deny, &["*"], &[GET], &["*"], true),
+            rule(Effect::Deny, &["banned"], &[GET], &["*"], false),
+        ]);
+        assert_eq!(
+            evaluate(&ap, &who("u", &["banned"], false), Operation::Get, "x"),
+            EXPLICIT
+        );
+        assert_eq!(
+            evaluate(&ap, &who("u", &["banned"], true), Operation::Get, "x"),
+            EXPLICIT
+        );
+    }
+
+    #[test]
+    fn object_lambda_grants_get_only() {
+        let olap = "arn:aws:s3-object-lambda:us-east-1:123456789012:accesspoint/olap";
+        let ap = ap_on(
+            olap,
+            vec![rule(Effect::Allow, &["*"], &[ANY], &["*"], true)],
+        );
+        let p = who("u", &[], true);
+        assert_eq!(evaluate(&ap, &p, Operation::Get, "x"), ALLOW);
+        assert_eq!(evaluate(&ap, &p, Operation::Put, "x"), IMPLICIT);
+        assert_eq!(evaluate(&ap, &p, Operation::Delete, "x"), IMPLICIT);
+        assert_eq!(allowed_operations(&ap, &p), [Operation::Get]);
+    }
+
+    #[test]
+    fn can_see_needs_an_allow_rule_for_one_of_the_groups() {
+        let ap = design();
+        assert!(can_see(&ap, &who("a", &["users"], false)));
+        assert!(can_see(&ap, &who("m", &["moderators"], false)));
+        // Named only by a deny rule: not visible.
+        assert!(!can_see(&ap, &who("s", &["suspended"], false)));
+        assert!(!can_see(&ap, &who("g", &["guests"], false)));
+    }
+
+    #[test]
+    fn allowed_operations_per_principal() {
+        let ap = design();
+        assert_eq!(
+            allowed_operations(&ap, &who("a", &["users"], true)),
+            [Operation::Get, Operation::Put]
+        );
+        assert_eq!(
+            allowed_operations(&ap, &who("m", &["moderators"], false)),
+            [Operation::Get]
+        );
+        assert_eq!(
+            allowed_operations(&ap, &who("m", &["moderators"], true)),
+            [Operation::Get, Operation::Delete]
+        );
+        assert!(allowed_operations(&ap, &who("s", &["users", "suspended"], true)).is_empty());
+        assert!(allowed_operations(&ap, &who("g", &["guests"], true)).is_empty());
+    }
+
+    #[test]
+    fn allowed_operations_subtracts_only_denies_on_every_key() {
+        let ap = build(vec![
+            rule(Effect::Allow, &["*"], &[GET, PUT], &["*"], false),
+            rule(Effect::Deny, &["*"], &[PUT], &["*"], false),
+            rule(Effect::Deny, &["*"], &[GET], &["secret/*"], false),
+        ]);
+        assert_eq!(
+            allowed_operations(&ap, &who("u", &[], false)),
+            [Operation::Get]
+        );
+        // "deny unless MFA" on every key blocks put only without MFA
+        let ap = build(vec![
+            rule(Effect::Allow, &["*"], &[GET, PUT], &["*"], false),
+            rule(Effect::Deny, &["*"], &[PUT], &["*"], true),
+        ]);
+        assert_eq!(
+            allowed_operations(&ap, &who("u", &[], false)),
+            [Operation::Get]
+        );
+        assert_eq!(
+            allowed_operations(&ap, &who("u", &[], true)),
+            [Operation::Get, Operation::Put]
+        );
+    }
+
+    #[test]
+    fn deny_reason_codes() {
+        assert_eq!(DenyReason::ExplicitDeny.as_str(), "explicit_deny");
+        assert_eq!(DenyReason::ImplicitDeny.as_str(), "implicit_deny");
+        assert_eq!(
+            serde_json::to_value(DenyReason::ImplicitDeny).expect("json"),
+            "implicit_deny"
+        );
+    }
+}

@@ -1,0 +1,31 @@
+//! Access points, rules, key validation: pure, no I/O.
+//!
+//! - `access_point`: the spec as users write it (JSON/YAML/TOML), `validate` its checks;
+//! - `target`: the bucket or access point ARN an access point signs for;
+//! - `key` and `glob`: object keys and the patterns rules match them with;
+//! - `compiled`: validated access points ready to evaluate, and the catalog of them;
+//! - `evaluate`: the IAM-style decision; `request`: per-request limits (expiry, uploads).
+
+mod access_point;
+mod compiled;
+mod evaluate;
+mod glob;
+mod key;
+mod request;
+mod target;
+mod validate;
+
+pub use access_point::{
+    AccessPointSpec, Effect, Encryption, NetworkRestriction, Operation, OperationPattern, Rule,
+    UnknownOperation, UploadConstraints,
+};
+pub use compiled::{Catalog, CompiledAccessPoint};
+pub use evaluate::{Decision, DenyReason, allowed_operations, can_see, evaluate};
+pub use glob::{GlobError, KeyPattern};
+pub use key::{KeyError, MAX_KEY_BYTES, validate_key};
+pub use request::{
+    ConstraintError, MAX_EXPIRES_IN, MAX_METADATA_BYTES, MAX_SINGLE_PUT_BYTES, UploadRequest,
+    check_metadata, check_upload, content_type_allowed, resolve_expires,
+};
+pub use target::{Arn, Target, TargetError};
+pub use validate::{FieldError, MAX_PREFIX_BYTES, SpecErrors};

@@ -1,0 +1,560 @@
+//! `AccessPointSpec::validate`: every problem at once, each naming its field.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::glob::KeyPattern;
+use super::key::check_path;
+use super::request::{MAX_EXPIRES_IN, MAX_SINGLE_PUT_BYTES, is_metadata_name, is_token};
+use super::target::{Target, is_dns_label};
+use super::{AccessPointSpec, Effect, Encryption, Operation, OperationPattern};
+
+/// Prefixes leave room under S3's 1024-byte key limit for the key itself.
+pub const MAX_PREFIX_BYTES: usize = 1000;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldError {
+    /// A path into the spec: `name`, `rules[2].keys[0]`, `encryption.kms_key_id`.
+    pub field: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SpecErrors(pub Vec<FieldError>);
+
+impl fmt::Display for SpecErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{}: {}", e.field, e.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for SpecErrors {}
+
+#[derive(Default)]
+struct Errors(Vec<FieldError>);
+
+impl Errors {
+    fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push(FieldError {
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+}
+
+impl AccessPointSpec {
+    pub fn validate(&self) -> Result<(), SpecErrors> {
+        let mut e = Errors::default();
+        if !(1..=63).contains(&self.name.len()) || !is_dns_label(&self.name) {
+            e.add(
+                "name",
+                "must be 1-63 characters of a-z, 0-9 and '-', starting and ending with a letter or digit",
+            );
+        }
+        let target = match self.bucket.parse::<Target>() {
+            Ok(t) => Some(t),
+            Err(err) => {
+                e.add("bucket", err.to_string());
+                None
+            }
+        };
+        if !self.prefix.is_empty() {
+            if self.prefix.len() > MAX_PREFIX_BYTES {
+                e.add(
+                    "prefix",
+                    format!("must be at most {MAX_PREFIX_BYTES} bytes"),
+                );
+            } else if let Err(err) = check_path(&self.prefix) {
+                // The same rules as keys; the messages say "key", here it is the prefix.
+                e.add("prefix", err.to_string().replacen("key", "prefix", 1));
+            }
+        }
+        self.validate_expiry(&mut e);
+        if let Encryption::SseKms { kms_key_id } = &self.encryption
+            && (kms_key_id.is_empty()
+                || kms_key_id
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control()))
+        {
+            e.add(
+                "encryption.kms_key_id",
+                "must be a non-empty KMS key id, alias or ARN without whitespace",
+            );
+        }
+        self.validate_upload(&mut e);
+        for (i, origin) in self.cors_origins.iter().enumerate() {
+            if let Err(msg) = check_origin(origin) {
+                e.add(format!("cors_origins[{i}]"), msg);
+            }
+        }
+        self.validate_rules(
+            target.as_ref().is_some_and(Target::is_object_lambda),
+            &mut e,
+        );
+        if e.0.is_empty() {
+            Ok(())
+        } else {
+            Err(SpecErrors(e.0))
+        }
+    }
+
+    fn validate_expiry(&self, e: &mut Errors) {
+        if self.max_expires_in > MAX_EXPIRES_IN {
+            e.add(
+                "max_expires_in",
+                format!("must be at most {MAX_EXPIRES_IN} (7 days, SigV4's limit)"),
+            );
+        }
+        if self.max_expires_in < 1 {
+            e.add("max_expires_in", "must be at least 1");
+        }
+        if self.default_expires_in < 1 {
+            e.add("default_expires_in", "must be at least 1");
+        } else if self.default_expires_in > self.max_expires_in {
+            e.add(
+                "default_expires_in",
+                format!("must not exceed max_expires_in ({})", self.max_expires_in),
+            );
+        }
+    }
+
+    fn validate_upload(&self, e: &mut Errors) {
+        let upload = &self.upload;
+        match upload.max_content_length {
+            Some(0) => e.add("upload.max_content_length", "must be at least 1"),
+            Some(n) if n > MAX_SINGLE_PUT_BYTES => e.add(
+                "upload.max_content_length",
+                format!("must be at most {MAX_SINGLE_PUT_BYTES} (5 GiB, S3's single PUT limit)"),
+            ),
+            _ => {}
+        }
+        for (i, ct) in upload.content_types.iter().enumerate() {
+            let ok = match ct.split_once('/') {
+                Some(("*", sub)) => sub == "*",
+                Some((ty, "*")) => is_token(ty) && !ty.contains('*'),
+                Some((ty, sub)) => {
+                    is_token(ty) && is_token(sub) && !ty.contains('*') && !sub.contains('*')
+                }
+                None => false,
+            };
+            if !ok {
+                e.add(
+                    format!("upload.content_types[{i}]"),
+                    "must be type/subtype, type/* or */* (no parameters)",
+                );
+            }
+        }
+        for (i, name) in upload.required_metadata.iter().enumerate() {
+            if !is_metadata_name(name, false) {
+                e.add(
+                    format!("upload.required_metadata[{i}]"),
+                    "must be a non-empty lowercase a-z, 0-9, '-' name, without x-amz-meta-",
+                );
+            }
+        }
+    }
+
+    fn validate_rules(&self, object_lambda: bool, e: &mut Errors) {
+        if self.rules.is_empty() {
+            e.add("rules", "must contain at least one rule");
+        }
+        for (r, rule) in self.rules.iter().enumerate() {
+            let at = |field: &str| format!("rules[{r}].{field}");
+            if rule.groups.is_empty() {
+                e.add(
+                    at("groups"),
+                    "must not be empty (use \"*\" for any authenticated user)",
+                );
+            }
+            for (i, g) in rule.groups.iter().enumerate() {
+                if g.is_empty() || g.chars().any(char::is_control) {
+                    e.add(
+                        at(&format!("groups[{i}]")),
+                        "must be a non-empty group name",
+                    );
+                }
+            }
+            if rule.operations.is_empty() {
+                e.add(at("operations"), "must not be empty");
+            }
+            if rule.keys.is_empty() {
+                e.add(at("keys"), "must not be empty (omit it for \"*\")");
+            }
+            for (i, k) in rule.keys.iter().enumerate() {
+                if let Err(err) = KeyPattern::parse(k) {
+                    e.add(at(&format!("keys[{i}]")), err.to_string());
+                }
+            }
+            if rule.effect == Effect::Deny {
+                continue;
+            }
+            for (i, op) in rule.operations.iter().enumerate() {
+                let OperationPattern::Op(op) = op else {
+                    continue;
+                };
+                if *op == Operation::Delete && !rule.require_mfa {
+                    e.add(
+                        at(&format!("operations[{i}]")),
+                        "delete requires require_mfa: true (MFA Delete)",
+                    );
+                }
+                if object_lambda && *op != Operation::Get {
+                    e.add(
+                        at(&format!("operations[{i}]")),
+                        format!("{op} is not possible on an Object Lambda access point (it serves get only)"),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// A browser origin: `http(s)://host[:port]`, nothing else.
+fn check_origin(origin: &str) -> Result<(), &'static str> {
+    const SHAPE: &str = "must be an origin such as https://app.example.com (scheme, host, optional port; no path, no '*')";
+    let rest = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"))
+        .ok_or(SHAPE)?;
+    // An IPv6 literal host contains ':' itself.
+    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+        let (addr, after) = v6.split_once(']').ok_or(SHAPE)?;
+        if addr.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(SHAPE);
+        }
+        match after {
+            "" => ("[v6]", None),
+            _ => ("[v6]", Some(after.strip_prefix(':').ok_or(SHAPE)?)),
+        }
+    } else {
+        match rest.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (rest, None),
+        }
+    };
+    // Browsers send origins lowercase; anything else (path, query, '@', '*') never matches.
+    let host_ok = host == "[v6]"
+        || (!host.is_empty()
+            && host.split('.').all(|label| !label.is_empty())
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.'));
+    if !host_ok {
+        return Err(SHAPE);
+    }
+    if let Some(port) = port {
+        let valid = !port.is_empty()
+            && port.bytes().all(|b| b.is_ascii_digit())
+            && port.parse::<u16>().is_ok_and(|p| p > 0);
+        if !valid {
+            return Err(SHAPE);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{Rule, UploadConstraints};
+
+    fn rule(effect: Effect, ops: &[OperationPattern], keys: &[&str], require_mfa: bool) -> Rule {
+        Rule {
+            effect,
+            groups: vec!["users".into()],
+            operations: ops.to_vec(),
+            keys: keys.iter().map(|k| k.to_string()).collect(),
+            require_mfa,
+        }
+    }
+
+    const GET: OperationPattern = OperationPattern::Op(Operation::Get);
+    const PUT: OperationPattern = OperationPattern::Op(Operation::Put);
+    const DELETE: OperationPattern = OperationPattern::Op(Operation::Delete);
+
+    fn valid() -> AccessPointSpec {
+        AccessPointSpec {
+            name: "avatars".into(),
+            bucket: "acme-user-content".into(),
+            prefix: "avatars/".into(),
+            default_expires_in: 300,
+            max_expires_in: 3600,
+            encryption: Encryption::None,
+            upload: UploadConstraints::default(),
+            cors_origins: vec!["https://app.example.com".into()],
+            network: Default::default(),
+            rules: vec![rule(Effect::Allow, &[GET, PUT], &["${jwt:sub}/*"], false)],
+        }
+    }
+
+    fn fields(spec: &AccessPointSpec) -> Vec<String> {
+        match spec.validate() {
+            Ok(()) => vec![],
+            Err(SpecErrors(errs)) => errs.into_iter().map(|e| e.field).collect(),
+        }
+    }
+
+    #[test]
+    fn valid_spec_passes() {
+        assert_eq!(valid().validate(), Ok(()));
+        let mut s = valid();
+        s.prefix = String::new();
+        assert_eq!(s.validate(), Ok(()));
+    }
+
+    #[test]
+    fn name_rules() {
+        for bad in ["", "Avatars", "-a", "a-", "a_b", "a.b", &"a".repeat(64)] {
+            let mut s = valid();
+            s.name = bad.into();
+            assert_eq!(fields(&s), ["name"], "{bad:?}");
+        }
+        for good in ["a", "a-1", "0", &"a".repeat(63)] {
+            let mut s = valid();
+            s.name = good.into();
+            assert_eq!(fields(&s), Vec::<String>::new(), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn bucket_rules() {
+        for bad in [
+            "Bad_Bucket",
+            "arn:aws:s3:us-east-1:1:accesspoint/x",
+            "1.2.3.4",
+        ] {
+            let mut s = valid();
+            s.bucket = bad.into();
+            assert_eq!(fields(&s), ["bucket"], "{bad:?}");
+        }
+        let mut s = valid();
+        s.bucket = "arn:aws-us-gov:s3:us-gov-west-1:123456789012:accesspoint/ap-one".into();
+        assert_eq!(s.validate(), Ok(()));
+    }
+
+    #[test]
+    fn prefix_rules() {
+        for bad in [
+            "/avatars/",
+            "a//b/",
+            "../",
+            "a/./",
+            "a\\b/",
+            "a%2fb/",
+            "a\u{202e}/",
+        ] {
+            let mut s = valid();
+            s.prefix = bad.into();
+            assert_eq!(fields(&s), ["prefix"], "{bad:?}");
+        }
+        let mut s = valid();
+        s.prefix = "p".repeat(1001);
+        assert_eq!(fields(&s), ["prefix"]);
+        s.prefix = "p".repeat(1000);
+        assert_eq!(s.validate(), Ok(()));
+    }
+
+    #[test]
+    fn expiry_rules() {
+        let case = |default: u32, max: u32| {
+            let mut s = valid();
+            s.default_expires_in = default;
+            s.max_expires_in = max;
+            fields(&s)
+        };
+        assert_eq!(case(1, 604_800), Vec::<String>::new());
+        assert_eq!(case(0, 3600), ["default_expires_in"]);
+        assert_eq!(case(3601, 3600), ["default_expires_in"]);
+        assert_eq!(case(300, 604_801), ["max_expires_in"]);
+    }
+
+    #[test]
+    fn kms_key_id_rules() {
+        for bad in ["", "key id", "key\n"] {
+            let mut s = valid();
+            s.encryption = Encryption::SseKms {
+                kms_key_id: bad.into(),
+            };
+            assert_eq!(fields(&s), ["encryption.kms_key_id"], "{bad:?}");
+        }
+        let mut s = valid();
+        s.encryption = Encryption::SseKms {
+            kms_key_id: "alias/presignd".into(),
+        };
+        assert_eq!(s.validate(), Ok(()));
+    }
+
+    #[test]
+    fn upload_rules() {
+        let mut s = valid();
+        s.upload = UploadConstraints {
+            max_content_length: Some(0),
+            content_types: vec![
+                "image/*".into(),
+                "image".into(),
+                "*/png".into(),
+                "text/plain; charset=utf-8".into(),
+                "*/*".into(),
+            ],
+            require_checksum: true,
+            required_metadata: vec!["cse-alg".into(), "X-Amz-Meta-Key".into(), "".into()],
+        };
+        assert_eq!(
+            fields(&s),
+            [
+                "upload.max_content_length",
+                "upload.content_types[1]",
+                "upload.content_types[2]",
+                "upload.content_types[3]",
+                "upload.required_metadata[1]",
+                "upload.required_metadata[2]",
+            ]
+        );
+        s.upload = UploadConstraints {
+            max_content_length: Some(MAX_SINGLE_PUT_BYTES + 1),
+            ..Default::default()
+        };
+        assert_eq!(fields(&s), ["upload.max_content_length"]);
+        s.upload.max_content_length = Some(MAX_SINGLE_PUT_BYTES);
+        assert_eq!(s.validate(), Ok(()));
+    }
+
+    #[test]
+    fn cors_origin_rules() {
+        let good = [
+            "https://app.example.com",
+            "http://localhost:3000",
+            "https://[::1]:8443",
+            "https://10.0.0.1",
+        ];
+        let bad = [
+            "*",
+            "https://*.example.com",
+            "https://app.example.com/",
+            "https://app.example.com/path",
+            "https://app.example.com?q",
+            "https://app.example.com#f",
+            "https://user@app.example.com",
+            "https://App.Example.com",
+            "ftp://app.example.com",
+            "app.example.com",
+            "https://",
+            "https://a:0",
+            "https://a:99999",
+            "https://a:",
+            "null",
+        ];
+        let mut s = valid();
+        s.cors_origins = good
+            .iter()
+            .chain(bad.iter())
+            .map(|o| o.to_string())
+            .collect();
+        let want: Vec<String> = (good.len()..good.len() + bad.len())
+            .map(|i| format!("cors_origins[{i}]"))
+            .collect();
+        assert_eq!(fields(&s), want);
+    }
+
+    #[test]
+    fn rule_rules() {
+        let mut s = valid();
+        s.rules = vec![];
+        assert_eq!(fields(&s), ["rules"]);
+
+        let mut s = valid();
+        s.rules = vec![
+            rule(Effect::Allow, &[GET], &["ok/*"], false),
+            Rule {
+                groups: vec![],
+                ..rule(Effect::Allow, &[], &[], false)
+            },
+            rule(
+                Effect::Deny,
+                &[GET],
+                &["a/*", "/abs", "${aws:username}/*"],
+                false,
+            ),
+            Rule {
+                groups: vec!["users".into(), "".into()],
+                ..rule(Effect::Allow, &[GET], &["*"], false)
+            },
+        ];
+        assert_eq!(
+            fields(&s),
+            [
+                "rules[1].groups",
+                "rules[1].operations",
+                "rules[1].keys",
+                "rules[2].keys[1]",
+                "rules[2].keys[2]",
+                "rules[3].groups[1]",
+            ]
+        );
+    }
+
+    #[test]
+    fn allow_delete_needs_require_mfa() {
+        let mut s = valid();
+        s.rules = vec![rule(Effect::Allow, &[GET, DELETE], &["*"], false)];
+        let err = s.validate().expect_err("invalid");
+        assert_eq!(
+            err.0,
+            [FieldError {
+                field: "rules[0].operations[1]".into(),
+                message: "delete requires require_mfa: true (MFA Delete)".into()
+            }]
+        );
+        s.rules[0].require_mfa = true;
+        assert_eq!(s.validate(), Ok(()));
+        // A deny rule may name delete freely, and "*" is not an explicit delete.
+        s.rules = vec![
+            rule(Effect::Deny, &[DELETE], &["*"], false),
+            rule(Effect::Allow, &[OperationPattern::Any], &["*"], false),
+        ];
+        assert_eq!(s.validate(), Ok(()));
+    }
+
+    #[test]
+    fn object_lambda_allows_only_get() {
+        let mut s = valid();
+        s.bucket = "arn:aws:s3-object-lambda:us-east-1:123456789012:accesspoint/olap".into();
+        assert_eq!(fields(&s), ["rules[0].operations[1]"]);
+        s.rules = vec![
+            rule(Effect::Allow, &[GET, OperationPattern::Any], &["*"], false),
+            rule(Effect::Deny, &[PUT], &["*"], false),
+        ];
+        assert_eq!(s.validate(), Ok(()));
+    }
+
+    #[test]
+    fn all_problems_are_reported_together_and_display_joins_them() {
+        let mut s = valid();
+        s.name = "Bad".into();
+        s.bucket = "B".into();
+        s.default_expires_in = 0;
+        s.rules[0].keys = vec!["/x".into()];
+        let err = s.validate().expect_err("invalid");
+        let got: Vec<&str> = err.0.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            got,
+            ["name", "bucket", "default_expires_in", "rules[0].keys[0]"]
+        );
+        let text = err.to_string();
+        assert!(text.starts_with("name: must be 1-63 characters"), "{text}");
+        assert!(
+            text.contains("; bucket: bucket name must be 3-63 characters"),
+            "{text}"
+        );
+        let json = serde_json::to_value(&err).expect("serialize");
+        assert_eq!(json[3]["field"], "rules[0].keys[0]");
+    }
+}

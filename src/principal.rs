@@ -1,0 +1,27 @@
+//! The verified caller, as every layer after authentication sees it.
+
+use serde::Serialize;
+
+/// A verified JWT reduced to what presignd decides on. Built only by `auth::Verifier`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Principal {
+    pub sub: String,
+    pub iss: String,
+    pub groups: Vec<String>,
+    /// True when the token's MFA claim (`amr` by default, RFC 8176) contains `"mfa"`.
+    pub mfa: bool,
+    /// `iat`, when the token has one (revocations compare against it).
+    #[serde(skip)]
+    pub issued_at: Option<i64>,
+    /// `exp` as a Unix timestamp; the token is invalid after it.
+    #[serde(skip)]
+    pub expires_at: i64,
+    #[serde(skip)]
+    pub jti: Option<String>,
+}
+
+impl Principal {
+    pub fn in_group(&self, group: &str) -> bool {
+        self.groups.iter().any(|g| g == group)
+    }
+}

@@ -1,0 +1,221 @@
+//! The `presignd` binary's subcommands, run as a user would run them.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// The binary with none of the test runner's `PRESIGND_*` variables (every one of them is a
+/// configuration override to presignd).
+fn command(dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_presignd"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("PRESIGND_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.current_dir(dir).env("RUST_LOG", "warn");
+    cmd
+}
+
+fn presignd(dir: &Path, args: &[&str]) -> Output {
+    command(dir).args(args).output().expect("run presignd")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+const HS_CONFIG: &str = r#"
+[server]
+require_https = false
+[database]
+url = "sqlite://state/presignd.db"
+[[auth.issuers]]
+issuer = "https://dev.example/"
+audiences = ["presignd"]
+algorithms = ["HS256"]
+hs256_secret = "cli-test-secret-0123456789abcdef0123"
+[s3]
+access_key_id = "AK"
+secret_access_key = "SK"
+[audit]
+sink = "file://state/audit"
+"#;
+
+const AP_FILE: &str = r#"
+access_points:
+  - name: avatars
+    bucket: acme-user-content
+    prefix: avatars/
+    rules:
+      - { effect: allow, groups: ["users"], operations: ["put", "get"], keys: ["${jwt:sub}/*"] }
+  - name: reports
+    bucket: acme-reports
+    rules:
+      - { effect: allow, groups: ["finance"], operations: ["get"] }
+"#;
+
+#[test]
+fn check_config_names_the_bad_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = HS_CONFIG
+        .replace("algorithms = [\"HS256\"]", "algorithms = [\"RS256\"]")
+        .replace("[s3]", "[s3]\nendpoint = \"http://127.0.0.1:9000\"");
+    std::fs::write(dir.path().join("bad.toml"), bad).expect("write");
+    let out = presignd(dir.path(), &["--config", "bad.toml", "check-config"]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("s3.endpoint"), "names s3.endpoint: {err}");
+    assert!(err.contains("auth.issuers[0]"), "names the issuer: {err}");
+
+    std::fs::write(dir.path().join("good.toml"), HS_CONFIG).expect("write");
+    let out = presignd(dir.path(), &["--config", "good.toml", "check-config"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let out = presignd(dir.path(), &["--config", "missing.toml", "check-config"]);
+    assert!(
+        !out.status.success(),
+        "an explicitly named missing file is an error"
+    );
+}
+
+#[test]
+fn environment_overrides_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("c.toml"), HS_CONFIG).expect("write");
+    let out = command(dir.path())
+        .args(["--config", "c.toml", "check-config"])
+        .env("PRESIGND_S3__ENDPOINT", "ftp://nope")
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("s3.endpoint"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn token_mints_a_verifiable_dev_token_and_refuses_without_a_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("c.toml"), HS_CONFIG).expect("write");
+    let out = presignd(
+        dir.path(),
+        &[
+            "--config",
+            "c.toml",
+            "token",
+            "--sub",
+            "alice",
+            "--groups",
+            "users,admins",
+            "--mfa",
+            "--ttl",
+            "10m",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let token = text(&out.stdout).trim().to_string();
+    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    v.set_audience(&["presignd"]);
+    v.set_issuer(&["https://dev.example/"]);
+    let data = jsonwebtoken::decode::<serde_json::Value>(
+        &token,
+        &jsonwebtoken::DecodingKey::from_secret(b"cli-test-secret-0123456789abcdef0123"),
+        &v,
+    )
+    .expect("token verifies with the configured secret");
+    assert_eq!(data.claims["sub"], "alice");
+    assert_eq!(
+        data.claims["groups"],
+        serde_json::json!(["users", "admins"])
+    );
+    assert!(
+        data.claims["amr"]
+            .as_array()
+            .expect("amr")
+            .contains(&serde_json::json!("mfa"))
+    );
+    let ttl = data.claims["exp"].as_i64().expect("exp") - data.claims["iat"].as_i64().expect("iat");
+    assert_eq!(ttl, 600);
+
+    let jwks_only = HS_CONFIG
+        .replace("algorithms = [\"HS256\"]", "algorithms = [\"RS256\"]")
+        .replace(
+            "hs256_secret = \"cli-test-secret-0123456789abcdef0123\"",
+            "jwks_url = \"https://idp.example/jwks.json\"",
+        );
+    std::fs::write(dir.path().join("jwks.toml"), jwks_only).expect("write");
+    let out = presignd(
+        dir.path(),
+        &["--config", "jwks.toml", "token", "--sub", "alice"],
+    );
+    assert!(!out.status.success(), "no local signing key: refused");
+    assert!(
+        text(&out.stderr).contains("signing key"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn apply_is_idempotent_and_prunes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("c.toml"), HS_CONFIG).expect("write");
+    std::fs::write(dir.path().join("aps.yaml"), AP_FILE).expect("write");
+    let out = presignd(
+        dir.path(),
+        &["--config", "c.toml", "apply", "-f", "aps.yaml"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains(r#"created: ["avatars", "reports"]"#),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let out = presignd(
+        dir.path(),
+        &["--config", "c.toml", "apply", "-f", "aps.yaml"],
+    );
+    assert!(out.status.success());
+    assert!(
+        text(&out.stdout).contains(r#"unchanged: ["avatars", "reports"]"#),
+        "second apply changes nothing: {}",
+        text(&out.stdout)
+    );
+
+    let only_avatars: String = AP_FILE.lines().take(7).collect::<Vec<_>>().join("\n");
+    std::fs::write(dir.path().join("one.yaml"), only_avatars).expect("write");
+    let out = presignd(
+        dir.path(),
+        &["--config", "c.toml", "apply", "-f", "one.yaml"],
+    );
+    assert!(
+        text(&out.stdout).contains("deleted: []"),
+        "no prune without --prune"
+    );
+    let out = presignd(
+        dir.path(),
+        &["--config", "c.toml", "apply", "-f", "one.yaml", "--prune"],
+    );
+    assert!(out.status.success());
+    assert!(
+        text(&out.stdout).contains(r#"deleted: ["reports"]"#),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let invalid = AP_FILE.replace("acme-reports", "Not_A_Bucket");
+    std::fs::write(dir.path().join("bad.yaml"), invalid).expect("write");
+    let out = presignd(
+        dir.path(),
+        &["--config", "c.toml", "apply", "-f", "bad.yaml"],
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("reports") && text(&out.stderr).contains("bucket"),
+        "{}",
+        text(&out.stderr)
+    );
+}

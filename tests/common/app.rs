@@ -1,0 +1,367 @@
+//! A presignd instance for integration tests: real SQLite or PostgreSQL (a fresh database per
+//! test), the in-process S3 server, a temp `file://` audit sink, HS256 and RS256 issuers, all on
+//! 127.0.0.1:0.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use presignd::App;
+use presignd::config::Config;
+use presignd::policy::AccessPointSpec;
+use presignd::state::AppState;
+use serde_json::Value;
+
+use super::s3::TestS3;
+
+pub const ISSUER: &str = "https://idp.test/";
+pub const AUDIENCE: &str = "presignd";
+pub const HS_SECRET: &str = "integration-test-secret-0123456789abcdef";
+pub const BUCKET: &str = "uploads";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs an async test body once per SQL backend.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($name:ident, $body:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$body($crate::common::app::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$body($crate::common::app::Backend::Postgres).await
+            }
+        }
+    };
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub state: AppState,
+    pub s3: TestS3,
+    pub http: reqwest::Client,
+    pub audit_dir: PathBuf,
+    _dirs: tempfile::TempDir,
+    db: TestDb,
+    server: tokio::task::JoinHandle<()>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+enum TestDb {
+    Sqlite,
+    Postgres { admin_url: String, name: String },
+}
+
+pub fn postgres_admin_url() -> String {
+    std::env::var("PRESIGND_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// Replaces the database name in a PostgreSQL URL.
+fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let authority_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let path_start = base[authority_end..]
+        .find('/')
+        .map(|i| authority_end + i)
+        .unwrap_or(base.len());
+    let mut out = format!("{}/{db}", &base[..path_start]);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+pub struct Options {
+    pub backend: Backend,
+    pub access_points: Vec<AccessPointSpec>,
+    /// Extra TOML appended to the generated config (e.g. more issuers).
+    pub extra_toml: String,
+    pub require_https_via_proxy: bool,
+}
+
+impl Options {
+    pub fn new(backend: Backend, access_points: Vec<AccessPointSpec>) -> Options {
+        Options {
+            backend,
+            access_points,
+            extra_toml: String::new(),
+            require_https_via_proxy: false,
+        }
+    }
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend, access_points: Vec<AccessPointSpec>) -> TestApp {
+        TestApp::spawn_with(Options::new(backend, access_points)).await
+    }
+
+    pub async fn spawn_with(opts: Options) -> TestApp {
+        let dirs = tempfile::tempdir().expect("tempdir");
+        let s3 = TestS3::start().await;
+        s3.create_bucket(BUCKET).await;
+
+        let (db_url, db) = match opts.backend {
+            Backend::Sqlite => (
+                format!("sqlite://{}", dirs.path().join("presignd.db").display()),
+                TestDb::Sqlite,
+            ),
+            Backend::Postgres => {
+                let admin_url = postgres_admin_url();
+                let name = format!("presignd_test_{}", uuid::Uuid::new_v4().simple());
+                let admin = sqlx::PgPool::connect(&admin_url)
+                    .await
+                    .expect("connect to PostgreSQL (run the tests through scripts/test)");
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&admin)
+                    .await
+                    .expect("create test database");
+                admin.close().await;
+                (
+                    with_database(&admin_url, &name),
+                    TestDb::Postgres { admin_url, name },
+                )
+            }
+        };
+
+        let audit_dir = dirs.path().join("audit");
+        let ap_file = dirs.path().join("access-points.json");
+        std::fs::write(
+            &ap_file,
+            serde_json::to_vec(&serde_json::json!({ "access_points": opts.access_points }))
+                .expect("serialize access points"),
+        )
+        .expect("write access points");
+
+        let server = if opts.require_https_via_proxy {
+            "require_https = true\ntrusted_proxies = [\"127.0.0.0/8\"]\n"
+        } else {
+            "require_https = false\n"
+        };
+        let toml = format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+{server}
+cors_allowed_origins = ["https://app.example.com"]
+
+[database]
+url = "{db_url}"
+
+[[auth.issuers]]
+issuer = "{ISSUER}"
+audiences = ["{AUDIENCE}"]
+algorithms = ["HS256"]
+hs256_secret = "{HS_SECRET}"
+
+[s3]
+region = "us-east-1"
+endpoint = "{endpoint}"
+force_path_style = true
+allow_insecure_endpoint = true
+access_key_id = "{ak}"
+secret_access_key = "{sk}"
+
+[audit]
+sink = "file://{audit}"
+instance = "test"
+
+[access_points]
+file = "{ap_file}"
+reload_interval_ms = 200
+{extra}
+"#,
+            endpoint = s3.endpoint,
+            ak = s3.access_key,
+            sk = s3.secret_key,
+            audit = audit_dir.display(),
+            ap_file = ap_file.display(),
+            extra = opts.extra_toml,
+        );
+        let config = Config::from_toml(&toml).expect("valid test config");
+        let app = App::build(config).await.expect("app builds");
+        let addr = app.local_addr();
+        let state = app.state().clone();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            let _ = app
+                .run_until(async {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        TestApp {
+            addr,
+            base: format!("http://{addr}"),
+            state,
+            s3,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("http client"),
+            audit_dir,
+            _dirs: dirs,
+            db,
+            server,
+            stop: Some(tx),
+        }
+    }
+
+    /// Stops the server and drops the per-test PostgreSQL database.
+    pub async fn finish(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.server).await;
+        if let TestDb::Postgres { admin_url, name } = &self.db
+            && let Ok(admin) = sqlx::PgPool::connect(admin_url).await
+        {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
+            .execute(&admin)
+            .await;
+            admin.close().await;
+        }
+    }
+
+    pub fn token(&self, sub: &str, groups: &[&str], mfa: bool) -> String {
+        mint_hs256(sub, groups, mfa, 600)
+    }
+
+    pub async fn presign(&self, token: &str, ap: &str, body: Value) -> (u16, Value) {
+        self.post(token, &format!("/v1/access-points/{ap}/presign"), body)
+            .await
+    }
+
+    pub async fn post(&self, token: &str, path: &str, body: Value) -> (u16, Value) {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        decode(resp).await
+    }
+
+    pub async fn get(&self, token: Option<&str>, path: &str) -> (u16, Value) {
+        let mut req = self.http.get(format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        decode(req.send().await.expect("request")).await
+    }
+
+    /// Every audit record written so far, in order.
+    pub fn audit_records(&self) -> Vec<Value> {
+        let mut files = Vec::new();
+        collect_files(&self.audit_dir, &mut files);
+        files.sort();
+        files
+            .iter()
+            .flat_map(|f| {
+                std::fs::read_to_string(f)
+                    .expect("read audit file")
+                    .lines()
+                    .map(|l| serde_json::from_str::<Value>(l).expect("audit line is JSON"))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+}
+
+fn collect_files(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            collect_files(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
+pub async fn decode(resp: reqwest::Response) -> (u16, Value) {
+    let status = resp.status().as_u16();
+    let is_problem = resp
+        .headers()
+        .get("content-type")
+        .is_some_and(|v| v.as_bytes() == b"application/problem+json");
+    assert!(
+        resp.headers().contains_key("x-request-id"),
+        "every response carries x-request-id"
+    );
+    let text = resp.text().await.expect("body");
+    let body: Value = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
+    if status >= 400 {
+        assert!(is_problem, "error {status} must be problem+json: {body}");
+        assert!(body["code"].is_string(), "problem has a code: {body}");
+        assert!(
+            body["request_id"].is_string(),
+            "problem has a request_id: {body}"
+        );
+    }
+    (status, body)
+}
+
+/// A real HS256 JWT for the test issuer.
+pub fn mint_hs256(sub: &str, groups: &[&str], mfa: bool, ttl_secs: i64) -> String {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let amr = if mfa { vec!["pwd", "mfa"] } else { vec!["pwd"] };
+    let claims = serde_json::json!({
+        "iss": ISSUER, "aud": AUDIENCE, "sub": sub, "groups": groups, "amr": amr,
+        "iat": now, "nbf": now, "exp": now + ttl_secs,
+    });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(HS_SECRET.as_bytes()),
+    )
+    .expect("sign test token")
+}
+
+/// Parses an access point from JSON (the admin API shape).
+pub fn ap(v: Value) -> AccessPointSpec {
+    serde_json::from_value(v).expect("valid access point JSON")
+}
+
+/// The avatars access point of DESIGN.md, on the test bucket.
+pub fn avatars() -> AccessPointSpec {
+    ap(serde_json::json!({
+        "name": "avatars",
+        "bucket": BUCKET,
+        "prefix": "avatars/",
+        "default_expires_in": 300,
+        "max_expires_in": 3600,
+        "upload": { "max_content_length": 5242880, "content_types": ["image/*", "text/plain"] },
+        "rules": [
+            { "effect": "allow", "groups": ["users"], "operations": ["put", "get"], "keys": ["${jwt:sub}/*"] },
+            { "effect": "allow", "groups": ["moderators"], "operations": ["get"], "keys": ["*"] },
+            { "effect": "allow", "groups": ["moderators"], "operations": ["delete"], "keys": ["*"], "require_mfa": true },
+            { "effect": "deny", "groups": ["suspended"], "operations": ["*"] }
+        ]
+    }))
+}

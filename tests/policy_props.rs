@@ -1,0 +1,483 @@
+//! Property tests for the pure policy layer: keys never leave their prefix, rule evaluation
+//! agrees with a naive reference model, and the glob matcher agrees with a naive recursive
+//! one.
+
+use std::collections::BTreeSet;
+
+use presignd::Principal;
+use presignd::policy::{
+    AccessPointSpec, CompiledAccessPoint, Decision, DenyReason, Effect, KeyPattern, Operation,
+    OperationPattern, Rule, allowed_operations, can_see, evaluate, validate_key,
+};
+use proptest::prelude::*;
+use proptest::sample::select;
+
+// ---------------------------------------------------------------------------------------
+// (a) key validation never escapes the prefix
+// ---------------------------------------------------------------------------------------
+
+/// Pieces that exercise every rule: separators, dot segments, encodings, controls, bidi,
+/// look-alikes, multi-byte characters.
+const KEY_ATOMS: &[&str] = &[
+    "a", "b", "photos", "x.png", "/", "/", "/", ".", ".", "..", "...", "%2e", "%2E", "%2f", "%5C",
+    "%25", "%252e", "%", "\\", "\0", "\u{7f}", "\u{85}", "\n", "\u{202e}", "\u{200b}", "\u{feff}",
+    "\u{ff0e}", "\u{2215}", "é", "履歴", "🦀", " ", "~", "?", "*",
+];
+
+fn key_strategy() -> impl Strategy<Value = String> {
+    prop_oneof![
+        4 => prop::collection::vec(select(KEY_ATOMS), 0..12).prop_map(|v| v.concat()),
+        1 => any::<String>(),
+        // Long keys, around the 1024-byte limit.
+        1 => (select(&["a", "é", "/a"][..]), 300usize..1100).prop_map(|(s, n)| s.repeat(n / s.len())),
+    ]
+}
+
+fn prefix_strategy() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just(String::new()),
+        prop::collection::vec(
+            select(&["users", "a", "é", "x.y", ".", "..", "", "%2e"][..]),
+            1..4
+        )
+        .prop_flat_map(|segs| (Just(segs), any::<bool>()))
+        .prop_map(|(segs, slash)| {
+            let mut p = segs.join("/");
+            if slash {
+                p.push('/');
+            }
+            p
+        }),
+        (select(&["p", "p/"][..]), 0usize..1000).prop_map(|(s, n)| format!("{}{s}", "q".repeat(n))),
+    ]
+}
+
+fn spec_with_prefix(prefix: &str) -> AccessPointSpec {
+    AccessPointSpec {
+        name: "ap".into(),
+        bucket: "bucket".into(),
+        prefix: prefix.into(),
+        default_expires_in: 300,
+        max_expires_in: 3600,
+        encryption: Default::default(),
+        upload: Default::default(),
+        cors_origins: vec![],
+        network: Default::default(),
+        rules: vec![Rule {
+            effect: Effect::Allow,
+            groups: vec!["*".into()],
+            operations: vec![OperationPattern::Any],
+            keys: vec!["*".into()],
+            require_mfa: false,
+        }],
+    }
+}
+
+/// Decodes `%XX` once, as a lenient downstream tool would.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
+        match (b[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// No `.`/`..` segment, no empty segment except a single trailing one.
+fn segments_are_clean(full: &str) -> bool {
+    let segs: Vec<&str> = full.split(['/', '\\']).collect();
+    let last = segs.len() - 1;
+    segs.iter()
+        .enumerate()
+        .all(|(i, s)| *s != "." && *s != ".." && (!s.is_empty() || i == last))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn accepted_keys_stay_under_the_prefix(prefix in prefix_strategy(), key in key_strategy()) {
+        // Only prefixes an access point could actually have.
+        if spec_with_prefix(&prefix).validate().is_err() {
+            return Ok(());
+        }
+        if let Ok(full) = validate_key(&prefix, &key) {
+            prop_assert_eq!(&full, &format!("{prefix}{key}"));
+            prop_assert!(full.starts_with(&prefix));
+            prop_assert!(full.len() <= 1024, "{} bytes", full.len());
+            prop_assert!(!full.starts_with('/'));
+            prop_assert!(!full.chars().any(char::is_control), "{:?}", full);
+            prop_assert!(segments_are_clean(&full), "{:?}", full);
+            // Still clean after a downstream tool percent-decodes it once or twice.
+            let once = percent_decode(&full);
+            prop_assert!(segments_are_clean(&once), "{:?} decodes to {:?}", full, once);
+            let twice = percent_decode(&once);
+            prop_assert!(segments_are_clean(&twice), "{:?} decodes to {:?}", full, twice);
+        }
+    }
+
+    /// The converse, so the property above cannot pass by rejecting everything.
+    #[test]
+    fn plain_keys_are_accepted(
+        segs in prop::collection::vec("[a-z0-9é履._ -]{1,8}", 1..6),
+        trailing in any::<bool>(),
+    ) {
+        prop_assume!(segs.iter().all(|s| s != "." && s != ".."));
+        let mut key = segs.join("/");
+        if trailing {
+            key.push('/');
+        }
+        prop_assert_eq!(validate_key("users/", &key), Ok(format!("users/{key}")));
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// (b) rule evaluation agrees with a reference model
+// ---------------------------------------------------------------------------------------
+
+/// The naive recursive matcher: `*` any sequence, `?` one character, the rest literal.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Tok {
+    Lit(char),
+    Star,
+    One,
+}
+
+fn naive_match(p: &[Tok], k: &[char]) -> bool {
+    match p.split_first() {
+        None => k.is_empty(),
+        Some((Tok::Star, rest)) => (0..=k.len()).any(|i| naive_match(rest, &k[i..])),
+        Some((Tok::One, rest)) => !k.is_empty() && naive_match(rest, &k[1..]),
+        Some((Tok::Lit(c), rest)) => k.first() == Some(c) && naive_match(rest, &k[1..]),
+    }
+}
+
+/// Expands `${jwt:sub}` to literal characters; `None` when it is used with an empty subject.
+fn expand(pattern: &str, sub: &str) -> Option<Vec<Tok>> {
+    let mut out = Vec::new();
+    let mut used_sub = false;
+    for (i, part) in pattern.split("${jwt:sub}").enumerate() {
+        if i > 0 {
+            used_sub = true;
+            out.extend(sub.chars().map(Tok::Lit));
+        }
+        out.extend(part.chars().map(|c| match c {
+            '*' => Tok::Star,
+            '?' => Tok::One,
+            c => Tok::Lit(c),
+        }));
+    }
+    if used_sub && sub.is_empty() {
+        None
+    } else {
+        Some(out)
+    }
+}
+
+fn ref_glob(pattern: &str, key: &str, sub: &str) -> bool {
+    let k: Vec<char> = key.chars().collect();
+    expand(pattern, sub).is_some_and(|p| naive_match(&p, &k))
+}
+
+struct Model<'a> {
+    spec: &'a AccessPointSpec,
+    object_lambda: bool,
+    p: &'a Principal,
+}
+
+impl Model<'_> {
+    fn in_groups(&self, r: &Rule) -> bool {
+        r.groups
+            .iter()
+            .any(|g| g == "*" || self.p.groups.contains(g))
+    }
+
+    fn has_op(r: &Rule, op: Operation) -> bool {
+        r.operations.contains(&OperationPattern::Any)
+            || r.operations.contains(&OperationPattern::Op(op))
+    }
+
+    fn has_key(&self, r: &Rule, key: &str) -> bool {
+        r.keys.iter().any(|k| ref_glob(k, key, &self.p.sub))
+    }
+
+    fn denies(&self, op: Operation, key: &str) -> Vec<&Rule> {
+        self.spec
+            .rules
+            .iter()
+            .filter(|r| r.effect == Effect::Deny)
+            .filter(|r| self.in_groups(r) && Self::has_op(r, op) && self.has_key(r, key))
+            .collect()
+    }
+
+    /// Would an allow rule grant `op` on `key` if the principal's MFA were `mfa`?
+    fn allow_grants(&self, op: Operation, key: &str, mfa: bool) -> bool {
+        self.spec.rules.iter().any(|r| {
+            r.effect == Effect::Allow
+                && self.in_groups(r)
+                && Self::has_op(r, op)
+                && self.has_key(r, key)
+                && (mfa || !r.require_mfa)
+                && (op != Operation::Delete || r.require_mfa)
+                && (op == Operation::Get || !self.object_lambda)
+        })
+    }
+
+    fn evaluate(&self, op: Operation, key: &str) -> Decision {
+        let mfa = self.p.mfa;
+        // "deny unless MFA" rules apply only to principals without MFA.
+        let applicable: Vec<&Rule> = self
+            .denies(op, key)
+            .into_iter()
+            .filter(|r| !(r.require_mfa && mfa))
+            .collect();
+        if !applicable.is_empty() {
+            let only_mfa_conditional = applicable.iter().all(|r| r.require_mfa);
+            if only_mfa_conditional && self.allow_grants(op, key, true) {
+                return Decision::Deny(DenyReason::MfaRequired);
+            }
+            return Decision::Deny(DenyReason::ExplicitDeny);
+        }
+        if self.allow_grants(op, key, mfa) {
+            return Decision::Allow;
+        }
+        if !mfa && self.allow_grants(op, key, true) {
+            return Decision::Deny(DenyReason::MfaRequired);
+        }
+        Decision::Deny(DenyReason::ImplicitDeny)
+    }
+
+    fn allowed_operations(&self) -> Vec<Operation> {
+        let mfa = self.p.mfa;
+        Operation::ALL
+            .into_iter()
+            .filter(|&op| {
+                self.spec.rules.iter().any(|r| {
+                    r.effect == Effect::Allow
+                        && self.in_groups(r)
+                        && Self::has_op(r, op)
+                        && (mfa || !r.require_mfa)
+                        && (op != Operation::Delete || r.require_mfa)
+                        && (op == Operation::Get || !self.object_lambda)
+                })
+            })
+            .filter(|&op| {
+                !self.spec.rules.iter().any(|r| {
+                    r.effect == Effect::Deny
+                        && self.in_groups(r)
+                        && Self::has_op(r, op)
+                        && r.keys.iter().any(|k| k == "*")
+                        && !(r.require_mfa && mfa)
+                })
+            })
+            .collect()
+    }
+}
+
+const GROUPS: &[&str] = &["g1", "g2", "g3", "*"];
+const PATTERNS: &[&str] = &[
+    "*",
+    "a/*",
+    "${jwt:sub}/*",
+    "a/b",
+    "?/b",
+    "${jwt:sub}",
+    "b*",
+    "*/b",
+    "${jwt:sub}?",
+];
+const SUBS: &[&str] = &["alice", "bob", "a", "*", "?", "al"];
+const KEYS: &[&str] = &[
+    "alice/x", "bob/x", "a/b", "a/x", "*/b", "b", "bx", "alice", "?/b", "a", "alicex", "al/b",
+];
+const OP_PATTERNS: &[OperationPattern] = &[
+    OperationPattern::Any,
+    OperationPattern::Op(Operation::Get),
+    OperationPattern::Op(Operation::Put),
+    OperationPattern::Op(Operation::Delete),
+];
+
+fn rule_strategy() -> impl Strategy<Value = Rule> {
+    (
+        any::<bool>(),
+        prop::sample::subsequence(GROUPS, 1..=2),
+        prop::sample::subsequence(OP_PATTERNS, 1..=2),
+        prop::sample::subsequence(PATTERNS, 1..=2),
+        any::<bool>(),
+    )
+        .prop_map(|(allow, groups, ops, keys, require_mfa)| Rule {
+            effect: if allow { Effect::Allow } else { Effect::Deny },
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            operations: ops,
+            keys: keys.iter().map(|k| k.to_string()).collect(),
+            require_mfa,
+        })
+}
+
+const OLAP: &str = "arn:aws:s3-object-lambda:us-east-1:123456789012:accesspoint/olap";
+
+/// 1-5 rules, fixed up to pass validation (allow+delete needs MFA; Object Lambda: get only).
+fn access_point_strategy() -> impl Strategy<Value = AccessPointSpec> {
+    (
+        prop::collection::vec(rule_strategy(), 1..=5),
+        prop::bool::weighted(0.2),
+    )
+        .prop_map(|(mut rules, object_lambda)| {
+            for r in rules.iter_mut().filter(|r| r.effect == Effect::Allow) {
+                if object_lambda {
+                    r.operations.retain(|o| {
+                        matches!(
+                            o,
+                            OperationPattern::Any | OperationPattern::Op(Operation::Get)
+                        )
+                    });
+                    if r.operations.is_empty() {
+                        r.operations.push(OperationPattern::Op(Operation::Get));
+                    }
+                }
+                if r.operations
+                    .contains(&OperationPattern::Op(Operation::Delete))
+                {
+                    r.require_mfa = true;
+                }
+            }
+            let mut spec = spec_with_prefix("p/");
+            spec.bucket = if object_lambda {
+                OLAP.into()
+            } else {
+                "bucket".into()
+            };
+            spec.rules = rules;
+            spec
+        })
+}
+
+fn principal_strategy() -> impl Strategy<Value = Principal> {
+    (
+        select(SUBS),
+        prop::sample::subsequence(&["g1", "g2", "g3"][..], 0..=3),
+        any::<bool>(),
+    )
+        .prop_map(|(sub, groups, mfa)| Principal {
+            sub: sub.into(),
+            iss: "https://idp.example.com/".into(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            mfa,
+            issued_at: None,
+            expires_at: 0,
+            jti: None,
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn evaluation_matches_the_reference_model(
+        spec in access_point_strategy(),
+        p in principal_strategy(),
+        op in select(&Operation::ALL[..]),
+        key in select(KEYS),
+    ) {
+        let model = Model { spec: &spec, object_lambda: spec.bucket == OLAP, p: &p };
+        let ap = CompiledAccessPoint::compile(spec.clone());
+        prop_assert!(ap.is_ok(), "{:?}", ap);
+        let Ok(ap) = ap else { unreachable!() };
+        prop_assert_eq!(evaluate(&ap, &p, op, key), model.evaluate(op, key));
+    }
+
+    #[test]
+    fn discovery_matches_the_reference_model(spec in access_point_strategy(), p in principal_strategy()) {
+        let model = Model { spec: &spec, object_lambda: spec.bucket == OLAP, p: &p };
+        let Ok(ap) = CompiledAccessPoint::compile(spec.clone()) else {
+            return Err(TestCaseError::fail("generated spec does not compile"));
+        };
+        let ops = allowed_operations(&ap, &p);
+        prop_assert_eq!(&ops, &model.allowed_operations());
+        // allowed_operations over-approximates: anything allowed on some key is listed, and
+        // an access point that allows anything is visible.
+        let listed: BTreeSet<Operation> = ops.into_iter().collect();
+        for op in Operation::ALL {
+            for key in KEYS {
+                if evaluate(&ap, &p, op, key) == Decision::Allow {
+                    prop_assert!(listed.contains(&op), "{} allowed on {} but not listed", op, key);
+                    prop_assert!(can_see(&ap, &p));
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// (c) the glob matcher agrees with the naive recursive one
+// ---------------------------------------------------------------------------------------
+
+fn glob_pattern_strategy() -> impl Strategy<Value = String> {
+    prop::collection::vec(
+        select(&["a", "b", "é", "/", "*", "*", "?", "${jwt:sub}"][..]),
+        1..10,
+    )
+    .prop_map(|v| v.concat())
+    .prop_filter("patterns are relative", |p| !p.starts_with('/'))
+}
+
+fn glob_text_strategy() -> impl Strategy<Value = String> {
+    prop::collection::vec(select(&["a", "b", "é", "/", "*", "?"][..]), 0..12)
+        .prop_map(|v| v.concat())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(5000))]
+
+    #[test]
+    fn glob_matches_like_the_naive_matcher(
+        pattern in glob_pattern_strategy(),
+        key in glob_text_strategy(),
+        sub in prop_oneof![Just(String::new()), glob_text_strategy()],
+    ) {
+        let parsed = KeyPattern::parse(&pattern);
+        prop_assert!(parsed.is_ok(), "{:?}: {:?}", pattern, parsed);
+        let Ok(parsed) = parsed else { unreachable!() };
+        prop_assert_eq!(parsed.matches(&key, &sub), ref_glob(&pattern, &key, &sub), "pattern {:?} key {:?} sub {:?}", pattern, key, sub);
+    }
+
+    /// Keys built to match (the pattern with each wildcard filled in) really match.
+    #[test]
+    fn glob_matches_its_own_instances(
+        pattern in glob_pattern_strategy(),
+        fills in prop::collection::vec(glob_text_strategy(), 10),
+        sub in "[a-z*?]{1,4}",
+    ) {
+        let mut key = String::new();
+        let mut fill = fills.iter();
+        for (i, part) in pattern.split("${jwt:sub}").enumerate() {
+            if i > 0 {
+                key.push_str(&sub); // literal, wildcards and all
+            }
+            for c in part.chars() {
+                match c {
+                    '*' => key.push_str(fill.next().map(String::as_str).unwrap_or_default()),
+                    '?' => key.push('x'),
+                    c => key.push(c),
+                }
+            }
+        }
+        let Ok(parsed) = KeyPattern::parse(&pattern) else {
+            return Err(TestCaseError::fail("pattern does not parse"));
+        };
+        prop_assert!(parsed.matches(&key, &sub), "pattern {:?} key {:?} sub {:?}", pattern, key, sub);
+    }
+}
