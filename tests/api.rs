@@ -6,7 +6,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::app::{BUCKET, TestApp, ap, avatars, decode, mint_hs256};
+use common::app::{BUCKET, Options, TestApp, ap, avatars, decode, mint_hs256};
+use common::jwt;
 use serde_json::{Value, json};
 
 fn url_with(url: &str, param: &str, f: impl Fn(&str) -> String) -> String {
@@ -667,3 +668,131 @@ async fn bad_bodies(backend: common::app::Backend) {
     app.finish().await;
 }
 on_both_backends!(bad_bodies_are_4xx_problems, bad_bodies);
+
+async fn transport_and_network(backend: common::app::Backend) {
+    let internal = ap(json!({
+        "name": "internal", "bucket": BUCKET, "prefix": "internal/",
+        "network": {"allowed_cidrs": ["10.0.0.0/8", "fd00::/8"]},
+        "rules": [{"effect": "allow", "groups": ["users"], "operations": ["get"]}]
+    }));
+    let sse_c = ap(json!({
+        "name": "vault", "bucket": BUCKET, "prefix": "vault/", "encryption": {"mode": "sse-c"},
+        "rules": [{"effect": "allow", "groups": ["users"], "operations": ["get", "put"]}]
+    }));
+    let mut opts = Options::new(backend, vec![avatars(), internal, sse_c]);
+    opts.require_https_via_proxy = true; // trusted proxies: 127.0.0.0/8
+    let app = TestApp::spawn_with(opts).await;
+    let alice = app.token("alice", &["users"], false);
+    let presign = |ap: &str, xff: Option<&str>, https: bool| {
+        let mut req = app
+            .http
+            .post(format!("{}/v1/access-points/{ap}/presign", app.base))
+            .bearer_auth(&alice)
+            .json(&json!({"operation": "get", "key": "alice/x"}));
+        if https {
+            req = req.header("x-forwarded-proto", "https");
+        }
+        if let Some(xff) = xff {
+            req = req.header("x-forwarded-for", xff);
+        }
+        async move { decode(req.send().await.expect("request")).await }
+    };
+
+    let (s, b) = presign("avatars", None, false).await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (403, Some("https_required")),
+        "plain HTTP refused"
+    );
+    let (s, _) = app.get(None, "/healthz").await;
+    assert_eq!(s, 200, "health stays reachable over plain HTTP");
+    let (s, b) = presign("avatars", None, true).await;
+    assert_eq!(s, 200, "TLS terminated by a trusted proxy: {b}");
+    assert_eq!(
+        b["request_id"].as_str().map(str::len).unwrap_or(0) > 0,
+        true
+    );
+
+    let (s, b) = presign("internal", Some("10.1.2.3"), true).await;
+    assert_eq!(s, 200, "inside allowed_cidrs: {b}");
+    let (s, b) = presign("internal", Some("fd12::1"), true).await;
+    assert_eq!(s, 200, "IPv6 inside allowed_cidrs: {b}");
+    let (s, b) = presign("internal", Some("192.0.2.7"), true).await;
+    assert_eq!((s, b["code"].as_str()), (403, Some("network_denied")));
+    let (s, b) = presign("internal", Some("10.1.2.3, 192.0.2.7"), true).await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (403, Some("network_denied")),
+        "a spoofed left-most hop does not help"
+    );
+    let (s, b) = presign("internal", None, true).await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (403, Some("network_denied")),
+        "loopback peer is not in the CIDRs"
+    );
+
+    // SSE-C: the S3 endpoint here is plain http, so no SSE-C URL may be issued even over TLS.
+    let (s, b) = presign("vault", None, true).await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (403, Some("https_required")),
+        "{b}"
+    );
+    app.finish().await;
+}
+on_both_backends!(https_network_and_sse_c_rules, transport_and_network);
+
+async fn jwks_issuer(backend: common::app::Backend) {
+    let jwks =
+        jwt::JwksServer::start(jwt::jwks(&[jwt::RSA1.jwk(), jwt::EC.jwk(), jwt::ED.jwk()])).await;
+    let mut opts = Options::new(backend, vec![avatars()]);
+    opts.extra_toml = format!(
+        r#"
+[[auth.issuers]]
+issuer = "https://login.example/"
+audiences = ["presignd"]
+algorithms = ["RS256", "ES256", "EdDSA"]
+jwks_url = "{}"
+groups_claim = "realm_access.roles"
+jwks_min_refetch_seconds = 1
+"#,
+        jwks.url
+    );
+    let app = TestApp::spawn_with(opts).await;
+    for key in [jwt::RSA1, jwt::EC, jwt::ED] {
+        let mut claims = jwt::claims("https://login.example/", "carol");
+        claims["realm_access"] = json!({"roles": ["users"]});
+        let token = key.sign(&claims);
+        let (s, b) = app
+            .presign(
+                &token,
+                "avatars",
+                json!({"operation": "get", "key": "carol/a.png"}),
+            )
+            .await;
+        assert_eq!(s, 200, "{:?}: {b}", key.alg);
+        let (s, b) = app
+            .presign(
+                &token,
+                "avatars",
+                json!({"operation": "get", "key": "alice/a.png"}),
+            )
+            .await;
+        assert_eq!((s, b["code"].as_str()), (403, Some("forbidden")));
+    }
+    // Key confusion: an HS256 token keyed with the RSA public key is refused.
+    let mut confused = jwt::claims("https://login.example/", "carol");
+    confused["realm_access"] = json!({"roles": ["users"]});
+    let forged = jwt::hs256(jwt::RSA1.public_pem.as_bytes(), &confused);
+    let (s, b) = app
+        .presign(
+            &forged,
+            "avatars",
+            json!({"operation": "get", "key": "carol/a.png"}),
+        )
+        .await;
+    assert_eq!((s, b["code"].as_str()), (401, Some("unauthenticated")));
+    app.finish().await;
+}
+on_both_backends!(tokens_from_a_jwks_issuer_work_end_to_end, jwks_issuer);

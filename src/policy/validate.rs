@@ -75,6 +75,10 @@ impl AccessPointSpec {
             } else if let Err(err) = check_path(&self.prefix) {
                 // The same rules as keys; the messages say "key", here it is the prefix.
                 e.add("prefix", err.to_string().replacen("key", "prefix", 1));
+            } else if !self.prefix.ends_with('/') {
+                // `avatars` would let the key `-admin/x` reach `avatars-admin/x`: a prefix is
+                // a folder, so it ends with `/`.
+                e.add("prefix", "must end with / (it names a folder)");
             }
         }
         self.validate_expiry(&mut e);
@@ -356,9 +360,11 @@ mod tests {
             assert_eq!(fields(&s), ["prefix"], "{bad:?}");
         }
         let mut s = valid();
-        s.prefix = "p".repeat(1001);
+        s.prefix = "avatars".into();
+        assert_eq!(fields(&s), ["prefix"], "a prefix names a folder");
+        s.prefix = format!("{}/", "p".repeat(1000));
         assert_eq!(fields(&s), ["prefix"]);
-        s.prefix = "p".repeat(1000);
+        s.prefix = format!("{}/", "p".repeat(999));
         assert_eq!(s.validate(), Ok(()));
     }
 

@@ -27,6 +27,16 @@ struct Inner {
 }
 
 impl CachedCredentials {
+    /// Wraps any provider (tests use one whose credentials expire).
+    pub fn new(source: SharedCredentialsProvider) -> CachedCredentials {
+        CachedCredentials {
+            inner: Arc::new(Inner {
+                source,
+                cached: Mutex::new(None),
+            }),
+        }
+    }
+
     pub async fn from_config(cfg: &S3Config) -> CachedCredentials {
         let source = match (&cfg.access_key_id, &cfg.secret_access_key) {
             (Some(ak), Some(sk)) => SharedCredentialsProvider::new(Credentials::new(
@@ -45,12 +55,7 @@ impl CachedCredentials {
                 SharedCredentialsProvider::new(chain)
             }
         };
-        CachedCredentials {
-            inner: Arc::new(Inner {
-                source,
-                cached: Mutex::new(None),
-            }),
-        }
+        CachedCredentials::new(source)
     }
 
     pub async fn current(&self) -> Result<Credentials, SignError> {

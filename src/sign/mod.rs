@@ -68,7 +68,10 @@ pub struct Signer {
 
 impl Signer {
     pub async fn new(cfg: &S3Config) -> Signer {
-        let credentials = CachedCredentials::from_config(cfg).await;
+        Signer::with_credentials(cfg, CachedCredentials::from_config(cfg).await)
+    }
+
+    pub fn with_credentials(cfg: &S3Config, credentials: CachedCredentials) -> Signer {
         let mut b = aws_sdk_s3::config::Builder::new()
             .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
             .region(Region::new(cfg.region.clone()))
@@ -207,4 +210,203 @@ fn query_param<'u>(url: &'u str, name: &str) -> Option<&'u str> {
         .filter_map(|kv| kv.split_once('='))
         .find(|(k, _)| *k == name)
         .map(|(_, v)| v)
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_credential_types::Credentials;
+    use aws_credential_types::provider::SharedCredentialsProvider;
+
+    use super::*;
+
+    fn aws_config() -> S3Config {
+        S3Config {
+            region: "us-east-1".into(),
+            access_key_id: Some("AKIDEXAMPLE".into()),
+            secret_access_key: Some("secret".to_string().into()),
+            ..S3Config::default()
+        }
+    }
+
+    fn request<'a>(
+        target: &'a Target,
+        op: Operation,
+        metadata: &'a BTreeMap<String, String>,
+    ) -> SignRequest<'a> {
+        SignRequest {
+            operation: op,
+            target,
+            key: "avatars/alice/a b+c=d\u{e9}.png",
+            expires_in: Duration::from_secs(600),
+            now: SystemTime::now(),
+            encryption: &Encryption::None,
+            content_type: None,
+            content_length: None,
+            checksum_sha256: None,
+            metadata,
+            response_content_disposition: None,
+            response_content_type: None,
+        }
+    }
+
+    fn host(url: &str) -> &str {
+        url.trim_start_matches("https://")
+            .split('/')
+            .next()
+            .unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn buckets_and_arns_get_their_hostnames() {
+        let signer = Signer::new(&aws_config()).await;
+        let none = BTreeMap::new();
+        let cases = [
+            (
+                "acme-user-content",
+                "acme-user-content.s3.us-east-1.amazonaws.com",
+            ),
+            (
+                "arn:aws:s3:us-east-1:123456789012:accesspoint/uploads",
+                "uploads-123456789012.s3-accesspoint.us-east-1.amazonaws.com",
+            ),
+            (
+                "arn:aws:s3-object-lambda:us-east-1:123456789012:accesspoint/redact",
+                "redact-123456789012.s3-object-lambda.us-east-1.amazonaws.com",
+            ),
+        ];
+        for (bucket, expected) in cases {
+            let target: Target = bucket.parse().expect("target");
+            let p = signer
+                .presign(&request(&target, Operation::Get, &none))
+                .await
+                .expect("presign");
+            assert!(p.url.starts_with("https://"), "{}", p.url);
+            assert_eq!(host(&p.url), expected, "{bucket}");
+            assert!(
+                p.url.contains("/alice/a%20b%2Bc%3Dd%C3%A9.png?"),
+                "key is encoded: {}",
+                p.url
+            );
+            assert!(p.url.contains("X-Amz-Expires=600"));
+        }
+        let olap: Target = "arn:aws:s3-object-lambda:us-east-1:123456789012:accesspoint/redact"
+            .parse()
+            .expect("target");
+        let p = signer
+            .presign(&request(&olap, Operation::Get, &none))
+            .await
+            .expect("presign");
+        assert!(
+            p.url.contains("%2Fs3-object-lambda%2Faws4_request"),
+            "signed for s3-object-lambda: {}",
+            p.url
+        );
+    }
+
+    #[tokio::test]
+    async fn path_style_custom_endpoint_and_the_insecure_flag() {
+        let mut cfg = aws_config();
+        cfg.endpoint = Some("http://127.0.0.1:9000".into());
+        cfg.force_path_style = true;
+        let target: Target = "media".parse().expect("target");
+        let none = BTreeMap::new();
+        let refused = Signer::new(&cfg)
+            .await
+            .presign(&request(&target, Operation::Get, &none))
+            .await;
+        assert!(
+            matches!(refused, Err(SignError::InsecureUrl)),
+            "plain http needs the dev flag"
+        );
+        cfg.allow_insecure_endpoint = true;
+        let p = Signer::new(&cfg)
+            .await
+            .presign(&request(&target, Operation::Get, &none))
+            .await
+            .expect("presign");
+        assert!(
+            p.url
+                .starts_with("http://127.0.0.1:9000/media/avatars/alice/"),
+            "{}",
+            p.url
+        );
+    }
+
+    #[tokio::test]
+    async fn put_signs_exactly_the_declared_headers() {
+        let signer = Signer::new(&aws_config()).await;
+        let target: Target = "media".parse().expect("target");
+        let metadata = BTreeMap::from([("cse-alg".to_string(), "AES-GCM".to_string())]);
+        let kms = Encryption::SseKms {
+            kms_key_id: "alias/uploads".into(),
+        };
+        let mut req = request(&target, Operation::Put, &metadata);
+        req.encryption = &kms;
+        req.content_type = Some("image/png");
+        req.content_length = Some(42);
+        req.checksum_sha256 = Some("47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=");
+        let p = signer.presign(&req).await.expect("presign");
+        assert_eq!(p.method, "PUT");
+        let names: Vec<&str> = p.headers.keys().map(String::as_str).collect();
+        for h in [
+            "content-type",
+            "content-length",
+            "x-amz-server-side-encryption",
+            "x-amz-server-side-encryption-aws-kms-key-id",
+            "x-amz-checksum-sha256",
+            "x-amz-meta-cse-alg",
+        ] {
+            assert!(names.contains(&h), "{h} is signed and returned: {names:?}");
+        }
+        assert_eq!(p.headers["x-amz-server-side-encryption"], "aws:kms");
+        let signed = super::query_param(&p.url, "X-Amz-SignedHeaders").expect("signed headers");
+        for h in &names {
+            assert!(signed.contains(h), "{h} is in X-Amz-SignedHeaders {signed}");
+        }
+        assert!(
+            !p.url.contains("x-amz-checksum-crc32"),
+            "no checksum of an empty body: {}",
+            p.url
+        );
+    }
+
+    #[tokio::test]
+    async fn urls_never_outlive_the_signing_credentials() {
+        let now = SystemTime::now();
+        let expiring = Credentials::new(
+            "AK",
+            "SK",
+            Some("token".into()),
+            Some(now + Duration::from_secs(900)),
+            "test",
+        );
+        let signer = Signer::with_credentials(
+            &aws_config(),
+            CachedCredentials::new(SharedCredentialsProvider::new(expiring)),
+        );
+        let target: Target = "media".parse().expect("target");
+        let none = BTreeMap::new();
+        let mut req = request(&target, Operation::Get, &none);
+        req.now = now;
+        req.expires_in = Duration::from_secs(3600);
+        let p = signer.presign(&req).await.expect("presign");
+        assert!(p.clamped);
+        let lifetime = p.expires_at - time::OffsetDateTime::from(now);
+        assert!(lifetime <= time::Duration::seconds(900), "{lifetime}");
+        assert!(
+            p.url.contains("X-Amz-Expires=899") || p.url.contains("X-Amz-Expires=900"),
+            "{}",
+            p.url
+        );
+
+        let lapsed = Credentials::new("AK", "SK", None, Some(now - Duration::from_secs(1)), "test");
+        let signer = Signer::with_credentials(
+            &aws_config(),
+            CachedCredentials::new(SharedCredentialsProvider::new(lapsed)),
+        );
+        assert!(matches!(
+            signer.presign(&req).await,
+            Err(SignError::CredentialsExpiring)
+        ));
+    }
 }

@@ -210,6 +210,7 @@ reload_interval_ms = 200
             state,
             s3,
             http: reqwest::Client::builder()
+                .no_proxy()
                 .timeout(Duration::from_secs(10))
                 .build()
                 .expect("http client"),
