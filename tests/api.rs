@@ -708,10 +708,7 @@ async fn transport_and_network(backend: common::app::Backend) {
     assert_eq!(s, 200, "health stays reachable over plain HTTP");
     let (s, b) = presign("avatars", None, true).await;
     assert_eq!(s, 200, "TLS terminated by a trusted proxy: {b}");
-    assert_eq!(
-        b["request_id"].as_str().map(str::len).unwrap_or(0) > 0,
-        true
-    );
+    assert!(b["request_id"].as_str().is_some_and(|r| !r.is_empty()));
 
     let (s, b) = presign("internal", Some("10.1.2.3"), true).await;
     assert_eq!(s, 200, "inside allowed_cidrs: {b}");
