@@ -61,7 +61,8 @@ WORKDIR /var/lib/presignd
 USER 10001:10001
 
 EXPOSE 8443
-ENV PRESIGND_CONFIG=/etc/presignd/presignd.toml
+ENV PRESIGND_CONFIG=/etc/presignd/presignd.toml \
+    PRESIGND_SERVER__LISTEN=0.0.0.0:8443
 
 # /healthz over plain HTTP (behind a TLS-terminating proxy); if presignd serves native TLS on
 # 8443, the second probe answers instead (-k: the certificate names the public host, not

@@ -64,7 +64,7 @@ impl App {
             store.migrate().await?;
         }
         if let Some(file) = &config.access_points.file {
-            let specs = catalog::read_file(file)?;
+            let specs = catalog::read_file(file, &config.s3)?;
             let summary = catalog::apply(&store, &specs, false).await?;
             tracing::info!(
                 created = summary.created.len(),
@@ -73,7 +73,7 @@ impl App {
                 file.display()
             );
         }
-        let catalog = catalog::load(&store).await?;
+        let catalog = catalog::load(&store, &config.s3).await?;
         tracing::info!(
             access_points = catalog.len(),
             backend = store.backend(),

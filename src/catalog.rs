@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::policy::{AccessPointSpec, Catalog, CompiledAccessPoint, SpecErrors};
+use crate::config::S3Config;
+use crate::policy::{AccessPointSpec, Catalog, CompiledAccessPoint, FieldError, SpecErrors};
 use crate::state::AppState;
 use crate::store::{Store, StoreError, Upsert};
 
@@ -43,8 +44,23 @@ pub struct ApplySummary {
     pub deleted: Vec<String>,
 }
 
+/// Validates a spec and checks that its target can be signed for with this S3 configuration.
+pub fn check_spec(
+    spec: &AccessPointSpec,
+    s3: &S3Config,
+) -> Result<CompiledAccessPoint, SpecErrors> {
+    let ap = CompiledAccessPoint::compile(spec.clone())?;
+    crate::sign::check_target(s3, &ap.target).map_err(|message| {
+        SpecErrors(vec![FieldError {
+            field: "bucket".into(),
+            message,
+        }])
+    })?;
+    Ok(ap)
+}
+
 /// Reads and validates a YAML (`.yaml`, `.yml`, `.json`) or TOML (`.toml`) file.
-pub fn read_file(path: &Path) -> Result<Vec<AccessPointSpec>, ApplyError> {
+pub fn read_file(path: &Path, s3: &S3Config) -> Result<Vec<AccessPointSpec>, ApplyError> {
     let shown = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| ApplyError::Read {
         path: shown.clone(),
@@ -66,7 +82,7 @@ pub fn read_file(path: &Path) -> Result<Vec<AccessPointSpec>, ApplyError> {
         if file.access_points[..i].iter().any(|o| o.name == spec.name) {
             return Err(ApplyError::Duplicate(spec.name.clone()));
         }
-        if let Err(e) = spec.validate() {
+        if let Err(e) = check_spec(spec, s3) {
             invalid.push((spec.name.clone(), e));
         }
     }
@@ -104,11 +120,11 @@ pub async fn apply(
 
 /// Builds the catalog from SQL. A stored access point that no longer validates is left out and
 /// logged: serving the others beats refusing to start.
-pub async fn load(store: &Store) -> Result<Catalog, StoreError> {
+pub async fn load(store: &Store, s3: &S3Config) -> Result<Catalog, StoreError> {
     let mut compiled = Vec::new();
     for stored in store.list_access_points().await? {
         let name = stored.spec.name.clone();
-        match CompiledAccessPoint::compile(stored.spec) {
+        match check_spec(&stored.spec, s3) {
             Ok(ap) => compiled.push(ap),
             Err(e) => {
                 tracing::error!(access_point = %name, error = %e, "stored access point is invalid; not served")
@@ -126,7 +142,7 @@ pub async fn reload_periodically(state: AppState, interval: Duration) {
     tick.tick().await;
     loop {
         tick.tick().await;
-        match load(state.store()).await {
+        match load(state.store(), &state.config().s3).await {
             Ok(catalog) => state.replace_catalog(catalog),
             Err(e) => {
                 tracing::warn!(error = %e, "access point reload failed; keeping the last good set")

@@ -84,7 +84,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("migrations applied ({})", store.backend());
         }
         Command::Apply { file, prune } => {
-            let specs = catalog::read_file(&file)?;
+            let specs = catalog::read_file(&file, &config.s3)?;
             let store = connect(&config).await?;
             if config.database.migrate_on_start {
                 store.migrate().await?;
@@ -97,7 +97,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::CheckConfig => {
             if let Some(file) = &config.access_points.file {
-                let specs = catalog::read_file(file)?;
+                let specs = catalog::read_file(file, &config.s3)?;
                 println!("{}: {} access points valid", file.display(), specs.len());
             }
             println!("configuration valid");

@@ -295,7 +295,7 @@ impl Config {
             ));
         }
         for (i, o) in s.cors_allowed_origins.iter().enumerate() {
-            if let Err(m) = check_origin(o) {
+            if let Err(m) = crate::policy::check_origin(o) {
                 p.push(ConfigProblem::new(
                     format!("server.cors_allowed_origins[{i}]"),
                     m,
@@ -405,6 +405,12 @@ impl Config {
                 "must be non-empty [A-Za-z0-9_-]",
             ));
         }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.filter) {
+            p.push(ConfigProblem::new(
+                "log.filter",
+                format!("is not a valid filter: {e}"),
+            ));
+        }
         if self.access_points.reload_interval_ms < 100 {
             p.push(ConfigProblem::new(
                 "access_points.reload_interval_ms",
@@ -430,21 +436,6 @@ impl Config {
     pub fn audit_dir(&self) -> Option<PathBuf> {
         self.audit.sink.strip_prefix("file://").map(PathBuf::from)
     }
-}
-
-/// A CORS origin: `scheme://host[:port]`, nothing else, never `*`.
-pub fn check_origin(o: &str) -> Result<(), &'static str> {
-    let rest = o
-        .strip_prefix("https://")
-        .or_else(|| o.strip_prefix("http://"))
-        .ok_or("must start with https:// or http://")?;
-    if rest.is_empty()
-        || rest.contains(['/', '?', '#', '@', '*', ' '])
-        || rest.chars().any(|c| c.is_control())
-    {
-        return Err("must be an origin: scheme://host[:port], no path, no wildcard");
-    }
-    Ok(())
 }
 
 /// `PRESIGND_A__B=v` pairs as a figment provider, from an explicit list (not the process

@@ -558,8 +558,53 @@ async fn audit(backend: common::app::Backend) {
     }
     let deny = &records[1];
     assert_eq!(deny["decision"], "deny");
-    assert_eq!(deny["reason"], "forbidden");
+    assert_eq!(deny["reason"], "implicit_deny");
     assert!(deny["signature_sha256"].is_null());
+
+    // Refusals before any access point is consulted are decisions too.
+    let (s, _) = app
+        .presign(
+            "not-a-token",
+            "avatars",
+            json!({"operation": "get", "key": "alice/a.png"}),
+        )
+        .await;
+    assert_eq!(s, 401);
+    let (s, _) = app
+        .post(
+            &alice,
+            "/v1/presign/batch",
+            json!({"items": [{"access_point": "avatars", "operation": "fly"}]}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (s, b) = app
+        .presign(
+            &alice,
+            "avatars",
+            json!({"operation": "get", "key": "alice/a.png", "response_content_type": "text/html"}),
+        )
+        .await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (400, Some("content_type_not_allowed")),
+        "no stored XSS via overrides"
+    );
+    let records = app.audit_records();
+    let reasons: Vec<&str> = records[2..]
+        .iter()
+        .map(|r| r["reason"].as_str().expect("reason"))
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "unauthenticated",
+            "invalid_request",
+            "content_type_not_allowed"
+        ]
+    );
+    assert!(records[2]["subject"].is_null());
+    assert_eq!(records[3]["operation"], "fly");
     app.finish().await;
 }
 on_both_backends!(every_decision_is_audited_without_the_url, audit);

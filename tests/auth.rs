@@ -289,7 +289,7 @@ async fn keys_unavailable_until_first_fetch_succeeds() {
     let server = JwksServer::start(jwks(&[RSA1.jwk()])).await;
     server.set_failing(true);
     let cfg = IssuerConfig {
-        jwks_min_refetch_seconds: 0,
+        jwks_min_refetch_seconds: 1,
         ..jwks_issuer(&server, &[Algorithm::RS256])
     };
     let v = verifier(&[cfg]).await;
@@ -302,7 +302,21 @@ async fn keys_unavailable_until_first_fetch_succeeds() {
     );
 
     server.set_failing(false);
-    assert_eq!(v.verify(&token).await.unwrap().sub, "alice");
+    // Refetches are throttled to one per second: poll with a deadline.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match v.verify(&token).await {
+            Ok(p) => {
+                assert_eq!(p.sub, "alice");
+                break;
+            }
+            Err(e) => {
+                assert_eq!(e, AuthError::KeysUnavailable);
+                assert!(std::time::Instant::now() < deadline, "keys never arrived");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
     assert!(v.ready());
 }
 
@@ -352,7 +366,7 @@ async fn jku_x5u_jwk_headers_are_never_followed() {
     ]))
     .await;
     let cfg = IssuerConfig {
-        jwks_min_refetch_seconds: 0,
+        jwks_min_refetch_seconds: 1,
         ..jwks_issuer(&server, &[Algorithm::RS256])
     };
     let v = verifier(&[cfg]).await;

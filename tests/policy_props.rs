@@ -66,6 +66,7 @@ fn spec_with_prefix(prefix: &str) -> AccessPointSpec {
         rules: vec![Rule {
             effect: Effect::Allow,
             groups: vec!["*".into()],
+            issuers: vec![],
             operations: vec![OperationPattern::Any],
             keys: vec!["*".into()],
             require_mfa: false,
@@ -321,6 +322,7 @@ fn rule_strategy() -> impl Strategy<Value = Rule> {
         .prop_map(|(allow, groups, ops, keys, require_mfa)| Rule {
             effect: if allow { Effect::Allow } else { Effect::Deny },
             groups: groups.iter().map(|g| g.to_string()).collect(),
+            issuers: vec![],
             operations: ops,
             keys: keys.iter().map(|k| k.to_string()).collect(),
             require_mfa,

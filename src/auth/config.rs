@@ -202,6 +202,10 @@ impl IssuerConfig {
                 format!("must be at least {MIN_REFRESH_SECONDS}"),
             );
         }
+        if self.jwks_min_refetch_seconds == 0 {
+            // 0 would let every token with an unknown `kid` trigger a fetch from the IdP.
+            problem("jwks_min_refetch_seconds", "must be at least 1".into());
+        }
         if self.groups_claim.is_empty() {
             problem("groups_claim", "must not be empty".into());
         }

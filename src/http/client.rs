@@ -25,21 +25,17 @@ impl ClientInfo {
         trusted_proxies: &[IpNet],
     ) -> ClientInfo {
         let trusted = |ip: &IpAddr| trusted_proxies.iter().any(|n| n.contains(ip));
+        let peer = peer.map(|ip| ip.to_canonical());
         let via_proxy = peer.as_ref().is_some_and(trusted);
-        let ip = match peer {
-            Some(peer) if via_proxy => Some(forwarded_client(peer, headers, &trusted)),
-            other => other,
+        let ip = if via_proxy {
+            forwarded_client(headers, &trusted)
+        } else {
+            peer
         };
         // Forwarded headers count only from a trusted proxy; native TLS arrives with the
         // transport work (until then a request is TLS only when a trusted proxy says so).
-        let tls = via_proxy
-            && headers
-                .get_all("x-forwarded-proto")
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(','))
-                .next_back()
-                .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"));
+        let tls =
+            via_proxy && forwarded_proto(headers).is_some_and(|p| p.eq_ignore_ascii_case("https"));
         ClientInfo {
             request_id,
             ip,
@@ -50,31 +46,85 @@ impl ClientInfo {
     }
 }
 
-/// The rightmost address in `X-Forwarded-For` that is not a trusted proxy (addresses to its
-/// left were supplied by the client and prove nothing).
-fn forwarded_client(
-    peer: IpAddr,
-    headers: &HeaderMap,
-    trusted: &dyn Fn(&IpAddr) -> bool,
-) -> IpAddr {
-    let hops: Vec<&str> = headers
-        .get_all("x-forwarded-for")
+/// The hops a trusted proxy reports, nearest last: RFC 7239 `Forwarded: for=…` when present,
+/// else `X-Forwarded-For`.
+fn forwarded_hops(headers: &HeaderMap) -> Vec<String> {
+    let values = |name: &str| -> Vec<String> {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|v| v.trim().to_string())
+            .collect()
+    };
+    let forwarded = values("forwarded");
+    if !forwarded.is_empty() {
+        return forwarded
+            .iter()
+            .map(|element| {
+                element
+                    .split(';')
+                    .filter_map(|pair| pair.trim().split_once('='))
+                    .find(|(k, _)| k.trim().eq_ignore_ascii_case("for"))
+                    .map(|(_, v)| v.trim().trim_matches('"').to_string())
+                    .unwrap_or_default()
+            })
+            .collect();
+    }
+    values("x-forwarded-for")
+}
+
+/// `1.2.3.4`, `1.2.3.4:5678`, `::1`, `[::1]`, `[::1]:5678`.
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    if let Ok(ip) = hop.parse::<IpAddr>() {
+        return Some(ip.to_canonical());
+    }
+    if let Some(rest) = hop.strip_prefix('[') {
+        let (ip, _) = rest.split_once(']')?;
+        return ip.parse::<IpAddr>().ok().map(|ip| ip.to_canonical());
+    }
+    let (ip, port) = hop.rsplit_once(':')?;
+    port.parse::<u16>().ok()?;
+    ip.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4)
+}
+
+/// The rightmost reported hop that is not a trusted proxy (hops to its left were supplied by
+/// the client and prove nothing). `None` — no address — when the proxy reported none we can
+/// read: an unknown caller must never pass as the proxy's own (internal) address.
+fn forwarded_client(headers: &HeaderMap, trusted: &dyn Fn(&IpAddr) -> bool) -> Option<IpAddr> {
+    for hop in forwarded_hops(headers).iter().rev() {
+        let ip = parse_hop(hop)?;
+        if !trusted(&ip) {
+            return Some(ip);
+        }
+    }
+    None
+}
+
+fn forwarded_proto(headers: &HeaderMap) -> Option<String> {
+    let forwarded: Option<String> = headers
+        .get_all("forwarded")
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .collect();
-    let mut client = peer;
-    for hop in hops.iter().rev() {
-        let Ok(ip) = hop.parse::<IpAddr>() else {
-            break;
-        };
-        client = ip;
-        if !trusted(&ip) {
-            break;
-        }
-    }
-    client
+        .next_back()
+        .and_then(|element| {
+            element
+                .split(';')
+                .filter_map(|pair| pair.trim().split_once('='))
+                .find(|(k, _)| k.trim().eq_ignore_ascii_case("proto"))
+                .map(|(_, v)| v.trim().trim_matches('"').to_string())
+        });
+    forwarded.or_else(|| {
+        headers
+            .get_all("x-forwarded-proto")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .next_back()
+            .map(|p| p.trim().to_string())
+    })
 }
 
 /// A header value fit for an audit record: printable, bounded.
@@ -134,6 +184,52 @@ mod tests {
         );
         assert_eq!(c.ip, Some("1.2.3.4".parse().expect("ip")));
         assert!(c.tls);
+    }
+
+    #[test]
+    fn trusted_proxy_without_a_readable_client_fails_closed() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().expect("net")];
+        let peer = Some("10.0.0.1".parse().expect("ip"));
+        for h in [
+            headers(&[]),
+            headers(&[("x-forwarded-for", "garbage")]),
+            headers(&[("x-forwarded-for", "10.0.0.9")]),
+            headers(&[("forwarded", "for=unknown")]),
+        ] {
+            let c = ClientInfo::from_request("r".into(), peer, &h, &trusted);
+            assert_eq!(c.ip, None, "{h:?}");
+        }
+    }
+
+    #[test]
+    fn forwarded_and_ports_and_mapped_addresses() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().expect("net")];
+        let peer = Some("::ffff:10.0.0.1".parse().expect("ip"));
+        let cases = [
+            (
+                headers(&[(
+                    "forwarded",
+                    "for=192.0.2.60, for=\"[2001:db8::1]:4711\";proto=https",
+                )]),
+                "2001:db8::1",
+                true,
+            ),
+            (
+                headers(&[("x-forwarded-for", "198.51.100.7:5555")]),
+                "198.51.100.7",
+                false,
+            ),
+            (
+                headers(&[("x-forwarded-for", "::ffff:198.51.100.8")]),
+                "198.51.100.8",
+                false,
+            ),
+        ];
+        for (h, ip, tls) in cases {
+            let c = ClientInfo::from_request("r".into(), peer, &h, &trusted);
+            assert_eq!(c.ip, Some(ip.parse().expect("ip")), "{h:?}");
+            assert_eq!(c.tls, tls, "{h:?}");
+        }
     }
 
     #[test]

@@ -22,23 +22,26 @@ const HTTPS_EXEMPT: &[&str] = &["/healthz", "/readyz"];
 
 pub async fn context(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let request_id = req
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| acceptable_request_id(v))
-        .map(str::to_string)
-        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
-    let client = ClientInfo::from_request(
-        request_id.clone(),
-        peer,
-        req.headers(),
-        &state.config().server.trusted_proxies,
-    );
+    let trusted_proxies = &state.config().server.trusted_proxies;
+    // A request id from outside is kept only from a trusted proxy (it lands in audit records,
+    // so a client must not choose it).
+    let from_proxy = peer.is_some_and(|ip| {
+        let ip = ip.to_canonical();
+        trusted_proxies.iter().any(|n| n.contains(&ip))
+    });
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .filter(|_| from_proxy)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| acceptable_request_id(v))
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let client = ClientInfo::from_request(request_id.clone(), peer, req.headers(), trusted_proxies);
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -51,13 +54,15 @@ pub async fn context(State(state): State<AppState>, mut req: Request, next: Next
         && !client.tls
         && !HTTPS_EXEMPT.contains(&req.uri().path())
     {
-        ApiError::HttpsRequired.into_response()
+        refuse_plain_http(&state, &client, req.uri().path())
+            .await
+            .into_response()
     } else {
         req.extensions_mut().insert(client);
         next.run(req).instrument(span.clone()).await
     };
 
-    let mut response = finish_problem(response, &request_id, &span);
+    let mut response = finish_problem(response, &request_id, &span).await;
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", v);
     }
@@ -71,9 +76,28 @@ pub async fn context(State(state): State<AppState>, mut req: Request, next: Next
     response
 }
 
+/// A presign request over plain HTTP is a refused decision, and so it is audited.
+async fn refuse_plain_http(state: &AppState, client: &ClientInfo, path: &str) -> ApiError {
+    let access_point = path
+        .strip_prefix("/v1/access-points/")
+        .and_then(|rest| rest.strip_suffix("/presign"));
+    if access_point.is_some() || path == "/v1/presign/batch" {
+        super::presign::audit_refusal(
+            state,
+            client,
+            access_point,
+            "unknown",
+            ApiError::HttpsRequired,
+        )
+        .await
+    } else {
+        ApiError::HttpsRequired
+    }
+}
+
 /// Adds the request id to a handler's problem, or replaces a framework error body (404 route,
 /// 405, body limit, timeout, panic) with a problem of its own.
-fn finish_problem(response: Response, request_id: &str, span: &tracing::Span) -> Response {
+async fn finish_problem(response: Response, request_id: &str, span: &tracing::Span) -> Response {
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) {
         return response;
@@ -92,7 +116,18 @@ fn finish_problem(response: Response, request_id: &str, span: &tracing::Span) ->
                 .get(header::CONTENT_TYPE)
                 .is_some_and(|v| v.as_bytes() == PROBLEM_JSON.as_bytes());
             if is_problem {
-                return Response::from_parts(parts, body);
+                // A problem built elsewhere (readiness): add the request id to it.
+                let Ok(bytes) = axum::body::to_bytes(body, 64 * 1024).await else {
+                    return Response::from_parts(parts, Body::empty());
+                };
+                let mut doc: serde_json::Value =
+                    serde_json::from_slice(&bytes).unwrap_or_else(|_| serde_json::json!({}));
+                if let Some(obj) = doc.as_object_mut() {
+                    obj.insert("request_id".into(), request_id.into());
+                }
+                parts.headers.remove(header::CONTENT_LENGTH);
+                let bytes = serde_json::to_vec(&doc).unwrap_or_default();
+                return Response::from_parts(parts, Body::from(bytes));
             }
             if status.is_server_error() {
                 span.in_scope(|| {

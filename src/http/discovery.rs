@@ -5,7 +5,7 @@ use axum::extract::State;
 use serde::Serialize;
 
 use super::extract::Authenticated;
-use crate::policy::{self, Encryption, Operation, UploadConstraints};
+use crate::policy::{self, Operation, UploadConstraints};
 use crate::state::AppState;
 
 #[derive(Debug, Serialize)]
@@ -16,7 +16,8 @@ pub struct AccessPointSummary {
     pub operations: Vec<Operation>,
     pub default_expires_in: u32,
     pub max_expires_in: u32,
-    pub encryption: Encryption,
+    /// The mode only: key ids are for operators, not callers.
+    pub encryption: &'static str,
     pub upload: UploadConstraints,
 }
 
@@ -40,7 +41,7 @@ pub async fn list_access_points(
             operations: policy::allowed_operations(ap, &principal),
             default_expires_in: ap.spec.default_expires_in,
             max_expires_in: ap.spec.max_expires_in,
-            encryption: ap.spec.encryption.clone(),
+            encryption: ap.spec.encryption.mode(),
             upload: ap.spec.upload.clone(),
         })
         .collect();

@@ -52,6 +52,8 @@ pub enum ApiError {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
+            // The token may be fine: presignd cannot check it yet. Not the client's fault.
+            ApiError::Auth(AuthError::KeysUnavailable) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Auth(_) => StatusCode::UNAUTHORIZED,
             ApiError::NotFound | ApiError::NoRoute => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -78,6 +80,7 @@ impl ApiError {
     /// The stable machine-readable code (documented in openapi/ and docs/errors.md).
     pub fn code(&self) -> &'static str {
         match self {
+            ApiError::Auth(AuthError::KeysUnavailable) => "unavailable",
             ApiError::Auth(e) => e.code(),
             ApiError::NotFound | ApiError::NoRoute => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
@@ -101,7 +104,7 @@ impl ApiError {
         // 5xx details stay in the log; the client sees only the code and the request id.
         let detail = if status.is_server_error() {
             match self {
-                ApiError::AuditUnavailable(_) => self.to_string(),
+                ApiError::AuditUnavailable(_) | ApiError::Auth(_) => self.to_string(),
                 _ => "the service could not complete the request".into(),
             }
         } else {
@@ -204,7 +207,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let problem = self.problem();
         let mut resp = problem.clone().into_response_with();
-        if let ApiError::Auth(_) = self {
+        if resp.status() == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static(r#"Bearer error="invalid_token""#),

@@ -22,7 +22,6 @@ use crate::sign::{Presigned, SignRequest};
 use crate::state::AppState;
 
 pub const MAX_BATCH_ITEMS: usize = 100;
-const MAX_RESPONSE_HEADER_PARAM: usize = 1024;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -57,11 +56,20 @@ pub struct PresignResponse {
 
 pub async fn presign_one(
     State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
+    auth: Result<Authenticated, ApiError>,
     client: ClientInfo,
     Path(name): Path<String>,
-    ApiJson(req): ApiJson<PresignRequest>,
+    body: Result<ApiJson<PresignRequest>, ApiError>,
 ) -> Result<Json<PresignResponse>, ApiError> {
+    // Authentication first: an anonymous caller learns nothing about the body's validity.
+    let principal = match auth {
+        Ok(Authenticated(p)) => p,
+        Err(e) => {
+            let op = body.as_ref().map_or("unknown", |b| b.0.operation.as_str());
+            return Err(audit_refusal(&state, &client, Some(&name), op, e).await);
+        }
+    };
+    let ApiJson(req) = body?;
     let now = SystemTime::now();
     let (outcome, record) = decide_and_sign(&state, &principal, &client, &name, &req, now).await;
     state
@@ -105,10 +113,15 @@ pub struct BatchResult {
 
 pub async fn presign_batch(
     State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
+    auth: Result<Authenticated, ApiError>,
     client: ClientInfo,
-    ApiJson(batch): ApiJson<BatchRequest>,
+    body: Result<ApiJson<BatchRequest>, ApiError>,
 ) -> Result<Json<BatchResponse>, ApiError> {
+    let principal = match auth {
+        Ok(Authenticated(p)) => p,
+        Err(e) => return Err(audit_refusal(&state, &client, None, "batch", e).await),
+    };
+    let ApiJson(batch) = body?;
     if batch.items.is_empty() || batch.items.len() > MAX_BATCH_ITEMS {
         return Err(ApiError::InvalidRequest(format!(
             "items must hold 1 to {MAX_BATCH_ITEMS} entries"
@@ -118,6 +131,8 @@ pub async fn presign_batch(
     let mut outcomes = Vec::with_capacity(batch.items.len());
     let mut records = Vec::with_capacity(batch.items.len());
     for item in batch.items {
+        let named = |field: &str| item.get(field).and_then(|v| v.as_str()).map(bounded);
+        let (ap_name, op_name) = (named("access_point"), named("operation"));
         match serde_json::from_value::<BatchItem>(item) {
             Ok(item) => {
                 let (outcome, record) = decide_and_sign(
@@ -132,8 +147,20 @@ pub async fn presign_batch(
                 outcomes.push(outcome);
                 records.push(record);
             }
-            // Not a decision about any access point: nothing to audit.
-            Err(e) => outcomes.push(Err(ApiError::InvalidRequest(format!("invalid item: {e}")))),
+            Err(e) => {
+                let error = ApiError::InvalidRequest(format!("invalid item: {e}"));
+                let mut record = base_record(
+                    &state,
+                    &client,
+                    Some(&principal),
+                    op_name.as_deref().unwrap_or("unknown"),
+                    now,
+                );
+                record.access_point = ap_name;
+                record.reason = error.code().to_string();
+                records.push(record);
+                outcomes.push(Err(error));
+            }
         }
     }
     // One durable append for the whole batch; if it fails, nothing is issued.
@@ -153,6 +180,9 @@ pub async fn presign_batch(
                 error: None,
             },
             Err(e) => {
+                if let Some(cause) = e.cause() {
+                    tracing::error!(index, code = e.code(), %cause, "batch item failed");
+                }
                 let mut problem = e.problem();
                 problem.request_id = Some(client.request_id.clone());
                 BatchResult {
@@ -203,9 +233,7 @@ async fn decide_and_sign(
         user_agent: client.user_agent.clone(),
         origin: client.origin.clone(),
         tls: client.tls,
-        sse: ap
-            .as_ref()
-            .map(|ap| encryption_name(&ap.spec.encryption).to_string()),
+        sse: ap.as_ref().map(|ap| ap.spec.encryption.mode().to_string()),
         signature_sha256: None,
         instance: state.instance().to_string(),
     };
@@ -218,9 +246,62 @@ async fn decide_and_sign(
             record.decision = Decision::Allow;
             record.reason = "allowed".into();
         }
+        // `decide` already named the rule outcome (explicit or implicit deny).
+        Err(ApiError::Forbidden) if !record.reason.is_empty() => {}
         Err(e) => record.reason = e.code().to_string(),
     }
     (outcome, record)
+}
+
+/// A deny record with what is known about the caller; the decision fills in the rest.
+fn base_record(
+    state: &AppState,
+    client: &ClientInfo,
+    principal: Option<&Principal>,
+    operation: &str,
+    now: SystemTime,
+) -> AuditRecord {
+    AuditRecord {
+        id: AuditRecord::new_id(),
+        time: OffsetDateTime::from(now),
+        request_id: client.request_id.clone(),
+        decision: Decision::Deny,
+        reason: String::new(),
+        operation: bounded(operation),
+        access_point: None,
+        bucket: None,
+        key: None,
+        expires_at: None,
+        subject: principal.map(|p| p.sub.clone()),
+        issuer: principal.map(|p| p.iss.clone()),
+        groups: principal.map(|p| p.groups.clone()).unwrap_or_default(),
+        source_ip: client.ip.map(|ip| ip.to_string()),
+        user_agent: client.user_agent.clone(),
+        origin: client.origin.clone(),
+        tls: client.tls,
+        sse: None,
+        signature_sha256: None,
+        instance: state.instance().to_string(),
+    }
+}
+
+/// Records a presign request refused before any access point was consulted (no valid token,
+/// not over HTTPS) and returns the error to answer with — or `audit_unavailable` if even the
+/// refusal cannot be recorded.
+pub async fn audit_refusal(
+    state: &AppState,
+    client: &ClientInfo,
+    access_point: Option<&str>,
+    operation: &str,
+    error: ApiError,
+) -> ApiError {
+    let mut record = base_record(state, client, None, operation, SystemTime::now());
+    record.access_point = access_point.map(bounded);
+    record.reason = error.code().to_string();
+    match state.audit().append(std::slice::from_ref(&record)).await {
+        Ok(()) => error,
+        Err(e) => ApiError::AuditUnavailable(e.to_string()),
+    }
 }
 
 async fn decide(
@@ -249,12 +330,20 @@ async fn decide(
     match policy::evaluate(ap, principal, req.operation, &req.key) {
         policy::Decision::Allow => {}
         policy::Decision::Deny(DenyReason::MfaRequired) => return Err(ApiError::MfaRequired),
-        policy::Decision::Deny(_) => return Err(ApiError::Forbidden),
+        policy::Decision::Deny(reason) => {
+            record.reason = reason.as_str().to_string();
+            return Err(ApiError::Forbidden);
+        }
     }
 
     check_fields_for_operation(req)?;
     let expires_in = policy::resolve_expires(spec, req.expires_in)?;
     policy::check_metadata(&req.metadata)?;
+    policy::check_response_overrides(
+        spec,
+        req.response_content_type.as_deref(),
+        req.response_content_disposition.as_deref(),
+    )?;
     if req.operation == Operation::Put {
         policy::check_upload(
             spec,
@@ -322,35 +411,14 @@ fn check_fields_for_operation(req: &PresignRequest) -> Result<(), ApiError> {
             "content_type, content_length, checksum_sha256 and metadata apply to put only".into(),
         ));
     }
-    let overrides = [
-        &req.response_content_disposition,
-        &req.response_content_type,
-    ];
-    if req.operation != Operation::Get && overrides.iter().any(|o| o.is_some()) {
+    let overrides =
+        req.response_content_disposition.is_some() || req.response_content_type.is_some();
+    if req.operation != Operation::Get && overrides {
         return Err(ApiError::InvalidRequest(
             "response_content_disposition and response_content_type apply to get only".into(),
         ));
     }
-    for value in overrides.into_iter().flatten() {
-        if value.is_empty()
-            || value.len() > MAX_RESPONSE_HEADER_PARAM
-            || value.chars().any(char::is_control)
-        {
-            return Err(ApiError::InvalidRequest(format!(
-                "response overrides must be 1 to {MAX_RESPONSE_HEADER_PARAM} bytes without control characters"
-            )));
-        }
-    }
     Ok(())
-}
-
-fn encryption_name(e: &Encryption) -> &'static str {
-    match e {
-        Encryption::None => "none",
-        Encryption::SseS3 => "sse-s3",
-        Encryption::SseKms { .. } => "sse-kms",
-        Encryption::SseC => "sse-c",
-    }
 }
 
 /// An access point name as the caller typed it, bounded for the audit record.

@@ -41,7 +41,12 @@ fn max_expires_in() -> u32 {
 
 /// Server-side encryption applied to every PUT URL the access point issues.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "mode", rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(
+    tag = "mode",
+    rename_all = "kebab-case",
+    deny_unknown_fields,
+    try_from = "RawEncryption"
+)]
 pub enum Encryption {
     #[default]
     None,
@@ -50,6 +55,48 @@ pub enum Encryption {
         kms_key_id: String,
     },
     SseC,
+}
+
+impl Encryption {
+    /// `none`, `sse-s3`, `sse-kms` or `sse-c`.
+    pub fn mode(&self) -> &'static str {
+        match self {
+            Encryption::None => "none",
+            Encryption::SseS3 => "sse-s3",
+            Encryption::SseKms { .. } => "sse-kms",
+            Encryption::SseC => "sse-c",
+        }
+    }
+}
+
+/// The wire shape of `encryption`, checked strictly: serde's internally tagged unit variants
+/// would silently ignore a stray `kms_key_id` on `mode: none`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEncryption {
+    mode: String,
+    kms_key_id: Option<String>,
+}
+
+impl TryFrom<RawEncryption> for Encryption {
+    type Error = String;
+
+    fn try_from(raw: RawEncryption) -> Result<Self, String> {
+        match (raw.mode.as_str(), raw.kms_key_id) {
+            ("none", None) => Ok(Encryption::None),
+            ("sse-s3", None) => Ok(Encryption::SseS3),
+            ("sse-c", None) => Ok(Encryption::SseC),
+            ("sse-kms", Some(kms_key_id)) => Ok(Encryption::SseKms { kms_key_id }),
+            ("sse-kms", None) => Err("mode sse-kms requires kms_key_id".into()),
+            ("none" | "sse-s3" | "sse-c", Some(_)) => Err(format!(
+                "kms_key_id applies to mode sse-kms only, not {}",
+                raw.mode
+            )),
+            (other, _) => Err(format!(
+                "unknown encryption mode {other:?}: expected none, sse-s3, sse-kms or sse-c"
+            )),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,6 +127,11 @@ pub struct Rule {
     pub effect: Effect,
     /// Group names; `"*"` means any authenticated principal.
     pub groups: Vec<String>,
+    /// Token issuers the rule applies to; empty: any configured issuer. With several issuers,
+    /// pin them: the same `sub` or group name from two identity providers is not the same
+    /// person.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub issuers: Vec<String>,
     pub operations: Vec<OperationPattern>,
     /// Glob patterns relative to the access point's prefix.
     #[serde(default = "any_key")]

@@ -21,6 +21,7 @@ pub(crate) struct CompiledRule {
     /// The rule lists `"*"`: any authenticated principal.
     pub any_group: bool,
     pub groups: Vec<String>,
+    pub issuers: Vec<String>,
     pub operations: Vec<OperationPattern>,
     pub keys: Vec<KeyPattern>,
     pub require_mfa: bool,
@@ -48,6 +49,7 @@ impl CompiledAccessPoint {
                 effect: rule.effect,
                 any_group: rule.groups.iter().any(|g| g == "*"),
                 groups: rule.groups.clone(),
+                issuers: rule.issuers.clone(),
                 operations: rule.operations.clone(),
                 keys,
                 require_mfa: rule.require_mfa,
@@ -129,6 +131,7 @@ mod tests {
             rules: vec![Rule {
                 effect: Effect::Allow,
                 groups: vec!["*".into(), "users".into()],
+                issuers: vec![],
                 operations: vec![OperationPattern::Op(Operation::Get)],
                 keys: vec!["${jwt:sub}/*".into()],
                 require_mfa: false,

@@ -33,7 +33,8 @@ impl DenyReason {
 
 impl CompiledRule {
     fn groups_match(&self, p: &Principal) -> bool {
-        self.any_group || self.groups.iter().any(|g| p.in_group(g))
+        (self.issuers.is_empty() || self.issuers.contains(&p.iss))
+            && (self.any_group || self.groups.iter().any(|g| p.in_group(g)))
     }
 
     fn op_matches(&self, op: Operation) -> bool {
@@ -150,6 +151,7 @@ mod tests {
         Rule {
             effect,
             groups: groups.iter().map(|g| g.to_string()).collect(),
+            issuers: vec![],
             operations: ops.to_vec(),
             keys: keys.iter().map(|k| k.to_string()).collect(),
             require_mfa,

@@ -25,7 +25,7 @@ pub use glob::{GlobError, KeyPattern};
 pub use key::{KeyError, MAX_KEY_BYTES, validate_key};
 pub use request::{
     ConstraintError, MAX_EXPIRES_IN, MAX_METADATA_BYTES, MAX_SINGLE_PUT_BYTES, UploadRequest,
-    check_metadata, check_upload, content_type_allowed, resolve_expires,
+    check_metadata, check_response_overrides, check_upload, content_type_allowed, resolve_expires,
 };
 pub use target::{Arn, Target, TargetError};
-pub use validate::{FieldError, MAX_PREFIX_BYTES, SpecErrors};
+pub use validate::{FieldError, MAX_PREFIX_BYTES, SpecErrors, check_origin};

@@ -36,6 +36,10 @@ pub enum ConstraintError {
     InvalidMetadata { reason: String },
     #[error("content_type must be a media type such as image/png (type/subtype[; parameters])")]
     InvalidContentType,
+    #[error(
+        "response_content_disposition must be inline or attachment[; filename=...] in printable ASCII, at most 1024 bytes"
+    )]
+    InvalidDisposition,
 }
 
 impl ConstraintError {
@@ -51,7 +55,8 @@ impl ConstraintError {
             | ConstraintError::ContentTypeRequired
             | ConstraintError::InvalidChecksum
             | ConstraintError::InvalidMetadata { .. }
-            | ConstraintError::InvalidContentType => "invalid_request",
+            | ConstraintError::InvalidContentType
+            | ConstraintError::InvalidDisposition => "invalid_request",
         }
     }
 }
@@ -134,9 +139,10 @@ pub fn check_metadata(metadata: &BTreeMap<String, String>) -> Result<(), Constra
     let invalid = |reason: String| Err(ConstraintError::InvalidMetadata { reason });
     let mut total = 0usize;
     for (name, value) in metadata {
-        if !is_metadata_name(name, true) {
+        // No `_`: proxies such as nginx drop such headers, which breaks the signature.
+        if !is_metadata_name(name) {
             return invalid(format!(
-                "name {name:?} must be non-empty lowercase a-z, 0-9, '-' or '_' (without x-amz-meta-)"
+                "name {name:?} must be non-empty lowercase a-z, 0-9 or '-' (without x-amz-meta-)"
             ));
         }
         // Printable US-ASCII only: no CR/LF (header injection), no other controls.
@@ -153,15 +159,56 @@ pub fn check_metadata(metadata: &BTreeMap<String, String>) -> Result<(), Constra
     Ok(())
 }
 
-/// `[a-z0-9-]` names, plus `_` for request metadata (access point specs keep to `[a-z0-9-]`).
-pub(crate) fn is_metadata_name(name: &str, allow_underscore: bool) -> bool {
+/// Media types a browser would run as active content on the bucket's origin: a GET must not
+/// turn a stored object into one of them.
+const ACTIVE_CONTENT: &[&str] = &[
+    "text/html",
+    "application/xhtml+xml",
+    "image/svg+xml",
+    "text/xml",
+    "application/xml",
+];
+
+/// Overrides of a GET's response headers: the content type stays within the access point's
+/// upload types (when it has any) and is never active content; the disposition is `inline`
+/// or `attachment` with optional parameters.
+pub fn check_response_overrides(
+    ap: &AccessPointSpec,
+    content_type: Option<&str>,
+    disposition: Option<&str>,
+) -> Result<(), ConstraintError> {
+    if let Some(ct) = content_type {
+        let (ty, sub) = parse_content_type(ct).ok_or(ConstraintError::InvalidContentType)?;
+        let essence = format!("{ty}/{sub}").to_ascii_lowercase();
+        if ACTIVE_CONTENT.contains(&essence.as_str())
+            || essence.contains("javascript")
+            || essence.contains("ecmascript")
+        {
+            return Err(ConstraintError::ContentTypeNotAllowed);
+        }
+        let patterns = &ap.upload.content_types;
+        if !patterns.is_empty() && !content_type_allowed(patterns, ct) {
+            return Err(ConstraintError::ContentTypeNotAllowed);
+        }
+    }
+    if let Some(d) = disposition {
+        let kind = d.split(';').next().unwrap_or_default().trim();
+        let ok = d.len() <= 1024
+            && d.bytes().all(|b| (0x20..=0x7e).contains(&b))
+            && (kind.eq_ignore_ascii_case("inline") || kind.eq_ignore_ascii_case("attachment"));
+        if !ok {
+            return Err(ConstraintError::InvalidDisposition);
+        }
+    }
+    Ok(())
+}
+
+/// `[a-z0-9-]`: header-safe through any proxy.
+pub(crate) fn is_metadata_name(name: &str) -> bool {
     !name.is_empty()
-        && name.bytes().all(|b| {
-            b.is_ascii_lowercase()
-                || b.is_ascii_digit()
-                || b == b'-'
-                || (allow_underscore && b == b'_')
-        })
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 /// Does `content_type` (parameters ignored, case-insensitive) match one of `patterns`
@@ -225,6 +272,7 @@ mod tests {
             rules: vec![Rule {
                 effect: Effect::Allow,
                 groups: vec!["*".into()],
+                issuers: vec![],
                 operations: vec![OperationPattern::Op(Operation::Put)],
                 keys: vec!["*".into()],
                 require_mfa: false,
@@ -441,13 +489,14 @@ mod tests {
     #[test]
     fn metadata_must_be_header_safe_and_small() {
         let one = |k: &str, v: &str| BTreeMap::from([(k.to_string(), v.to_string())]);
-        assert_eq!(check_metadata(&one("user_id-2", "Alice (42)")), Ok(()));
+        assert_eq!(check_metadata(&one("user-id-2", "Alice (42)")), Ok(()));
         assert_eq!(check_metadata(&BTreeMap::new()), Ok(()));
         for (k, v) in [
             ("", "v"),
             ("Upper", "v"),
             ("x-amz-meta:k", "v"),
             ("sp ace", "v"),
+            ("user_id", "v"),
             ("k", "a\r\nx-amz-acl: public-read"),
             ("k", "tab\there"),
             ("k", "naïve"),
@@ -461,5 +510,86 @@ mod tests {
         }
         assert_eq!(check_metadata(&one("k", &"v".repeat(2047))), Ok(()));
         assert!(check_metadata(&one("k", &"v".repeat(2048))).is_err());
+    }
+}
+
+#[cfg(test)]
+mod response_override_tests {
+    use super::*;
+
+    fn ap(types: &[&str]) -> AccessPointSpec {
+        let mut spec: AccessPointSpec = serde_json::from_value(serde_json::json!({
+            "name": "a", "bucket": "bucket-a", "prefix": "p/",
+            "rules": [{"effect": "allow", "groups": ["g"], "operations": ["get"]}]
+        }))
+        .expect("spec");
+        spec.upload.content_types = types.iter().map(|t| t.to_string()).collect();
+        spec
+    }
+
+    #[test]
+    fn active_content_is_never_served() {
+        for ct in [
+            "text/html",
+            "TEXT/HTML; charset=utf-8",
+            "image/svg+xml",
+            "application/javascript",
+            "text/ecmascript",
+        ] {
+            assert_eq!(
+                check_response_overrides(&ap(&[]), Some(ct), None),
+                Err(ConstraintError::ContentTypeNotAllowed),
+                "{ct}"
+            );
+        }
+        assert_eq!(
+            check_response_overrides(&ap(&[]), Some("application/pdf"), None),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn overrides_stay_within_the_upload_types() {
+        let images = ap(&["image/*"]);
+        assert_eq!(
+            check_response_overrides(&images, Some("image/png"), None),
+            Ok(())
+        );
+        assert_eq!(
+            check_response_overrides(&images, Some("application/pdf"), None),
+            Err(ConstraintError::ContentTypeNotAllowed)
+        );
+        assert_eq!(
+            check_response_overrides(&images, Some("image/png\r\nx: y"), None),
+            Err(ConstraintError::InvalidContentType)
+        );
+    }
+
+    #[test]
+    fn dispositions() {
+        for ok in [
+            "inline",
+            "attachment",
+            "attachment; filename=\"a.png\"",
+            "INLINE;filename=x",
+        ] {
+            assert_eq!(
+                check_response_overrides(&ap(&[]), None, Some(ok)),
+                Ok(()),
+                "{ok}"
+            );
+        }
+        for bad in [
+            "",
+            "form-data",
+            "attachment; filename=\"\u{e9}.png\"",
+            "inline\r\nx: y",
+        ] {
+            assert_eq!(
+                check_response_overrides(&ap(&[]), None, Some(bad)),
+                Err(ConstraintError::InvalidDisposition),
+                "{bad:?}"
+            );
+        }
     }
 }

@@ -84,9 +84,8 @@ impl AccessPointSpec {
         self.validate_expiry(&mut e);
         if let Encryption::SseKms { kms_key_id } = &self.encryption
             && (kms_key_id.is_empty()
-                || kms_key_id
-                    .chars()
-                    .any(|c| c.is_whitespace() || c.is_control()))
+                // It becomes a signed header value: printable ASCII, no spaces.
+                || !kms_key_id.bytes().all(|b| b.is_ascii_graphic()))
         {
             e.add(
                 "encryption.kms_key_id",
@@ -157,7 +156,7 @@ impl AccessPointSpec {
             }
         }
         for (i, name) in upload.required_metadata.iter().enumerate() {
-            if !is_metadata_name(name, false) {
+            if !is_metadata_name(name) {
                 e.add(
                     format!("upload.required_metadata[{i}]"),
                     "must be a non-empty lowercase a-z, 0-9, '-' name, without x-amz-meta-",
@@ -184,6 +183,11 @@ impl AccessPointSpec {
                         at(&format!("groups[{i}]")),
                         "must be a non-empty group name",
                     );
+                }
+            }
+            for (i, iss) in rule.issuers.iter().enumerate() {
+                if iss.is_empty() || iss.chars().any(char::is_control) {
+                    e.add(at(&format!("issuers[{i}]")), "must be a non-empty issuer");
                 }
             }
             if rule.operations.is_empty() {
@@ -222,7 +226,8 @@ impl AccessPointSpec {
 }
 
 /// A browser origin: `http(s)://host[:port]`, nothing else.
-fn check_origin(origin: &str) -> Result<(), &'static str> {
+/// A browser origin: `scheme://host[:port]`, lowercase, no path, never `*`.
+pub fn check_origin(origin: &str) -> Result<(), &'static str> {
     const SHAPE: &str = "must be an origin such as https://app.example.com (scheme, host, optional port; no path, no '*')";
     let rest = origin
         .strip_prefix("https://")
@@ -274,6 +279,7 @@ mod tests {
         Rule {
             effect,
             groups: vec!["users".into()],
+            issuers: vec![],
             operations: ops.to_vec(),
             keys: keys.iter().map(|k| k.to_string()).collect(),
             require_mfa,
@@ -481,6 +487,7 @@ mod tests {
             rule(Effect::Allow, &[GET], &["ok/*"], false),
             Rule {
                 groups: vec![],
+                issuers: vec![],
                 ..rule(Effect::Allow, &[], &[], false)
             },
             rule(
@@ -491,6 +498,7 @@ mod tests {
             ),
             Rule {
                 groups: vec!["users".into(), "".into()],
+                issuers: vec![],
                 ..rule(Effect::Allow, &[GET], &["*"], false)
             },
         ];

@@ -2,6 +2,8 @@
 //! cached here so the signer can see their expiry (a URL must not outlive them).
 
 use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
@@ -14,6 +16,7 @@ use crate::config::S3Config;
 
 /// Refresh this long before expiry so no URL is signed with credentials about to lapse.
 const REFRESH_MARGIN: Duration = Duration::from_secs(300);
+const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Clone, Debug)]
 pub struct CachedCredentials {
@@ -23,7 +26,15 @@ pub struct CachedCredentials {
 #[derive(Debug)]
 struct Inner {
     source: SharedCredentialsProvider,
-    cached: Mutex<Option<Credentials>>,
+    /// Read lock-free on every request.
+    current: ArcSwapOption<Credentials>,
+    /// Held only while refreshing, so one caller refreshes and the others wait for it.
+    refresh: Mutex<()>,
+}
+
+fn fresh(c: &Credentials) -> bool {
+    c.expiry()
+        .is_none_or(|e| e > SystemTime::now() + REFRESH_MARGIN)
 }
 
 impl CachedCredentials {
@@ -32,7 +43,8 @@ impl CachedCredentials {
         CachedCredentials {
             inner: Arc::new(Inner {
                 source,
-                cached: Mutex::new(None),
+                current: ArcSwapOption::empty(),
+                refresh: Mutex::new(()),
             }),
         }
     }
@@ -59,23 +71,34 @@ impl CachedCredentials {
     }
 
     pub async fn current(&self) -> Result<Credentials, SignError> {
-        let mut cached = self.inner.cached.lock().await;
-        if let Some(c) = cached.as_ref() {
-            let fresh = c
-                .expiry()
-                .is_none_or(|e| e > SystemTime::now() + REFRESH_MARGIN);
-            if fresh {
-                return Ok(c.clone());
-            }
+        if let Some(c) = self.inner.current.load_full().filter(|c| fresh(c)) {
+            return Ok((*c).clone());
         }
-        let c = self
-            .inner
-            .source
-            .provide_credentials()
-            .await
-            .map_err(|e| SignError::Credentials(e.to_string()))?;
-        *cached = Some(c.clone());
-        Ok(c)
+        let _refreshing = self.inner.refresh.lock().await;
+        if let Some(c) = self.inner.current.load_full().filter(|c| fresh(c)) {
+            return Ok((*c).clone());
+        }
+        let fetched =
+            tokio::time::timeout(FETCH_TIMEOUT, self.inner.source.provide_credentials()).await;
+        match fetched {
+            Ok(Ok(c)) => {
+                self.inner.current.store(Some(Arc::new(c.clone())));
+                Ok(c)
+            }
+            // A failed refresh keeps serving credentials that are still valid.
+            failed => match self.inner.current.load_full() {
+                Some(old) if old.expiry().is_none_or(|e| e > SystemTime::now()) => {
+                    tracing::warn!(
+                        "signing credentials refresh failed; using the current ones until they expire"
+                    );
+                    Ok((*old).clone())
+                }
+                _ => Err(SignError::Credentials(match failed {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => "timed out".into(),
+                })),
+            },
+        }
     }
 }
 

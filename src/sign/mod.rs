@@ -46,7 +46,7 @@ pub struct SignRequest<'a> {
     pub response_content_type: Option<&'a str>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Presigned {
     pub url: String,
     pub method: &'static str,
@@ -57,6 +57,18 @@ pub struct Presigned {
     pub signature: String,
     /// True when the URL was shortened to the signing credentials' lifetime.
     pub clamped: bool,
+}
+
+/// The URL and signature are bearer credentials: never in a debug print.
+impl std::fmt::Debug for Presigned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Presigned")
+            .field("method", &self.method)
+            .field("headers", &self.headers)
+            .field("expires_at", &self.expires_at)
+            .field("clamped", &self.clamped)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Clone)]
@@ -77,6 +89,9 @@ impl Signer {
             .region(Region::new(cfg.region.clone()))
             .force_path_style(cfg.force_path_style)
             .credentials_provider(credentials.clone())
+            // `CachedCredentials` caches: a second cache in the SDK could sign with older
+            // credentials than the ones whose expiry bounds the URL.
+            .identity_cache(aws_sdk_s3::config::IdentityCache::no_cache())
             // A presigned PUT must not carry a checksum of an empty body; checksums are only
             // signed when the caller declares one.
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired);
@@ -202,6 +217,35 @@ fn presign_error<E: std::error::Error + 'static>(e: E) -> SignError {
     SignError::Presign(aws_sdk_s3::error::DisplayErrorContext(e).to_string())
 }
 
+/// Whether URLs for `target` can be signed with this S3 configuration; checked when access
+/// points are loaded so a misfit fails at startup, not as a 503 per request.
+pub fn check_target(cfg: &S3Config, target: &Target) -> Result<(), String> {
+    let arn = match target {
+        Target::Bucket(_) => return Ok(()),
+        Target::AccessPointArn(arn) | Target::ObjectLambdaArn(arn) => arn,
+    };
+    if cfg.force_path_style {
+        return Err("an access point ARN cannot be reached with s3.force_path_style = true".into());
+    }
+    if cfg.endpoint.is_some() {
+        return Err("an access point ARN needs AWS S3 endpoints, but s3.endpoint is set".into());
+    }
+    let partition = if cfg.region.starts_with("cn-") {
+        "aws-cn"
+    } else if cfg.region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else {
+        "aws"
+    };
+    if arn.partition != partition {
+        return Err(format!(
+            "the ARN is in partition {}, but s3.region {} is in {partition}",
+            arn.partition, cfg.region
+        ));
+    }
+    Ok(())
+}
+
 /// The raw (still percent-encoded) value of a query parameter.
 fn query_param<'u>(url: &'u str, name: &str) -> Option<&'u str> {
     let query = url.split_once('?')?.1;
@@ -301,6 +345,27 @@ mod tests {
             "signed for s3-object-lambda: {}",
             p.url
         );
+    }
+
+    #[test]
+    fn arn_targets_need_aws_endpoints() {
+        let arn: Target = "arn:aws:s3:us-east-1:123456789012:accesspoint/uploads"
+            .parse()
+            .expect("target");
+        assert_eq!(check_target(&aws_config(), &arn), Ok(()));
+        let mut path_style = aws_config();
+        path_style.force_path_style = true;
+        assert!(check_target(&path_style, &arn).is_err());
+        let mut custom = aws_config();
+        custom.endpoint = Some("https://minio.example".into());
+        assert!(check_target(&custom, &arn).is_err());
+        assert_eq!(
+            check_target(&custom, &"plain-bucket".parse().expect("target")),
+            Ok(())
+        );
+        let mut china = aws_config();
+        china.region = "cn-north-1".into();
+        assert!(check_target(&china, &arn).is_err());
     }
 
     #[tokio::test]

@@ -41,13 +41,17 @@ impl Store {
                     .collect()
             }
         };
-        rows.into_iter()
-            .map(|(name, spec, version)| {
-                let spec = serde_json::from_str(&spec)
-                    .map_err(|source| StoreError::Corrupt { name, source })?;
-                Ok(StoredAccessPoint { spec, version })
+        // A row that no longer parses is skipped, not fatal: the others keep being served.
+        Ok(rows
+            .into_iter()
+            .filter_map(|(name, spec, version)| match serde_json::from_str(&spec) {
+                Ok(spec) => Some(StoredAccessPoint { spec, version }),
+                Err(error) => {
+                    tracing::error!(access_point = %name, %error, "stored access point does not parse; not served");
+                    None
+                }
             })
-            .collect()
+            .collect())
     }
 
     pub async fn get_access_point(
@@ -80,62 +84,48 @@ impl Store {
         .transpose()
     }
 
-    /// Inserts or replaces `spec` under its name; a byte-identical document is left alone so
+    /// Inserts or replaces `spec` under its name in one statement (safe when several
+    /// instances apply the same file at startup); an identical document is left alone so
     /// `presignd apply` is idempotent and does not bump versions.
     pub async fn upsert_access_point(&self, spec: &AccessPointSpec) -> Result<Upsert, StoreError> {
         let doc = serde_json::to_string(spec).map_err(|source| StoreError::Corrupt {
             name: spec.name.clone(),
             source,
         })?;
-        match self.get_access_point(&spec.name).await? {
-            Some(current) if &current.spec == spec => Ok(Upsert::Unchanged),
-            Some(_) => {
-                match self {
-                    Store::Sqlite(pool) => {
-                        sqlx::query(
-                            "UPDATE access_points SET spec = ?, version = version + 1, \
-                             updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE name = ?",
-                        )
-                        .bind(&doc)
-                        .bind(&spec.name)
-                        .execute(pool)
-                        .await?;
-                    }
-                    Store::Postgres(pool) => {
-                        sqlx::query(
-                            "UPDATE access_points SET spec = $1::jsonb, version = version + 1, \
-                             updated_at = now() WHERE name = $2",
-                        )
-                        .bind(&doc)
-                        .bind(&spec.name)
-                        .execute(pool)
-                        .await?;
-                    }
-                };
-                Ok(Upsert::Updated)
+        let version: Option<i64> = match self {
+            Store::Sqlite(pool) => {
+                sqlx::query_scalar(
+                    "INSERT INTO access_points (name, spec) VALUES (?, ?) \
+                     ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, \
+                     version = access_points.version + 1, \
+                     updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') \
+                     WHERE access_points.spec IS NOT excluded.spec \
+                     RETURNING version",
+                )
+                .bind(&spec.name)
+                .bind(&doc)
+                .fetch_optional(pool)
+                .await?
             }
-            None => {
-                match self {
-                    Store::Sqlite(pool) => {
-                        sqlx::query("INSERT INTO access_points (name, spec) VALUES (?, ?)")
-                            .bind(&spec.name)
-                            .bind(&doc)
-                            .execute(pool)
-                            .await?;
-                    }
-                    Store::Postgres(pool) => {
-                        sqlx::query(
-                            "INSERT INTO access_points (name, spec) VALUES ($1, $2::jsonb)",
-                        )
-                        .bind(&spec.name)
-                        .bind(&doc)
-                        .execute(pool)
-                        .await?;
-                    }
-                };
-                Ok(Upsert::Created)
+            Store::Postgres(pool) => {
+                sqlx::query_scalar(
+                    "INSERT INTO access_points (name, spec) VALUES ($1, $2::jsonb) \
+                     ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, \
+                     version = access_points.version + 1, updated_at = now() \
+                     WHERE access_points.spec IS DISTINCT FROM excluded.spec \
+                     RETURNING version",
+                )
+                .bind(&spec.name)
+                .bind(&doc)
+                .fetch_optional(pool)
+                .await?
             }
-        }
+        };
+        Ok(match version {
+            None => Upsert::Unchanged,
+            Some(1) => Upsert::Created,
+            Some(_) => Upsert::Updated,
+        })
     }
 
     pub async fn delete_access_point(&self, name: &str) -> Result<bool, StoreError> {
