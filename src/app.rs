@@ -93,6 +93,10 @@ impl App {
         let audit = Arc::new(FileSink::new(dir, instance.clone())?);
         let openapi_json = openapi_json()?;
         let reload = Duration::from_millis(config.access_points.reload_interval_ms);
+        let metrics = Arc::new(
+            crate::metrics::Metrics::new()
+                .map_err(|e| StartupError::Config(format!("metrics: {e}")))?,
+        );
 
         let state = AppState::new(Parts {
             config,
@@ -103,6 +107,7 @@ impl App {
             store,
             instance,
             openapi_json,
+            metrics,
         });
         let background = vec![
             verifier.spawn_background_refresh(),

@@ -12,6 +12,7 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod metrics;
 pub mod policy;
 pub mod principal;
 pub mod sign;

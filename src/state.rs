@@ -7,6 +7,7 @@ use arc_swap::ArcSwap;
 use crate::audit::AuditSink;
 use crate::auth::Verifier;
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::policy::Catalog;
 use crate::sign::Signer;
 use crate::store::Store;
@@ -26,6 +27,7 @@ struct Inner {
     store: Store,
     instance: String,
     openapi_json: axum::body::Bytes,
+    metrics: Arc<Metrics>,
 }
 
 pub struct Parts {
@@ -37,6 +39,7 @@ pub struct Parts {
     pub store: Store,
     pub instance: String,
     pub openapi_json: axum::body::Bytes,
+    pub metrics: Arc<Metrics>,
 }
 
 impl AppState {
@@ -51,6 +54,7 @@ impl AppState {
                 store: p.store,
                 instance: p.instance,
                 openapi_json: p.openapi_json,
+                metrics: p.metrics,
             }),
         }
     }
@@ -78,6 +82,9 @@ impl AppState {
     }
     pub fn instance(&self) -> &str {
         &self.inner.instance
+    }
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
     }
     pub fn openapi_json(&self) -> axum::body::Bytes {
         self.inner.openapi_json.clone()
