@@ -48,6 +48,24 @@ pub enum Command {
     },
     /// Validate the configuration (and the access points file it names) and exit.
     CheckConfig,
+    /// Print the S3 bucket policy (or access point policy) that denies plain HTTP and, for
+    /// SSE-S3/SSE-KMS access points, unencrypted PUTs.
+    BucketPolicy {
+        /// The access point (from the database, or from `--file`).
+        access_point: String,
+        /// Read the access point from this apply file instead of the database.
+        #[arg(short = 'f', long = "file")]
+        file: Option<PathBuf>,
+    },
+    /// Print the bucket CORS rule a browser needs for direct PUT/GET; `--apply` merges it into
+    /// the bucket's CORS configuration (other rules are kept).
+    BucketCors {
+        access_point: String,
+        #[arg(short = 'f', long = "file")]
+        file: Option<PathBuf>,
+        #[arg(long)]
+        apply: bool,
+    },
     /// Mint a development token from a locally configured HS256 secret or private key.
     Token {
         #[arg(long)]
@@ -102,6 +120,31 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             println!("configuration valid");
         }
+        Command::BucketPolicy { access_point, file } => {
+            let ap = find_access_point(&config, &access_point, file.as_deref()).await?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&crate::bucket::bucket_policy(&ap))?
+            );
+        }
+        Command::BucketCors {
+            access_point,
+            file,
+            apply,
+        } => {
+            let ap = find_access_point(&config, &access_point, file.as_deref()).await?;
+            let rule = crate::bucket::cors_rule(&ap).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "access point {access_point} has no cors_origins: no browser may use it"
+                )
+            })?;
+            let doc = serde_json::json!({ "CORSRules": [&rule] });
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+            if apply {
+                crate::bucket_apply::apply_cors(&config, &ap, rule).await?;
+                println!("applied to bucket {}", ap.target.sdk_bucket());
+            }
+        }
         Command::Token {
             sub,
             groups,
@@ -121,6 +164,26 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// An access point by name, from an apply file or the database, checked like `serve` does.
+async fn find_access_point(
+    config: &Config,
+    name: &str,
+    file: Option<&std::path::Path>,
+) -> anyhow::Result<crate::policy::CompiledAccessPoint> {
+    let spec = match file {
+        Some(file) => catalog::read_file(file, &config.s3)?
+            .into_iter()
+            .find(|s| s.name == name),
+        None => connect(config)
+            .await?
+            .get_access_point(name)
+            .await?
+            .map(|stored| stored.spec),
+    };
+    let spec = spec.ok_or_else(|| anyhow::anyhow!("no access point named {name}"))?;
+    Ok(catalog::check_spec(&spec, &config.s3)?)
 }
 
 async fn connect(config: &Config) -> anyhow::Result<Store> {

@@ -8,6 +8,8 @@
 pub mod app;
 pub mod audit;
 pub mod auth;
+pub mod bucket;
+pub mod bucket_apply;
 pub mod catalog;
 pub mod cli;
 pub mod config;

@@ -219,3 +219,95 @@ fn apply_is_idempotent_and_prunes() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn bucket_policy_and_cors_are_derived_from_the_access_point() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("c.toml"), HS_CONFIG).expect("write");
+    let file = AP_FILE
+        .replace(
+            "    prefix: avatars/\n",
+            "    prefix: avatars/\n    encryption: { mode: sse-s3 }\n    cors_origins: [\"https://app.example.com\"]\n",
+        );
+    std::fs::write(dir.path().join("aps.yaml"), file).expect("write");
+
+    let out = presignd(
+        dir.path(),
+        &[
+            "--config",
+            "c.toml",
+            "bucket-policy",
+            "avatars",
+            "-f",
+            "aps.yaml",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let policy: serde_json::Value = serde_json::from_slice(&out.stdout).expect("policy JSON");
+    let statements = policy["Statement"].as_array().expect("statements");
+    assert!(
+        statements
+            .iter()
+            .any(|s| s["Condition"]["Bool"]["aws:SecureTransport"] == "false")
+    );
+    assert!(
+        statements.iter().any(
+            |s| s["Condition"]["StringNotEquals"]["s3:x-amz-server-side-encryption"] == "AES256"
+        )
+    );
+
+    let out = presignd(
+        dir.path(),
+        &[
+            "--config",
+            "c.toml",
+            "bucket-cors",
+            "avatars",
+            "-f",
+            "aps.yaml",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let cors: serde_json::Value = serde_json::from_slice(&out.stdout).expect("cors JSON");
+    let rule = &cors["CORSRules"][0];
+    assert_eq!(rule["ID"], "presignd-avatars");
+    assert_eq!(
+        rule["AllowedOrigins"],
+        serde_json::json!(["https://app.example.com"])
+    );
+    assert_eq!(
+        rule["AllowedMethods"],
+        serde_json::json!(["GET", "HEAD", "PUT"])
+    );
+    assert!(
+        rule["AllowedHeaders"]
+            .as_array()
+            .expect("headers")
+            .contains(&serde_json::json!("x-amz-server-side-encryption"))
+    );
+
+    let out = presignd(
+        dir.path(),
+        &[
+            "--config",
+            "c.toml",
+            "bucket-cors",
+            "reports",
+            "-f",
+            "aps.yaml",
+        ],
+    );
+    assert!(!out.status.success(), "no cors_origins: nothing to derive");
+    let out = presignd(
+        dir.path(),
+        &[
+            "--config",
+            "c.toml",
+            "bucket-policy",
+            "nope",
+            "-f",
+            "aps.yaml",
+        ],
+    );
+    assert!(!out.status.success());
+}
