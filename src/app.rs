@@ -46,6 +46,7 @@ pub enum StartupError {
 pub struct App {
     listener: TcpListener,
     state: AppState,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     background: Vec<JoinHandle<()>>,
 }
 
@@ -118,13 +119,33 @@ impl App {
 
     pub async fn build(config: Config) -> Result<App, StartupError> {
         let addr = config.server.listen;
-        let (state, background) = App::assemble(config).await?;
+        let tls = match (&config.server.tls_cert, &config.server.tls_key) {
+            (Some(cert), Some(key)) => {
+                let cert = Arc::new(
+                    crate::tls::ReloadableCert::load(cert, key)
+                        .map_err(|e| StartupError::Config(format!("server.tls_cert: {e}")))?,
+                );
+                let acceptor = crate::tls::acceptor(Arc::clone(&cert))
+                    .map_err(|e| StartupError::Config(format!("server.tls_cert: {e}")))?;
+                Some((acceptor, cert))
+            }
+            _ => None,
+        };
+        let (state, mut background) = App::assemble(config).await?;
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| StartupError::Bind { addr, source })?;
+        let tls = tls.map(|(acceptor, cert)| {
+            #[cfg(unix)]
+            background.push(crate::tls::reload_on_sighup(cert));
+            #[cfg(not(unix))]
+            let _ = cert;
+            acceptor
+        });
         Ok(App {
             listener,
             state,
+            tls,
             background,
         })
     }
@@ -156,27 +177,11 @@ impl App {
     ) -> std::io::Result<()> {
         let grace = Duration::from_millis(self.state.config().server.shutdown_grace_ms);
         let router = crate::http::router(self.state.clone());
-        let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
-        let serve = axum::serve(
-            self.listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
+        let stop = async move {
             stop.await;
             tracing::info!("shutting down: draining in-flight requests");
-            let _ = stopped_tx.send(());
-        });
-        let drained = async {
-            let _ = stopped_rx.await;
-            tokio::time::sleep(grace).await;
         };
-        let result = tokio::select! {
-            r = serve => r,
-            _ = drained => {
-                tracing::warn!("shutdown grace period elapsed; abandoning remaining requests");
-                Ok(())
-            }
-        };
+        let result = crate::serve::serve(self.listener, router, self.tls, stop, grace).await;
         for task in &self.background {
             task.abort();
         }

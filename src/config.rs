@@ -39,6 +39,12 @@ pub struct Config {
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
+    /// PEM certificate chain and private key: both set = serve TLS natively (reloaded on
+    /// SIGHUP). Plain HTTP on the same port is still answered, with 403 `https_required`.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// `Strict-Transport-Security: max-age=…` on responses to TLS requests; 0 disables it.
+    pub hsts_max_age_seconds: u64,
     /// Refuse API requests that did not arrive over TLS (403 `https_required`). A request
     /// counts as TLS only when a trusted proxy says so with `X-Forwarded-Proto: https`.
     pub require_https: bool,
@@ -54,6 +60,9 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            tls_cert: None,
+            tls_key: None,
+            hsts_max_age_seconds: 31_536_000,
             require_https: true,
             trusted_proxies: Vec::new(),
             cors_allowed_origins: Vec::new(),
@@ -286,12 +295,28 @@ impl Config {
                 "must be at least 1024",
             ));
         }
-        if s.require_https && s.trusted_proxies.is_empty() {
-            // Native TLS is not built yet: without a trusted TLS-terminating proxy every API
-            // request would be refused.
+        match (&s.tls_cert, &s.tls_key) {
+            (Some(cert), Some(key)) => {
+                if let Err(e) = crate::tls::load_certified_key(cert, key) {
+                    p.push(ConfigProblem::new("server.tls_cert", e.to_string()));
+                }
+            }
+            (Some(_), None) => p.push(ConfigProblem::new(
+                "server.tls_key",
+                "is required when server.tls_cert is set",
+            )),
+            (None, Some(_)) => p.push(ConfigProblem::new(
+                "server.tls_cert",
+                "is required when server.tls_key is set",
+            )),
+            (None, None) => {}
+        }
+        if s.require_https && s.tls_cert.is_none() && s.trusted_proxies.is_empty() {
+            // Without native TLS or a trusted TLS-terminating proxy every API request would be
+            // refused.
             p.push(ConfigProblem::new(
                 "server.require_https",
-                "is true but no server.trusted_proxies are set, so no request can prove it arrived over TLS; put presignd behind a TLS-terminating proxy listed in server.trusted_proxies, or set require_https = false for local development",
+                "is true but neither server.tls_cert/tls_key nor server.trusted_proxies are set, so no request can prove it arrived over TLS; serve TLS natively, put presignd behind a TLS-terminating proxy listed in server.trusted_proxies, or set require_https = false for local development",
             ));
         }
         for (i, o) in s.cors_allowed_origins.iter().enumerate() {

@@ -17,9 +17,11 @@ pub mod http;
 pub mod metrics;
 pub mod policy;
 pub mod principal;
+pub mod serve;
 pub mod sign;
 pub mod state;
 pub mod store;
+pub mod tls;
 
 pub use app::App;
 pub use principal::Principal;

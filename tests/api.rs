@@ -725,7 +725,8 @@ async fn transport_and_network(backend: common::app::Backend) {
         "rules": [{"effect": "allow", "groups": ["users"], "operations": ["get", "put"]}]
     }));
     let mut opts = Options::new(backend, vec![avatars(), internal, sse_c]);
-    opts.require_https_via_proxy = true; // trusted proxies: 127.0.0.0/8
+    opts.require_https = true;
+    opts.trusted_proxies = vec!["127.0.0.0/8".into()];
     let app = TestApp::spawn_with(opts).await;
     let alice = app.token("alice", &["users"], false);
     let presign = |ap: &str, xff: Option<&str>, https: bool| {

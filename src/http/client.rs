@@ -21,6 +21,7 @@ impl ClientInfo {
     pub fn from_request(
         request_id: String,
         peer: Option<IpAddr>,
+        native_tls: bool,
         headers: &HeaderMap,
         trusted_proxies: &[IpNet],
     ) -> ClientInfo {
@@ -32,10 +33,10 @@ impl ClientInfo {
         } else {
             peer
         };
-        // Forwarded headers count only from a trusted proxy; native TLS arrives with the
-        // transport work (until then a request is TLS only when a trusted proxy says so).
-        let tls =
-            via_proxy && forwarded_proto(headers).is_some_and(|p| p.eq_ignore_ascii_case("https"));
+        // Forwarded headers count only from a trusted proxy.
+        let tls = native_tls
+            || (via_proxy
+                && forwarded_proto(headers).is_some_and(|p| p.eq_ignore_ascii_case("https")));
         ClientInfo {
             request_id,
             ip,
@@ -164,7 +165,13 @@ mod tests {
             ("x-forwarded-for", "1.2.3.4"),
             ("x-forwarded-proto", "https"),
         ]);
-        let c = ClientInfo::from_request("r".into(), Some("9.9.9.9".parse().expect("ip")), &h, &[]);
+        let c = ClientInfo::from_request(
+            "r".into(),
+            Some("9.9.9.9".parse().expect("ip")),
+            false,
+            &h,
+            &[],
+        );
         assert_eq!(c.ip, Some("9.9.9.9".parse().expect("ip")));
         assert!(!c.tls);
     }
@@ -179,6 +186,7 @@ mod tests {
         let c = ClientInfo::from_request(
             "r".into(),
             Some("10.0.0.1".parse().expect("ip")),
+            false,
             &h,
             &trusted,
         );
@@ -196,7 +204,7 @@ mod tests {
             headers(&[("x-forwarded-for", "10.0.0.9")]),
             headers(&[("forwarded", "for=unknown")]),
         ] {
-            let c = ClientInfo::from_request("r".into(), peer, &h, &trusted);
+            let c = ClientInfo::from_request("r".into(), peer, false, &h, &trusted);
             assert_eq!(c.ip, None, "{h:?}");
         }
     }
@@ -226,7 +234,7 @@ mod tests {
             ),
         ];
         for (h, ip, tls) in cases {
-            let c = ClientInfo::from_request("r".into(), peer, &h, &trusted);
+            let c = ClientInfo::from_request("r".into(), peer, false, &h, &trusted);
             assert_eq!(c.ip, Some(ip.parse().expect("ip")), "{h:?}");
             assert_eq!(c.tls, tls, "{h:?}");
         }

@@ -41,7 +41,18 @@ pub async fn context(State(state): State<AppState>, mut req: Request, next: Next
         .filter(|v| acceptable_request_id(v))
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-    let client = ClientInfo::from_request(request_id.clone(), peer, req.headers(), trusted_proxies);
+    let native_tls = req
+        .extensions()
+        .get::<crate::serve::NativeTls>()
+        .is_some_and(|t| t.0);
+    let client = ClientInfo::from_request(
+        request_id.clone(),
+        peer,
+        native_tls,
+        req.headers(),
+        trusted_proxies,
+    );
+    let hsts = client.tls && state.config().server.hsts_max_age_seconds > 0;
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -65,6 +76,16 @@ pub async fn context(State(state): State<AppState>, mut req: Request, next: Next
     let mut response = finish_problem(response, &request_id, &span).await;
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", v);
+    }
+    if hsts
+        && let Ok(v) = HeaderValue::from_str(&format!(
+            "max-age={}; includeSubDomains",
+            state.config().server.hsts_max_age_seconds
+        ))
+    {
+        response
+            .headers_mut()
+            .insert(header::STRICT_TRANSPORT_SECURITY, v);
     }
     span.in_scope(|| {
         tracing::info!(

@@ -91,7 +91,10 @@ pub struct Options {
     pub access_points: Vec<AccessPointSpec>,
     /// Extra TOML appended to the generated config (e.g. more issuers).
     pub extra_toml: String,
-    pub require_https_via_proxy: bool,
+    pub require_https: bool,
+    pub trusted_proxies: Vec<String>,
+    /// Extra lines for the `[server]` table (e.g. `tls_cert = "…"`).
+    pub server_extra: String,
 }
 
 impl Options {
@@ -100,7 +103,9 @@ impl Options {
             backend,
             access_points,
             extra_toml: String::new(),
-            require_https_via_proxy: false,
+            require_https: false,
+            trusted_proxies: Vec::new(),
+            server_extra: String::new(),
         }
     }
 }
@@ -147,11 +152,10 @@ impl TestApp {
         )
         .expect("write access points");
 
-        let server = if opts.require_https_via_proxy {
-            "require_https = true\ntrusted_proxies = [\"127.0.0.0/8\"]\n"
-        } else {
-            "require_https = false\n"
-        };
+        let server = format!(
+            "require_https = {}\ntrusted_proxies = {:?}\n{}",
+            opts.require_https, opts.trusted_proxies, opts.server_extra
+        );
         let toml = format!(
             r#"
 [server]

@@ -5,3 +5,4 @@
 pub mod app;
 pub mod jwt;
 pub mod s3;
+pub mod tls;

@@ -1,0 +1,146 @@
+//! Encryption in transit: native TLS (throwaway CA), plain HTTP on the TLS port refused with
+//! `https_required`, forwarded headers honoured only from trusted proxies, HSTS, certificate
+//! reload.
+
+mod common;
+
+use common::app::{Backend, Options, TestApp, avatars, decode};
+use common::tls::TestCert;
+use serde_json::json;
+
+async fn tls_app(trusted_proxies: &[&str]) -> (TestApp, TestCert, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cert = common::tls::issue(dir.path(), "server");
+    let mut opts = Options::new(Backend::Sqlite, vec![avatars()]);
+    opts.require_https = true;
+    opts.trusted_proxies = trusted_proxies.iter().map(|s| s.to_string()).collect();
+    opts.server_extra = format!(
+        "tls_cert = \"{}\"\ntls_key = \"{}\"\n",
+        cert.cert.display(),
+        cert.key.display()
+    );
+    (TestApp::spawn_with(opts).await, cert, dir)
+}
+
+fn presign_body() -> serde_json::Value {
+    json!({"operation": "get", "key": "alice/a.png"})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_tls_serves_the_api_and_plain_http_is_refused() {
+    let (app, cert, _dir) = tls_app(&[]).await;
+    let alice = app.token("alice", &["users"], false);
+    let port = app.addr.port();
+
+    let https = common::tls::client(&cert.ca_pem);
+    let resp = https
+        .post(format!(
+            "https://127.0.0.1:{port}/v1/access-points/avatars/presign"
+        ))
+        .bearer_auth(&alice)
+        .json(&presign_body())
+        .send()
+        .await
+        .expect("TLS request");
+    assert_eq!(resp.status().as_u16(), 200);
+    let hsts = resp.headers()["strict-transport-security"]
+        .to_str()
+        .expect("hsts")
+        .to_string();
+    assert!(hsts.starts_with("max-age=31536000"), "{hsts}");
+    let (_, body) = decode(resp).await;
+    assert!(body["url"].is_string());
+
+    // Plain HTTP on the same port: a clear problem, not a dropped connection.
+    let (s, b) = app.presign(&alice, "avatars", presign_body()).await;
+    assert_eq!((s, b["code"].as_str()), (403, Some("https_required")));
+    // A spoofed X-Forwarded-Proto from an untrusted peer changes nothing.
+    let resp = app
+        .http
+        .post(format!("{}/v1/access-points/avatars/presign", app.base))
+        .bearer_auth(&alice)
+        .header("x-forwarded-proto", "https")
+        .json(&presign_body())
+        .send()
+        .await
+        .expect("request");
+    assert!(!resp.headers().contains_key("strict-transport-security"));
+    let (s, b) = decode(resp).await;
+    assert_eq!((s, b["code"].as_str()), (403, Some("https_required")));
+    let (s, _) = app.get(None, "/healthz").await;
+    assert_eq!(s, 200, "health probes work over plain HTTP");
+
+    // A client that does not trust the test CA cannot connect.
+    let untrusting = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client");
+    assert!(
+        untrusting
+            .get(format!("https://127.0.0.1:{port}/healthz"))
+            .send()
+            .await
+            .is_err()
+    );
+
+    let records = app.audit_records();
+    let tls: Vec<bool> = records
+        .iter()
+        .map(|r| r["tls"].as_bool().expect("tls"))
+        .collect();
+    assert_eq!(
+        tls,
+        [true, false, false],
+        "allowed over TLS, two plain refusals audited"
+    );
+    app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_proto_is_honoured_from_a_trusted_proxy() {
+    let (app, _cert, _dir) = tls_app(&["127.0.0.0/8"]).await;
+    let alice = app.token("alice", &["users"], false);
+    let resp = app
+        .http
+        .post(format!("{}/v1/access-points/avatars/presign", app.base))
+        .bearer_auth(&alice)
+        .header("x-forwarded-proto", "https")
+        .header("x-forwarded-for", "198.51.100.4")
+        .json(&presign_body())
+        .send()
+        .await
+        .expect("request");
+    let (s, b) = decode(resp).await;
+    assert_eq!(s, 200, "{b}");
+    let records = app.audit_records();
+    assert_eq!(
+        records.last().map(|r| r["source_ip"].clone()),
+        Some(json!("198.51.100.4"))
+    );
+    app.finish().await;
+}
+
+#[test]
+fn certificate_reload_swaps_the_key_and_keeps_it_on_failure() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = common::tls::issue(dir.path(), "server");
+    let reloadable = presignd::tls::ReloadableCert::load(&first.cert, &first.key).expect("load");
+    let leaf =
+        |r: &presignd::tls::ReloadableCert| r.current().end_entity_cert().expect("leaf").to_vec();
+    let before = leaf(&reloadable);
+
+    // Renewed certificate written over the same files.
+    let second = common::tls::issue(dir.path(), "server");
+    assert_eq!(second.cert, first.cert);
+    reloadable.reload().expect("reload");
+    let after = leaf(&reloadable);
+    assert_ne!(before, after, "the renewed certificate is served");
+
+    std::fs::write(&first.key, "not a key").expect("corrupt");
+    assert!(reloadable.reload().is_err());
+    assert_eq!(
+        leaf(&reloadable),
+        after,
+        "a bad renewal keeps the current one"
+    );
+}
