@@ -144,3 +144,101 @@ fn certificate_reload_swaps_the_key_and_keeps_it_on_failure() {
         "a bad renewal keeps the current one"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_answers_allowed_origins_only() {
+    let mut ap = avatars();
+    ap.cors_origins = vec!["https://avatars.example".into()];
+    // The harness allows https://app.example.com on every route.
+    let app = TestApp::spawn(Backend::Sqlite, vec![ap]).await;
+    let presign_url = format!("{}/v1/access-points/avatars/presign", app.base);
+    let whoami_url = format!("{}/v1/whoami", app.base);
+    let preflight = |url: String, origin: &'static str| {
+        let http = app.http.clone();
+        async move {
+            http.request(reqwest::Method::OPTIONS, url)
+                .header("origin", origin)
+                .header("access-control-request-method", "POST")
+                .header(
+                    "access-control-request-headers",
+                    "authorization, content-type",
+                )
+                .send()
+                .await
+                .expect("preflight")
+        }
+    };
+    let allowed = |r: &reqwest::Response| {
+        r.headers()
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().expect("ascii").to_string())
+    };
+
+    let r = preflight(presign_url.clone(), "https://app.example.com").await;
+    assert_eq!(
+        allowed(&r).as_deref(),
+        Some("https://app.example.com"),
+        "global origin"
+    );
+    assert!(r.headers().get_all("vary").iter().any(|v| {
+        v.to_str()
+            .unwrap_or("")
+            .to_ascii_lowercase()
+            .contains("origin")
+    }));
+    let methods = r.headers()["access-control-allow-methods"]
+        .to_str()
+        .expect("methods")
+        .to_string();
+    assert!(methods.contains("POST"), "{methods}");
+    let headers = r.headers()["access-control-allow-headers"]
+        .to_str()
+        .expect("headers")
+        .to_ascii_lowercase();
+    assert!(
+        headers.contains("authorization") && headers.contains("content-type"),
+        "{headers}"
+    );
+    assert!(
+        r.headers()
+            .get("access-control-allow-credentials")
+            .is_none(),
+        "never credentials mode"
+    );
+
+    let r = preflight(presign_url.clone(), "https://avatars.example").await;
+    assert_eq!(
+        allowed(&r).as_deref(),
+        Some("https://avatars.example"),
+        "the access point's own origin"
+    );
+    let r = preflight(whoami_url.clone(), "https://avatars.example").await;
+    assert_eq!(
+        allowed(&r),
+        None,
+        "an access point's origin does not open other routes"
+    );
+    let r = preflight(presign_url.clone(), "https://evil.example").await;
+    assert_eq!(allowed(&r), None, "unknown origin gets no CORS headers");
+
+    // The actual request from an allowed origin exposes the request id.
+    let alice = app.token("alice", &["users"], false);
+    let r = app
+        .http
+        .post(&presign_url)
+        .header("origin", "https://avatars.example")
+        .bearer_auth(&alice)
+        .json(&presign_body())
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(allowed(&r).as_deref(), Some("https://avatars.example"));
+    let exposed = r.headers()["access-control-expose-headers"]
+        .to_str()
+        .expect("expose")
+        .to_ascii_lowercase();
+    assert!(exposed.contains("x-request-id"), "{exposed}");
+    let (s, _) = decode(r).await;
+    assert_eq!(s, 200);
+    app.finish().await;
+}

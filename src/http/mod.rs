@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::routing::{get, post};
 use tower_http::catch_panic::CatchPanicLayer;
@@ -46,7 +47,7 @@ pub fn router(state: AppState) -> Router {
             StatusCode::SERVICE_UNAVAILABLE,
             Duration::from_millis(server.request_timeout_ms),
         ))
-        .layer(cors(&server.cors_allowed_origins))
+        .layer(cors(&state))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             context::context,
@@ -54,20 +55,44 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// CORS for the configured origins only; bearer tokens travel in a header, so credentials
-/// mode is never enabled (and `*` is never sent).
-fn cors(origins: &[String]) -> CorsLayer {
-    let origins: Vec<HeaderValue> = origins
-        .iter()
-        .filter_map(|o| HeaderValue::from_str(o).ok())
-        .collect();
+/// CORS: `server.cors_allowed_origins` on every route, plus an access point's own
+/// `cors_origins` on that access point's presign route. Bearer tokens travel in a header, so
+/// credentials mode is never enabled (and `*` is never sent). A refused origin gets no CORS
+/// headers — the browser blocks the call — and the refusal is logged.
+fn cors(state: &AppState) -> CorsLayer {
+    let state = state.clone();
+    let allow = AllowOrigin::predicate(move |origin: &HeaderValue, parts: &Parts| {
+        let Ok(origin) = origin.to_str() else {
+            return false;
+        };
+        let global = &state.config().server.cors_allowed_origins;
+        if global.iter().any(|o| o == origin) {
+            return true;
+        }
+        let per_access_point = parts
+            .uri
+            .path()
+            .strip_prefix("/v1/access-points/")
+            .and_then(|rest| rest.strip_suffix("/presign"))
+            .and_then(|name| {
+                state
+                    .catalog()
+                    .get(name)
+                    .map(|ap| ap.spec.cors_origins.iter().any(|o| o == origin))
+            })
+            .unwrap_or(false);
+        if !per_access_point {
+            tracing::info!(origin, path = parts.uri.path(), "CORS origin not allowed");
+        }
+        per_access_point
+    });
     CorsLayer::new()
-        .allow_origin(AllowOrigin::list(origins))
-        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+        .allow_origin(allow)
+        .allow_methods([Method::GET, Method::POST])
         .allow_headers([
             header::AUTHORIZATION,
             header::CONTENT_TYPE,
-            header::IF_MATCH,
+            HeaderName::from_static("x-request-id"),
         ])
         .expose_headers([HeaderName::from_static("x-request-id")])
         .max_age(Duration::from_secs(600))
