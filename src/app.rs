@@ -11,10 +11,12 @@ use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use crate::audit::{AuditError, FileSink};
+use crate::audit::{Audit, AuditError};
 use crate::auth::{AuthSetupError, Verifier};
 use crate::catalog::{self, ApplyError};
 use crate::config::Config;
+use crate::limits::Limiter;
+use crate::revocations::Revocations;
 use crate::sign::Signer;
 use crate::state::{AppState, Parts};
 use crate::store::{Store, StoreError};
@@ -45,6 +47,8 @@ pub enum StartupError {
 
 pub struct App {
     listener: TcpListener,
+    /// `metrics.listen`: a second listener serving only `/metrics`.
+    metrics_listener: Option<TcpListener>,
     state: AppState,
     tls: Option<tokio_rustls::TlsAcceptor>,
     background: Vec<JoinHandle<()>>,
@@ -66,6 +70,8 @@ impl App {
         }
         if let Some(file) = &config.access_points.file {
             let specs = catalog::read_file(file, &config.s3)?;
+            crate::audit::refuse_log_loops(&config, &specs)
+                .map_err(|e| StartupError::Config(e.to_string()))?;
             let summary = catalog::apply(&store, &specs, false).await?;
             tracing::info!(
                 created = summary.created.len(),
@@ -75,6 +81,14 @@ impl App {
             );
         }
         let catalog = catalog::load(&store, &config.s3).await?;
+        let log_loops = crate::audit::check_log_destination(
+            &config,
+            catalog.iter().map(|ap| (ap.name(), &ap.target)),
+        );
+        if !log_loops.is_empty() {
+            let e = crate::config::ConfigError::Invalid(log_loops);
+            return Err(StartupError::Config(e.to_string()));
+        }
         tracing::info!(
             access_points = catalog.len(),
             backend = store.backend(),
@@ -85,19 +99,39 @@ impl App {
             .timeout(Duration::from_secs(5))
             .build()
             .map_err(|e| StartupError::Config(format!("http client: {e}")))?;
-        let verifier = Verifier::new(&config.auth.issuers, http).await?;
-        let signer = Signer::new(&config.s3).await;
-        let instance = instance_name(&config);
-        let dir = config
-            .audit_dir()
-            .ok_or_else(|| StartupError::Config("audit.sink must be file://".into()))?;
-        let audit = Arc::new(FileSink::new(dir, instance.clone())?);
-        let openapi_json = openapi_json()?;
-        let reload = Duration::from_millis(config.access_points.reload_interval_ms);
         let metrics = Arc::new(
             crate::metrics::Metrics::new()
                 .map_err(|e| StartupError::Config(format!("metrics: {e}")))?,
         );
+        let verifier =
+            Verifier::with_jwks_observer(&config.auth.issuers, http, Some(metrics.jwks_observer()))
+                .await?;
+        let signer = Signer::new(&config.s3).await;
+        let instance = instance_name(&config);
+        let openapi_json = openapi_json()?;
+        let reload = Duration::from_millis(config.access_points.reload_interval_ms);
+        let (audit, audit_tasks) = Audit::start(
+            &config,
+            store.clone(),
+            signer.s3_client(),
+            Arc::clone(&metrics),
+            &instance,
+        )?;
+        let limiter = Limiter::new(&config.limits, &config.redis, Arc::clone(&metrics))
+            .await
+            .map_err(StartupError::Config)?;
+        let leeway = config
+            .auth
+            .issuers
+            .iter()
+            .map(|i| i.leeway_seconds)
+            .max()
+            .unwrap_or(0);
+        let revocations = Arc::new(Revocations::new(
+            config.auth.max_token_lifetime_seconds,
+            leeway,
+        ));
+        revocations.reload(&store).await?;
 
         let state = AppState::new(Parts {
             config,
@@ -109,11 +143,16 @@ impl App {
             instance,
             openapi_json,
             metrics,
+            limiter: limiter.clone(),
+            revocations,
         });
-        let background = vec![
+        let mut background = vec![
             verifier.spawn_background_refresh(),
-            tokio::spawn(catalog::reload_periodically(state.clone(), reload)),
+            // Access points and revocations: change notifications + the periodic reload.
+            tokio::spawn(crate::sync::run(state.clone(), reload)),
         ];
+        background.extend(limiter.spawn_background());
+        background.extend(audit_tasks);
         Ok((state, background))
     }
 
@@ -135,6 +174,14 @@ impl App {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| StartupError::Bind { addr, source })?;
+        let metrics_listener = match state.config().metrics.listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartupError::Bind { addr, source })?,
+            ),
+            None => None,
+        };
         let tls = tls.map(|(acceptor, cert)| {
             #[cfg(unix)]
             background.push(crate::tls::reload_on_sighup(cert));
@@ -144,6 +191,7 @@ impl App {
         });
         Ok(App {
             listener,
+            metrics_listener,
             state,
             tls,
             background,
@@ -154,6 +202,13 @@ impl App {
         self.listener
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// Where `/metrics` is served when `metrics.listen` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 
     pub fn state(&self) -> &AppState {
@@ -177,11 +232,38 @@ impl App {
     ) -> std::io::Result<()> {
         let grace = Duration::from_millis(self.state.config().server.shutdown_grace_ms);
         let router = crate::http::router(self.state.clone());
+        // The metrics listener (if any) stops with the main one.
+        let (stopping, stopped) = tokio::sync::watch::channel(false);
+        let metrics_server = self.metrics_listener.map(|listener| {
+            let mut stopped = stopped.clone();
+            let router = crate::http::metrics_router(self.state.clone());
+            let stop = async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            };
+            tokio::spawn(crate::serve::serve(
+                listener,
+                router,
+                self.tls.clone(),
+                stop,
+                grace,
+            ))
+        });
         let stop = async move {
             stop.await;
+            let _ = stopping.send(true);
             tracing::info!("shutting down: draining in-flight requests");
         };
         let result = crate::serve::serve(self.listener, router, self.tls, stop, grace).await;
+        if let Some(server) = metrics_server {
+            let _ = server.await;
+        }
+        // No request is in flight any more: ship what the outbox holds (bounded; whatever
+        // remains ships at the next start).
+        let flush = Duration::from_millis(self.state.config().audit.shutdown_flush_ms);
+        match self.state.audit().flush(flush).await {
+            Ok(()) => tracing::info!("audit outbox flushed"),
+            Err(e) => tracing::warn!(error = %e, "audit outbox not fully shipped at shutdown"),
+        }
         for task in &self.background {
             task.abort();
         }
@@ -207,7 +289,9 @@ fn instance_name(config: &Config) -> String {
                 }
             })
             .collect();
-        format!("{host}-{}", std::process::id())
+        // No pid: the name must survive a restart so a batch retried after a crash keeps its
+        // object key.
+        host
     })
 }
 

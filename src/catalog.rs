@@ -1,14 +1,12 @@
-//! Loading access points from SQL into the in-memory catalog, applying declarative files, and
-//! the periodic reload that lets every instance see changes made elsewhere.
+//! Loading access points from SQL into the in-memory catalog, and applying declarative files.
+//! (Keeping every instance's catalog current is `crate::sync`.)
 
 use std::path::Path;
-use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::config::S3Config;
 use crate::policy::{AccessPointSpec, Catalog, CompiledAccessPoint, FieldError, SpecErrors};
-use crate::state::AppState;
 use crate::store::{Store, StoreError, Upsert};
 
 /// The file shape of `presignd apply -f` (YAML or TOML).
@@ -132,21 +130,4 @@ pub async fn load(store: &Store, s3: &S3Config) -> Result<Catalog, StoreError> {
         }
     }
     Ok(Catalog::new(compiled))
-}
-
-/// Reloads the catalog every `interval` until the task is aborted. A failed reload keeps the
-/// last good catalog.
-pub async fn reload_periodically(state: AppState, interval: Duration) {
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
-    loop {
-        tick.tick().await;
-        match load(state.store(), &state.config().s3).await {
-            Ok(catalog) => state.replace_catalog(catalog),
-            Err(e) => {
-                tracing::warn!(error = %e, "access point reload failed; keeping the last good set")
-            }
-        }
-    }
 }

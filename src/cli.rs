@@ -116,9 +116,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::CheckConfig => {
             if let Some(file) = &config.access_points.file {
                 let specs = catalog::read_file(file, &config.s3)?;
+                // The log bucket must not be one of them (serve also checks the database's).
+                crate::audit::refuse_log_loops(&config, &specs)?;
                 println!("{}: {} access points valid", file.display(), specs.len());
             }
             println!("configuration valid");
+            // What `serve` would run with: defaults, the file and PRESIGND_* overrides merged.
+            // Secrets serialize as "[redacted]".
+            println!(
+                "\n# effective configuration (secrets redacted)\n{}",
+                toml::to_string_pretty(&config)?
+            );
         }
         Command::BucketPolicy { access_point, file } => {
             let ap = find_access_point(&config, &access_point, file.as_deref()).await?;

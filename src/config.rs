@@ -33,6 +33,14 @@ pub struct Config {
     pub access_points: AccessPointsConfig,
     #[serde(default)]
     pub log: LogConfig,
+    /// Shared rate-limit state (`crate::limits`); absent URL: limits per instance.
+    #[serde(default)]
+    pub redis: crate::limits::RedisConfig,
+    #[serde(default)]
+    pub limits: crate::limits::LimitsConfig,
+    /// `/metrics`: separate listener, bearer token, plain-HTTP exemption.
+    #[serde(default)]
+    pub metrics: crate::metrics::MetricsConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -98,6 +106,9 @@ impl Default for DatabaseConfig {
 pub struct AuthConfig {
     pub issuers: Vec<IssuerConfig>,
     pub admin_group: String,
+    /// Longest token lifetime accepted (`exp − iat`). Revocations are kept this long after
+    /// their cut-off, so a longer-lived token could outlive its revocation: it is refused.
+    pub max_token_lifetime_seconds: u64,
 }
 
 impl Default for AuthConfig {
@@ -105,6 +116,7 @@ impl Default for AuthConfig {
         Self {
             issuers: Vec::new(),
             admin_group: "presignd-admins".into(),
+            max_token_lifetime_seconds: 86_400,
         }
     }
 }
@@ -140,10 +152,26 @@ impl Default for S3Config {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuditConfig {
-    /// `file:///absolute/dir` or `file://relative/dir`.
+    /// Where shipped batches go: `s3://bucket/prefix/` (the log bucket) or `file:///dir`
+    /// (same layout on disk). Records are durable in the database's outbox first.
     pub sink: String,
-    /// Names this instance in records and object keys; default: hostname-pid.
+    /// Names this instance in records and object keys; default: the hostname (stable across
+    /// restarts, so a batch retried after a crash gets the same key).
     pub instance: Option<String>,
+    /// The log bucket's region; default: `s3.region`.
+    pub region: Option<String>,
+    /// Permit a log bucket outside the served buckets' region.
+    pub allow_cross_region: bool,
+    /// Records per shipped object (at most).
+    pub batch_max_records: usize,
+    /// How often the shipper looks for new records.
+    pub flush_interval_ms: u64,
+    /// Records per outbox transaction (group commit), at most.
+    pub commit_max_records: usize,
+    /// How long the writer keeps collecting queued records for one transaction, at most.
+    pub commit_max_wait_ms: u64,
+    /// How long a graceful shutdown may spend shipping the outbox.
+    pub shutdown_flush_ms: u64,
 }
 
 impl Default for AuditConfig {
@@ -151,6 +179,13 @@ impl Default for AuditConfig {
         Self {
             sink: "file://var/audit".into(),
             instance: None,
+            region: None,
+            allow_cross_region: false,
+            batch_max_records: 512,
+            flush_interval_ms: 1_000,
+            commit_max_records: 512,
+            commit_max_wait_ms: 2,
+            shutdown_flush_ms: 10_000,
         }
     }
 }
@@ -160,7 +195,9 @@ impl Default for AuditConfig {
 pub struct AccessPointsConfig {
     /// A YAML/TOML file applied at startup, like `presignd apply -f` (without `--prune`).
     pub file: Option<PathBuf>,
-    /// How often every instance reloads access points from the database.
+    /// How often every instance reloads access points and revocations from the database in
+    /// full: the safety net. On PostgreSQL every change reaches every instance at once through
+    /// `LISTEN/NOTIFY`; an instance applies its own admin changes at once.
     pub reload_interval_ms: u64,
 }
 
@@ -168,7 +205,7 @@ impl Default for AccessPointsConfig {
     fn default() -> Self {
         Self {
             file: None,
-            reload_interval_ms: 5_000,
+            reload_interval_ms: 30_000,
         }
     }
 }
@@ -370,6 +407,15 @@ impl Config {
         if self.auth.admin_group.trim().is_empty() {
             p.push(ConfigProblem::new("auth.admin_group", "must not be empty"));
         }
+        if !(60..=31_536_000).contains(&self.auth.max_token_lifetime_seconds) {
+            p.push(ConfigProblem::new(
+                "auth.max_token_lifetime_seconds",
+                "must be between 60 and 31536000 (one year)",
+            ));
+        }
+        p.extend(self.redis.validate());
+        p.extend(self.limits.validate());
+        p.extend(self.metrics.validate(self.server.listen));
         let s3 = &self.s3;
         if s3.region.is_empty()
             || !s3
@@ -412,13 +458,7 @@ impl Config {
             )),
             _ => {}
         }
-        match self.audit.sink.strip_prefix("file://") {
-            Some(dir) if !dir.is_empty() => {}
-            _ => p.push(ConfigProblem::new(
-                "audit.sink",
-                "must be file:///dir (the S3 log-bucket sink is not available yet)",
-            )),
-        }
+        p.extend(crate::audit::check_audit_config(self));
         if let Some(inst) = &self.audit.instance
             && (inst.is_empty()
                 || !inst

@@ -14,13 +14,16 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod limits;
 pub mod metrics;
 pub mod policy;
 pub mod principal;
+pub mod revocations;
 pub mod serve;
 pub mod sign;
 pub mod state;
 pub mod store;
+pub mod sync;
 pub mod tls;
 
 pub use app::App;

@@ -1,11 +1,140 @@
 //! Prometheus metrics, one registry per running app (tests run several apps in one process).
 //! Labels are bounded: never a key, subject or token; access point labels only for configured
-//! access points.
+//! access points, issuer labels only for configured issuers, methods and operations from fixed
+//! sets. `docs/observability.md` lists every metric.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::Method;
 use prometheus::{
     Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
     Opts, Registry, TextEncoder,
 };
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::audit::AuditRecord;
+use crate::auth::JwksObserver;
+use crate::config::ConfigProblem;
+use crate::policy::Catalog;
+
+/// The `[metrics]` configuration table.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Serve `GET /metrics` on this address only (a second listener that serves nothing
+    /// else, with the main port's TLS settings). Absent: `/metrics` is on the main port.
+    pub listen: Option<SocketAddr>,
+    /// When set, `/metrics` requires `Authorization: Bearer <token>` (compared in constant
+    /// time); anything else gets 401.
+    #[serde(serialize_with = "redacted_opt")]
+    pub bearer_token: Option<SecretString>,
+    /// Answer `/metrics` over plain HTTP even when `server.require_https` is on (scrapers on
+    /// a private network often speak plain HTTP).
+    pub allow_plain_http: bool,
+}
+
+/// Shortest accepted `metrics.bearer_token`.
+pub const MIN_BEARER_TOKEN_BYTES: usize = 16;
+
+impl MetricsConfig {
+    pub fn validate(&self, server_listen: SocketAddr) -> Vec<ConfigProblem> {
+        let mut p = Vec::new();
+        if let Some(token) = &self.bearer_token {
+            let token = token.expose_secret();
+            if token.len() < MIN_BEARER_TOKEN_BYTES {
+                p.push(ConfigProblem::new(
+                    "metrics.bearer_token",
+                    format!("must be at least {MIN_BEARER_TOKEN_BYTES} bytes"),
+                ));
+            }
+            if !token.bytes().all(|b| b.is_ascii_graphic()) {
+                p.push(ConfigProblem::new(
+                    "metrics.bearer_token",
+                    "must be printable ASCII without spaces (it travels in an HTTP header)",
+                ));
+            }
+        }
+        if let Some(listen) = self.listen
+            && listen.port() != 0
+            && listen == server_listen
+        {
+            p.push(ConfigProblem::new(
+                "metrics.listen",
+                "must differ from server.listen (leave it unset to serve /metrics on the main port)",
+            ));
+        }
+        p
+    }
+
+    /// Whether `Authorization` carries the configured token; true when none is configured.
+    /// Both sides are hashed first, so the comparison takes the same time whatever the
+    /// length or content of the presented token.
+    pub fn authorized(&self, authorization: Option<&[u8]>) -> bool {
+        let Some(expected) = &self.bearer_token else {
+            return true;
+        };
+        let presented = authorization
+            .and_then(|v| {
+                let (scheme, token) = v.split_at_checked(7)?;
+                scheme.eq_ignore_ascii_case(b"bearer ").then_some(token)
+            })
+            .unwrap_or_default();
+        let a = Sha256::digest(presented);
+        let b = Sha256::digest(expected.expose_secret().as_bytes());
+        let diff = a
+            .iter()
+            .zip(b.iter())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y));
+        diff == 0 && !presented.is_empty()
+    }
+}
+
+fn redacted_opt<S: serde::Serializer>(v: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(_) => s.serialize_str("[redacted]"),
+        None => s.serialize_none(),
+    }
+}
+
+/// The HTTP method as a label: the standard methods, else `other` (hyper accepts any token
+/// as a method, which must not become a label).
+pub fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// An operation as the caller named it, as a label: `get`, `put`, `delete`, else `unknown`.
+pub fn operation_label(operation: &str) -> &'static str {
+    match operation {
+        "get" => "get",
+        "put" => "put",
+        "delete" => "delete",
+        _ => "unknown",
+    }
+}
+
+/// A reason code as a label. Reasons are codes (`allowed`, `forbidden`, `implicit_deny`, …);
+/// anything that does not look like one becomes `other`.
+fn reason_label(reason: &str) -> &str {
+    let code_like = !reason.is_empty()
+        && reason.len() <= 48
+        && reason
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if code_like { reason } else { "other" }
+}
 
 pub struct Metrics {
     registry: Registry,
@@ -19,6 +148,7 @@ pub struct Metrics {
     pub audit_ship_failures_total: IntCounter,
     pub audit_last_ship_timestamp_seconds: Gauge,
     pub ratelimit_rejections_total: IntCounterVec,
+    pub ratelimit_fallback_total: IntCounter,
     pub dependency_up: IntGaugeVec,
     pub build_info: IntGaugeVec,
 }
@@ -88,6 +218,11 @@ impl Metrics {
             "Requests refused by a rate limit, by scope.",
             &["scope"],
         )?;
+        let ratelimit_fallback_total = IntCounter::new(
+            "presignd_ratelimit_fallback_total",
+            "Rate-limit decisions made by the in-process limiter because Redis was unreachable.",
+        )?;
+        registry.register(Box::new(ratelimit_fallback_total.clone()))?;
         let dependency_up = IntGaugeVec::new(
             Opts::new(
                 "presignd_dependency_up",
@@ -116,9 +251,67 @@ impl Metrics {
             audit_ship_failures_total,
             audit_last_ship_timestamp_seconds,
             ratelimit_rejections_total,
+            ratelimit_fallback_total,
             dependency_up,
             build_info,
         })
+    }
+
+    /// One answered HTTP request. `route` is the matched route template or `unmatched`.
+    pub fn observe_http(&self, route: &str, method: &Method, status: u16, elapsed: Duration) {
+        self.http_requests_total
+            .with_label_values(&[route, method_label(method), &status.to_string()])
+            .inc();
+        self.http_request_duration_seconds
+            .with_label_values(&[route])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Presign decisions that were made durable in the audit log, one per record.
+    pub fn observe_decisions(&self, catalog: &Catalog, records: &[AuditRecord]) {
+        for r in records {
+            let access_point = r
+                .access_point
+                .as_deref()
+                .filter(|name| catalog.get(name).is_some())
+                .unwrap_or("unknown");
+            let decision = match r.decision {
+                crate::audit::Decision::Allow => "allow",
+                crate::audit::Decision::Deny => "deny",
+            };
+            self.presign_decisions_total
+                .with_label_values(&[
+                    access_point,
+                    operation_label(&r.operation),
+                    decision,
+                    reason_label(&r.reason),
+                ])
+                .inc();
+        }
+    }
+
+    /// One bearer-token authentication: `issuer` must already be a configured issuer or
+    /// `unknown`; `result` is `ok` or a failure kind.
+    pub fn observe_jwt(&self, issuer: &str, result: &str) {
+        self.jwt_verifications_total
+            .with_label_values(&[issuer, result])
+            .inc();
+    }
+
+    /// Counts JWKS fetches in `presignd_jwks_refresh_total` (issuer names come from the
+    /// configuration, so they are bounded).
+    pub fn jwks_observer(self: &Arc<Self>) -> JwksObserver {
+        let counter = self.jwks_refresh_total.clone();
+        Arc::new(move |issuer: &str, result: &'static str| {
+            counter.with_label_values(&[issuer, result]).inc();
+        })
+    }
+
+    /// Readiness of one dependency (`database`, `audit`, `jwks`, `redis`).
+    pub fn set_dependency_up(&self, dependency: &str, up: bool) {
+        self.dependency_up
+            .with_label_values(&[dependency])
+            .set(i64::from(up));
     }
 
     /// The Prometheus text exposition of this registry (plus process metrics).
@@ -130,5 +323,89 @@ impl Metrics {
             return String::new();
         }
         String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(token: Option<&str>) -> MetricsConfig {
+        MetricsConfig {
+            bearer_token: token.map(|t| SecretString::from(t.to_string())),
+            ..MetricsConfig::default()
+        }
+    }
+
+    #[test]
+    fn bearer_token_is_checked_only_when_configured() {
+        assert!(config(None).authorized(None));
+        assert!(config(None).authorized(Some(b"Bearer anything")));
+        let c = config(Some("scrape-token-0123456789"));
+        assert!(c.authorized(Some(b"Bearer scrape-token-0123456789")));
+        assert!(c.authorized(Some(b"bearer scrape-token-0123456789")));
+        for wrong in [
+            &b""[..],
+            b"Bearer ",
+            b"Bearer scrape-token-012345678",
+            b"Bearer scrape-token-01234567890",
+            b"Basic scrape-token-0123456789",
+            b"scrape-token-0123456789",
+        ] {
+            assert!(
+                !c.authorized(Some(wrong)),
+                "{:?}",
+                String::from_utf8_lossy(wrong)
+            );
+        }
+        assert!(!c.authorized(None));
+    }
+
+    #[test]
+    fn config_problems_name_their_keys() {
+        let listen: SocketAddr = "127.0.0.1:8443".parse().expect("addr");
+        let keys = |c: &MetricsConfig| -> Vec<String> {
+            c.validate(listen).into_iter().map(|p| p.key).collect()
+        };
+        assert!(keys(&config(Some("long-enough-token-0123"))).is_empty());
+        assert_eq!(keys(&config(Some("short"))), ["metrics.bearer_token"]);
+        assert_eq!(
+            keys(&config(Some("has a space in it 0123"))),
+            ["metrics.bearer_token"]
+        );
+        let same = MetricsConfig {
+            listen: Some(listen),
+            ..MetricsConfig::default()
+        };
+        assert_eq!(keys(&same), ["metrics.listen"]);
+    }
+
+    #[test]
+    fn labels_come_from_fixed_sets() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        let odd = Method::from_bytes(b"BREW").expect("extension method");
+        assert_eq!(method_label(&odd), "other");
+        assert_eq!(operation_label("put"), "put");
+        assert_eq!(operation_label("PUT"), "unknown");
+        assert_eq!(operation_label("users/alice/secret.png"), "unknown");
+        assert_eq!(reason_label("implicit_deny"), "implicit_deny");
+        assert_eq!(reason_label("invalid key: ../x"), "other");
+        assert_eq!(reason_label(""), "other");
+    }
+
+    #[test]
+    fn exposition_has_every_family() {
+        let m = Metrics::new().expect("registry");
+        let text = m.render();
+        for family in [
+            "presignd_build_info",
+            "presignd_audit_outbox_pending",
+            "presignd_audit_shipped_total",
+            "presignd_audit_ship_failures_total",
+            "presignd_audit_last_ship_timestamp_seconds",
+            "presignd_ratelimit_fallback_total",
+        ] {
+            assert!(text.contains(&format!("# TYPE {family} ")), "{family}");
+        }
     }
 }

@@ -7,8 +7,10 @@ use arc_swap::ArcSwap;
 use crate::audit::AuditSink;
 use crate::auth::Verifier;
 use crate::config::Config;
+use crate::limits::Limiter;
 use crate::metrics::Metrics;
 use crate::policy::Catalog;
+use crate::revocations::Revocations;
 use crate::sign::Signer;
 use crate::store::Store;
 
@@ -28,6 +30,11 @@ struct Inner {
     instance: String,
     openapi_json: axum::body::Bytes,
     metrics: Arc<Metrics>,
+    limiter: Limiter,
+    /// Revoked tokens in memory: the verify path never reads SQL.
+    revocations: Arc<Revocations>,
+    /// Catalog reloads run one at a time, so a slow one never replaces a newer catalog.
+    catalog_reload: Arc<tokio::sync::Mutex<()>>,
 }
 
 pub struct Parts {
@@ -40,6 +47,8 @@ pub struct Parts {
     pub instance: String,
     pub openapi_json: axum::body::Bytes,
     pub metrics: Arc<Metrics>,
+    pub limiter: Limiter,
+    pub revocations: Arc<Revocations>,
 }
 
 impl AppState {
@@ -55,6 +64,9 @@ impl AppState {
                 instance: p.instance,
                 openapi_json: p.openapi_json,
                 metrics: p.metrics,
+                limiter: p.limiter,
+                revocations: p.revocations,
+                catalog_reload: Arc::new(tokio::sync::Mutex::new(())),
             }),
         }
     }
@@ -77,6 +89,26 @@ impl AppState {
     pub fn audit(&self) -> &dyn AuditSink {
         self.inner.audit.as_ref()
     }
+    /// The same state with another audit sink (benchmarks compare sinks on one app).
+    pub fn with_audit(&self, audit: Arc<dyn AuditSink>) -> AppState {
+        let i = &self.inner;
+        AppState {
+            inner: Arc::new(Inner {
+                config: i.config.clone(),
+                verifier: i.verifier.clone(),
+                catalog: ArcSwap::new(i.catalog.load_full()),
+                signer: i.signer.clone(),
+                audit,
+                store: i.store.clone(),
+                instance: i.instance.clone(),
+                openapi_json: i.openapi_json.clone(),
+                metrics: Arc::clone(&i.metrics),
+                limiter: i.limiter.clone(),
+                revocations: Arc::clone(&i.revocations),
+                catalog_reload: Arc::clone(&i.catalog_reload),
+            }),
+        }
+    }
     pub fn store(&self) -> &Store {
         &self.inner.store
     }
@@ -88,5 +120,15 @@ impl AppState {
     }
     pub fn openapi_json(&self) -> axum::body::Bytes {
         self.inner.openapi_json.clone()
+    }
+    pub fn limiter(&self) -> &Limiter {
+        &self.inner.limiter
+    }
+    pub fn revocations(&self) -> &Revocations {
+        &self.inner.revocations
+    }
+    /// Held while a catalog is loaded and swapped in (see `crate::sync`).
+    pub fn catalog_reload_lock(&self) -> &tokio::sync::Mutex<()> {
+        &self.inner.catalog_reload
     }
 }

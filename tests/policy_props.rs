@@ -63,6 +63,7 @@ fn spec_with_prefix(prefix: &str) -> AccessPointSpec {
         upload: Default::default(),
         cors_origins: vec![],
         network: Default::default(),
+        limits: Default::default(),
         rules: vec![Rule {
             effect: Effect::Allow,
             groups: vec!["*".into()],

@@ -1,15 +1,35 @@
 //! Audit: every decision becomes a record, and a URL is returned only after its record is
-//! durable. Sinks sit behind one seam so the SQL outbox and the S3 log bucket can join the
-//! `file://` sink.
+//! durable (DESIGN §4).
+//!
+//! Two stages. The **outbox** (`outbox`) is a table in the configured database: `append`
+//! returns once the record is committed there, many concurrent requests sharing one
+//! transaction (group commit). The **shipper** (`shipper`) moves committed records in batches
+//! to the **log sink** (`log_sink`): the S3 log bucket, or a `file://` directory with the same
+//! layout, as gzip NDJSON objects under deterministic keys, and deletes the rows only after the
+//! object was written. `Audit` (`pipeline`) ties the two together behind [`AuditSink`], the
+//! seam the HTTP layer sees.
 
 mod file_sink;
+mod guard;
+mod log_sink;
+mod outbox;
+mod pipeline;
 mod record;
+mod shipper;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
+
+use time::OffsetDateTime;
 
 pub use file_sink::FileSink;
+pub use guard::{check_audit_config, check_log_destination, refuse_log_loops};
+pub use log_sink::{LogSink, SinkLocation, object_key};
+pub use outbox::{Outbox, OutboxSettings};
+pub use pipeline::Audit;
 pub use record::{AuditRecord, Decision, signature_sha256};
+pub use shipper::{ShipperHandle, ShipperSettings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
@@ -19,13 +39,49 @@ pub enum AuditError {
     Encode(#[from] serde_json::Error),
     #[error("audit sink task failed: {0}")]
     Task(String),
+    #[error("audit outbox: {0}")]
+    Database(String),
+    #[error("audit log sink: {0}")]
+    Sink(String),
+    #[error("audit shipping failed: {0}")]
+    Shipping(String),
+    #[error("the audit pipeline is not running")]
+    Stopped,
+    #[error("audit flush did not finish within {0:?}")]
+    FlushTimeout(Duration),
+}
+
+impl From<sqlx::Error> for AuditError {
+    fn from(e: sqlx::Error) -> Self {
+        AuditError::Database(e.to_string())
+    }
 }
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// Where audit records go. `append` returns only when the records are durable.
+/// What `/readyz` reports about the pipeline.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AuditStatus {
+    /// Records committed but not yet in the log sink (`None`: could not be counted).
+    pub pending: Option<u64>,
+    /// When a batch last reached the log sink (`None`: not since this process started).
+    pub last_shipped_at: Option<OffsetDateTime>,
+}
+
+/// Where the HTTP layer sends audit records. `append` returns only when the records are
+/// durable; a URL is issued only after that.
 pub trait AuditSink: Send + Sync + 'static {
     fn append<'a>(&'a self, records: &'a [AuditRecord]) -> BoxFuture<'a, Result<(), AuditError>>;
     /// Whether the sink can currently accept records (for `/readyz`).
     fn check(&self) -> BoxFuture<'_, Result<(), AuditError>>;
+    /// Moves everything durable so far to its final destination, giving up after `within`.
+    /// Single-stage sinks have nothing to do.
+    fn flush(&self, within: Duration) -> BoxFuture<'_, Result<(), AuditError>> {
+        let _ = within;
+        Box::pin(async { Ok(()) })
+    }
+    /// Backlog and last shipment, for `/readyz`.
+    fn status(&self) -> BoxFuture<'_, AuditStatus> {
+        Box::pin(async { AuditStatus::default() })
+    }
 }

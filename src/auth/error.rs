@@ -27,6 +27,12 @@ pub enum AuthError {
     Invalid(&'static str),
     #[error("issuer keys not available yet")]
     KeysUnavailable,
+    /// An admin revoked the token (its subject before a time, or its `jti`).
+    #[error("token revoked")]
+    Revoked,
+    /// `exp` is further from `iat` than `auth.max_token_lifetime_seconds`.
+    #[error("token lifetime exceeds auth.max_token_lifetime_seconds")]
+    LifetimeTooLong,
 }
 
 impl AuthError {
@@ -35,6 +41,25 @@ impl AuthError {
         match self {
             AuthError::Expired => "token_expired",
             _ => "unauthenticated",
+        }
+    }
+
+    /// The failure as a bounded metrics label (`presignd_jwt_verifications_total{result}`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AuthError::Missing => "missing",
+            AuthError::Malformed => "malformed",
+            AuthError::TooLarge => "too_large",
+            AuthError::Expired => "expired",
+            AuthError::NotYetValid => "not_yet_valid",
+            AuthError::UnknownIssuer => "unknown_issuer",
+            AuthError::AlgorithmNotAllowed => "algorithm_not_allowed",
+            AuthError::UnknownKey => "unknown_key",
+            AuthError::BadSignature => "bad_signature",
+            AuthError::Invalid(_) => "invalid",
+            AuthError::KeysUnavailable => "keys_unavailable",
+            AuthError::Revoked => "revoked",
+            AuthError::LifetimeTooLong => "lifetime_too_long",
         }
     }
 
@@ -52,6 +77,10 @@ impl AuthError {
             AuthError::BadSignature => "the token signature is invalid",
             AuthError::Invalid(reason) => reason,
             AuthError::KeysUnavailable => "the issuer's signing keys are not available",
+            AuthError::Revoked => "the token has been revoked; sign in again",
+            AuthError::LifetimeTooLong => {
+                "the token lives longer than this service accepts (exp - iat is too large)"
+            }
         }
     }
 }

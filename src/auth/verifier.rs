@@ -64,7 +64,11 @@ struct Jwks {
     refetch: Mutex<Option<Instant>>,
     min_refetch: Duration,
     refresh: Duration,
+    observer: Option<JwksObserver>,
 }
+
+/// Told `(issuer, "ok" | "error")` after every JWKS fetch (the metrics count them).
+pub type JwksObserver = Arc<dyn Fn(&str, &'static str) + Send + Sync>;
 
 /// The only claim read before the signature is checked: it picks the issuer config.
 #[derive(Deserialize)]
@@ -79,6 +83,16 @@ impl Verifier {
         issuers: &[IssuerConfig],
         http: reqwest::Client,
     ) -> Result<Verifier, AuthSetupError> {
+        Verifier::with_jwks_observer(issuers, http, None).await
+    }
+
+    /// [`Verifier::new`], telling `observer` the outcome of every JWKS fetch (the first
+    /// ones included).
+    pub async fn with_jwks_observer(
+        issuers: &[IssuerConfig],
+        http: reqwest::Client,
+        observer: Option<JwksObserver>,
+    ) -> Result<Verifier, AuthSetupError> {
         let problems: Vec<_> = issuers
             .iter()
             .enumerate()
@@ -90,7 +104,7 @@ impl Verifier {
 
         let mut map = HashMap::new();
         for (i, cfg) in issuers.iter().enumerate() {
-            let issuer = Issuer::from_config(cfg, &format!("auth.issuers[{i}]"))?;
+            let issuer = Issuer::from_config(cfg, &format!("auth.issuers[{i}]"), observer.clone())?;
             if map.insert(cfg.issuer.clone(), issuer).is_some() {
                 return Err(AuthSetupError::DuplicateIssuer(cfg.issuer.clone()));
             }
@@ -166,6 +180,18 @@ impl Verifier {
             })
     }
 
+    /// The token's (unverified) `iss` when it names a configured issuer: a label for metrics
+    /// about a token that failed verification, never a basis for a decision.
+    pub fn configured_issuer(&self, token: &str) -> Option<String> {
+        check_compact_jws(token).ok()?;
+        let unverified: UnverifiedIss =
+            jsonwebtoken::dangerous::insecure_decode_claims(token).ok()?;
+        match unverified.iss {
+            Some(Value::String(iss)) if self.inner.issuers.contains_key(&iss) => Some(iss),
+            _ => None,
+        }
+    }
+
     pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
         check_compact_jws(token)?;
         // Parsed by jsonwebtoken: `alg: none` and unknown algorithms fail to parse here.
@@ -206,7 +232,11 @@ impl Verifier {
 }
 
 impl Issuer {
-    fn from_config(cfg: &IssuerConfig, at: &str) -> Result<Issuer, AuthSetupError> {
+    fn from_config(
+        cfg: &IssuerConfig,
+        at: &str,
+        observer: Option<JwksObserver>,
+    ) -> Result<Issuer, AuthSetupError> {
         let validations = cfg
             .algorithms
             .iter()
@@ -230,6 +260,7 @@ impl Issuer {
                 refetch: Mutex::new(None),
                 min_refetch: Duration::from_secs(cfg.jwks_min_refetch_seconds),
                 refresh: Duration::from_secs(cfg.jwks_refresh_seconds),
+                observer,
             })
         } else if let Some(secret) = &cfg.hs256_secret {
             let key = DecodingKey::from_secret(secret.expose_secret().as_bytes());
@@ -347,16 +378,21 @@ impl Jwks {
     }
 
     async fn fetch_and_store(&self, http: &reqwest::Client, issuer: &str) {
-        match jwks::fetch(http, &self.url, &self.allowed).await {
+        let result = match jwks::fetch(http, &self.url, &self.allowed).await {
             Ok(keys) => {
                 tracing::debug!(issuer, keys = keys.len(), "JWKS refreshed");
                 self.set.store(Some(Arc::new(keys)));
+                "ok"
             }
             Err(error) => {
                 let kept = self.set.load().is_some();
                 tracing::warn!(issuer, url = %self.url, %error, kept_previous_keys = kept,
                     "JWKS fetch failed");
+                "error"
             }
+        };
+        if let Some(observer) = &self.observer {
+            observer(issuer, result);
         }
     }
 }

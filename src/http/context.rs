@@ -1,6 +1,11 @@
 //! The outermost middleware: assigns the request id, works out who is calling from where,
-//! enforces `require_https`, runs the request inside a span, and makes every error response a
-//! problem+json document carrying the request id.
+//! enforces `require_https`, runs the request inside a span, makes every error response a
+//! problem+json document carrying the request id, and counts the request in the metrics.
+//!
+//! The span (`request`) carries the request id, the method and the matched route (never the
+//! raw path or query); the presign handlers add the access point, decision and reason, and the
+//! closing `request` event adds the status and latency. Tokens, URLs and secrets are never
+//! span fields.
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -11,14 +16,19 @@ use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
+use tracing::field::Empty;
 
 use super::client::{ClientInfo, acceptable_request_id};
 use super::error::{ApiError, PROBLEM_JSON, Problem, ProblemExt};
+use crate::audit::{AuditRecord, Decision};
 use crate::state::AppState;
 
 /// Paths that answer over plain HTTP even when `require_https` is on (probes from the
 /// orchestrator usually speak plain HTTP on a private port).
 const HTTPS_EXEMPT: &[&str] = &["/healthz", "/readyz"];
+
+/// `/metrics` answers plain HTTP only when `metrics.allow_plain_http` says so.
+const METRICS_PATH: &str = "/metrics";
 
 pub async fn context(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
@@ -59,13 +69,22 @@ pub async fn context(State(state): State<AppState>, mut req: Request, next: Next
         .map(|m| m.as_str().to_string())
         .unwrap_or_else(|| "unmatched".into());
     let method = req.method().clone();
-    let span = tracing::info_span!("request", request_id = %request_id, %method, route = %route);
+    let span = tracing::info_span!(
+        "request",
+        request_id = %request_id,
+        method = crate::metrics::method_label(&method),
+        route = %route,
+        access_point = Empty,
+        decision = Empty,
+        reason = Empty,
+    );
 
-    let response = if state.config().server.require_https
-        && !client.tls
-        && !HTTPS_EXEMPT.contains(&req.uri().path())
-    {
+    let path = req.uri().path();
+    let exempt = HTTPS_EXEMPT.contains(&path)
+        || (path == METRICS_PATH && state.config().metrics.allow_plain_http);
+    let response = if state.config().server.require_https && !client.tls && !exempt {
         refuse_plain_http(&state, &client, req.uri().path())
+            .instrument(span.clone())
             .await
             .into_response()
     } else {
@@ -87,14 +106,44 @@ pub async fn context(State(state): State<AppState>, mut req: Request, next: Next
             .headers_mut()
             .insert(header::STRICT_TRANSPORT_SECURITY, v);
     }
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    state
+        .metrics()
+        .observe_http(&route, &method, status, elapsed);
     span.in_scope(|| {
-        tracing::info!(
-            status = response.status().as_u16(),
-            latency_us = started.elapsed().as_micros() as u64,
-            "request"
-        );
+        tracing::info!(status, latency_us = elapsed.as_micros() as u64, "request");
     });
     response
+}
+
+/// Counts presign decisions whose audit records are durable, and names them on the request
+/// span: the access point (or `multiple` for a batch across several), the decision (`allow`,
+/// `deny`, or `mixed` for a batch) and, for a single decision, the reason code.
+pub fn observe_decisions(state: &AppState, records: &[AuditRecord]) {
+    state.metrics().observe_decisions(&state.catalog(), records);
+    let Some(first) = records.first() else {
+        return;
+    };
+    let span = tracing::Span::current();
+    let same_access_point = records.iter().all(|r| r.access_point == first.access_point);
+    match (&first.access_point, same_access_point) {
+        (Some(name), true) => span.record("access_point", name.as_str()),
+        (None, true) => span.record("access_point", "none"),
+        (_, false) => span.record("access_point", "multiple"),
+    };
+    let decision = |d: &Decision| match d {
+        Decision::Allow => "allow",
+        Decision::Deny => "deny",
+    };
+    if records.iter().all(|r| r.decision == first.decision) {
+        span.record("decision", decision(&first.decision));
+    } else {
+        span.record("decision", "mixed");
+    }
+    if records.len() == 1 {
+        span.record("reason", first.reason.as_str());
+    }
 }
 
 /// A presign request over plain HTTP is a refused decision, and so it is audited.

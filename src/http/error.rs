@@ -47,6 +47,36 @@ pub enum ApiError {
     Unavailable(String),
     #[error("internal error")]
     Internal(String),
+    #[error(
+        "the access point is at version {current}, not the one in If-Match or If-None-Match; fetch it again and reapply your change"
+    )]
+    PreconditionFailed { current: String },
+    #[error("the access point was changed by another request meanwhile; fetch it again and retry")]
+    Conflict,
+    #[error("rate limit exceeded ({scope}); retry after {retry_after} s")]
+    RateLimited {
+        scope: &'static str,
+        /// Whole seconds, at least 1 (the `Retry-After` value).
+        retry_after: u64,
+    },
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        ApiError::Unavailable(format!("database: {e}"))
+    }
+}
+
+impl From<crate::limits::LimitError> for ApiError {
+    fn from(e: crate::limits::LimitError) -> Self {
+        match e {
+            crate::limits::LimitError::Exceeded { scope, retry_after } => ApiError::RateLimited {
+                scope: scope.as_str(),
+                retry_after: retry_after.as_secs_f64().ceil().max(1.0) as u64,
+            },
+            crate::limits::LimitError::Unavailable => ApiError::Unavailable(e.to_string()),
+        }
+    }
 }
 
 impl ApiError {
@@ -74,6 +104,9 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
+            ApiError::Conflict => StatusCode::CONFLICT,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -96,6 +129,9 @@ impl ApiError {
             ApiError::AuditUnavailable(_) => "audit_unavailable",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
+            ApiError::PreconditionFailed { .. } => "precondition_failed",
+            ApiError::Conflict => "conflict",
+            ApiError::RateLimited { .. } => "rate_limited",
         }
     }
 
@@ -114,7 +150,11 @@ impl ApiError {
             ApiError::InvalidAccessPoint(fields) => Some(fields.clone()),
             _ => None,
         };
-        Problem::new(status, self.code(), detail).with_errors(errors)
+        let mut problem = Problem::new(status, self.code(), detail).with_errors(errors);
+        if let ApiError::RateLimited { retry_after, .. } = self {
+            problem.retry_after = Some(*retry_after);
+        }
+        problem
     }
 
     /// The underlying cause worth logging for server errors.
@@ -141,6 +181,10 @@ pub struct Problem {
     pub request_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errors: Option<Vec<FieldError>>,
+    /// For `rate_limited`: seconds to wait, as in the `Retry-After` header (which a batch
+    /// item's problem cannot carry).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
 }
 
 impl Problem {
@@ -153,6 +197,7 @@ impl Problem {
             code,
             request_id: None,
             errors: None,
+            retry_after: None,
         }
     }
 
@@ -217,6 +262,10 @@ impl IntoResponse for ApiError {
             // RFC 6750 §3.1: no error code when the request carried no credentials.
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let ApiError::RateLimited { retry_after, .. } = self {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
         }
         resp.extensions_mut().insert(ProblemExt {
             problem,

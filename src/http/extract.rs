@@ -21,9 +21,50 @@ impl FromRequestParts<AppState> for Authenticated {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = bearer_token(&parts.headers)?;
-        let principal = state.verifier().verify(token).await?;
-        Ok(Authenticated(principal))
+        let token = bearer_token(&parts.headers);
+        let outcome = match &token {
+            Ok(token) => authenticate(state, token).await,
+            Err(e) => Err(e.clone()),
+        };
+        // `presignd_jwt_verifications_total`: the issuer label only for a configured issuer.
+        match &outcome {
+            Ok(p) => state.metrics().observe_jwt(&p.iss, "ok"),
+            Err(e) => {
+                let issuer = token
+                    .as_ref()
+                    .ok()
+                    .and_then(|t| state.verifier().configured_issuer(t));
+                let issuer = issuer.as_deref().unwrap_or("unknown");
+                state.metrics().observe_jwt(issuer, e.kind());
+            }
+        }
+        Ok(Authenticated(outcome?))
+    }
+}
+
+async fn authenticate(state: &AppState, token: &str) -> Result<Principal, crate::auth::AuthError> {
+    let principal = state.verifier().verify(token).await?;
+    // In memory: revoked tokens, and tokens living longer than revocations can cover.
+    state
+        .revocations()
+        .check(&principal, crate::revocations::unix_now())?;
+    Ok(principal)
+}
+
+/// A verified caller in `auth.admin_group`. Anyone else gets 404: the admin API is not
+/// visible to them.
+pub struct Admin(pub Principal);
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Authenticated(principal) = Authenticated::from_request_parts(parts, state).await?;
+        if principal.in_group(&state.config().auth.admin_group) {
+            Ok(Admin(principal))
+        } else {
+            Err(ApiError::NoRoute)
+        }
     }
 }
 

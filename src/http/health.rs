@@ -18,13 +18,26 @@ pub struct Checks {
     pub database: &'static str,
     pub audit: &'static str,
     pub jwks: &'static str,
+    /// Audit records committed but not yet in the log bucket (absent: could not be counted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit_outbox_pending: Option<u64>,
+    /// When a batch last reached the log bucket (null: not since this process started).
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub audit_last_shipped_at: Option<time::OffsetDateTime>,
+    /// Absent without `redis.url`. Redis down makes the instance unready only with
+    /// `limits.on_redis_error = "deny"` (otherwise it limits locally and stays in rotation).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis: Option<&'static str>,
 }
 
 /// Ready when the database answers, the audit sink accepts records and every JWKS issuer has
-/// keys: without any of them no URL can be issued.
+/// keys: without any of them no URL can be issued. Redis (when configured) is reported, and
+/// blocks readiness only when `limits.on_redis_error = "deny"`.
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let database = state.store().ping().await;
     let audit = state.audit().check().await;
+    let shipping = state.audit().status().await;
+    let redis = state.limiter().redis_reachable().await;
     if let Err(e) = &database {
         tracing::warn!(error = %e, "readiness: database unavailable");
     }
@@ -43,8 +56,16 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         } else {
             "unavailable"
         },
+        audit_outbox_pending: shipping.pending,
+        audit_last_shipped_at: shipping.last_shipped_at,
+        redis: redis.map(|up| if up { "ok" } else { "unavailable" }),
     };
-    let ready = database.is_ok() && audit.is_ok() && state.verifier().ready();
+    let redis_blocks = redis == Some(false) && state.limiter().fails_closed();
+    let ready = database.is_ok() && audit.is_ok() && state.verifier().ready() && !redis_blocks;
+    let metrics = state.metrics();
+    metrics.set_dependency_up("database", database.is_ok());
+    metrics.set_dependency_up("audit", audit.is_ok());
+    metrics.set_dependency_up("jwks", state.verifier().ready());
     if ready {
         Json(serde_json::json!({ "status": "ready", "checks": checks })).into_response()
     } else {

@@ -1,11 +1,13 @@
 //! HTTP: routes, extractors, errors and middleware.
 
+mod admin;
 mod client;
 mod context;
 mod discovery;
 pub mod error;
 mod extract;
 mod health;
+mod metrics_endpoint;
 mod presign;
 
 use std::time::Duration;
@@ -21,12 +23,14 @@ use tower_http::timeout::TimeoutLayer;
 
 pub use client::ClientInfo;
 pub use error::{ApiError, Problem};
+pub use metrics_endpoint::CONTENT_TYPE as METRICS_CONTENT_TYPE;
 pub use presign::{MAX_BATCH_ITEMS, PresignRequest, PresignResponse};
 
 use crate::state::AppState;
 
+/// The API. Every route here is in `openapi/openapi.yaml` and the other way round
+/// (`tests/openapi_contract.rs` fails on any difference).
 pub fn router(state: AppState) -> Router {
-    let server = &state.config().server;
     let api = Router::new()
         .route(
             "/v1/access-points/{name}/presign",
@@ -35,13 +39,41 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/presign/batch", post(presign::presign_batch))
         .route("/v1/access-points", get(discovery::list_access_points))
         .route("/v1/whoami", get(discovery::whoami))
+        .route("/v1/admin/access-points", get(admin::list_access_points))
+        .route(
+            "/v1/admin/access-points/{name}",
+            get(admin::get_access_point)
+                .put(admin::put_access_point)
+                .delete(admin::delete_access_point),
+        )
+        .route(
+            "/v1/admin/revocations",
+            get(admin::list_revocations).post(admin::create_revocation),
+        )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/openapi.json", get(health::openapi))
-        .fallback(|| async { ApiError::NoRoute })
-        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed });
+        .route("/openapi.json", get(health::openapi));
+    // `/metrics` is here unless `metrics.listen` gives it a listener of its own.
+    let api = match state.config().metrics.listen {
+        None => api.route("/metrics", get(metrics_endpoint::metrics)),
+        Some(_) => api,
+    };
+    with_layers(api, state)
+}
 
-    api.layer(DefaultBodyLimit::max(server.body_limit_bytes))
+/// What the `metrics.listen` listener serves: `GET /metrics` only, with the same request
+/// ids, HTTPS rule, problem documents and request metrics as the API.
+pub fn metrics_router(state: AppState) -> Router {
+    let routes = Router::new().route("/metrics", get(metrics_endpoint::metrics));
+    with_layers(routes, state)
+}
+
+fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
+    let server = &state.config().server;
+    routes
+        .fallback(|| async { ApiError::NoRoute })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(server.body_limit_bytes))
         .layer(CatchPanicLayer::new())
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -82,18 +114,27 @@ fn cors(state: &AppState) -> CorsLayer {
             })
             .unwrap_or(false);
         if !per_access_point {
-            tracing::info!(origin, path = parts.uri.path(), "CORS origin not allowed");
+            // The request span names the matched route; the raw path is never logged.
+            tracing::info!(origin, "CORS origin not allowed");
         }
         per_access_point
     });
     CorsLayer::new()
         .allow_origin(allow)
-        .allow_methods([Method::GET, Method::POST])
+        // PUT, DELETE and the conditional headers serve the admin API (an admin console).
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
         .allow_headers([
             header::AUTHORIZATION,
             header::CONTENT_TYPE,
+            header::IF_MATCH,
+            header::IF_NONE_MATCH,
             HeaderName::from_static("x-request-id"),
         ])
-        .expose_headers([HeaderName::from_static("x-request-id")])
+        // ETag for optimistic concurrency, Retry-After on 429: neither is CORS-safelisted.
+        .expose_headers([
+            HeaderName::from_static("x-request-id"),
+            header::ETAG,
+            header::RETRY_AFTER,
+        ])
         .max_age(Duration::from_secs(600))
 }

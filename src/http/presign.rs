@@ -77,6 +77,7 @@ pub async fn presign_one(
         .append(std::slice::from_ref(&record))
         .await
         .map_err(|e| ApiError::AuditUnavailable(e.to_string()))?;
+    super::context::observe_decisions(&state, std::slice::from_ref(&record));
     outcome.map(Json)
 }
 
@@ -128,47 +129,50 @@ pub async fn presign_batch(
         )));
     }
     let now = SystemTime::now();
-    let mut outcomes = Vec::with_capacity(batch.items.len());
-    let mut records = Vec::with_capacity(batch.items.len());
-    for item in batch.items {
+    // The items are decided concurrently (results stay in item order), so their rate-limit
+    // calls go to Redis pipelined on one connection rather than one round trip after another.
+    let (state, principal, client) = (&state, &principal, &client);
+    let decisions = batch.items.into_iter().map(|item| async move {
         let named = |field: &str| item.get(field).and_then(|v| v.as_str()).map(bounded);
         let (ap_name, op_name) = (named("access_point"), named("operation"));
         match serde_json::from_value::<BatchItem>(item) {
             Ok(item) => {
-                let (outcome, record) = decide_and_sign(
-                    &state,
-                    &principal,
-                    &client,
+                decide_and_sign(
+                    state,
+                    principal,
+                    client,
                     &item.access_point,
                     &item.request,
                     now,
                 )
-                .await;
-                outcomes.push(outcome);
-                records.push(record);
+                .await
             }
             Err(e) => {
                 let error = ApiError::InvalidRequest(format!("invalid item: {e}"));
                 let mut record = base_record(
-                    &state,
-                    &client,
-                    Some(&principal),
+                    state,
+                    client,
+                    Some(principal),
                     op_name.as_deref().unwrap_or("unknown"),
                     now,
                 );
                 record.access_point = ap_name;
                 record.reason = error.code().to_string();
-                records.push(record);
-                outcomes.push(Err(error));
+                (Err(error), record)
             }
         }
-    }
+    });
+    let (outcomes, records): (Vec<_>, Vec<_>) = futures_util::future::join_all(decisions)
+        .await
+        .into_iter()
+        .unzip();
     // One durable append for the whole batch; if it fails, nothing is issued.
     state
         .audit()
         .append(&records)
         .await
         .map_err(|e| ApiError::AuditUnavailable(e.to_string()))?;
+    super::context::observe_decisions(state, &records);
     let results = outcomes
         .into_iter()
         .enumerate()
@@ -196,7 +200,7 @@ pub async fn presign_batch(
         .collect();
     Ok(Json(BatchResponse {
         results,
-        request_id: client.request_id,
+        request_id: client.request_id.clone(),
     }))
 }
 
@@ -253,8 +257,9 @@ async fn decide_and_sign(
     (outcome, record)
 }
 
-/// A deny record with what is known about the caller; the decision fills in the rest.
-fn base_record(
+/// A deny record with what is known about the caller; the decision fills in the rest. (The
+/// admin API builds its records from it too.)
+pub(super) fn base_record(
     state: &AppState,
     client: &ClientInfo,
     principal: Option<&Principal>,
@@ -299,7 +304,10 @@ pub async fn audit_refusal(
     record.access_point = access_point.map(bounded);
     record.reason = error.code().to_string();
     match state.audit().append(std::slice::from_ref(&record)).await {
-        Ok(()) => error,
+        Ok(()) => {
+            super::context::observe_decisions(state, std::slice::from_ref(&record));
+            error
+        }
         Err(e) => ApiError::AuditUnavailable(e.to_string()),
     }
 }
@@ -359,6 +367,8 @@ async fn decide(
     if matches!(spec.encryption, Encryption::SseC) && !client.tls {
         return Err(ApiError::HttpsRequired);
     }
+    // Only a request that would be issued is charged to the rate limits.
+    state.limiter().admit(principal, ap, req.operation).await?;
 
     let signed: Presigned = state
         .signer()
@@ -375,6 +385,8 @@ async fn decide(
             metadata: &req.metadata,
             response_content_disposition: req.response_content_disposition.as_deref(),
             response_content_type: req.response_content_type.as_deref(),
+            // The record exists before the URL: its id is signed into it.
+            record_id: &record.id,
         })
         .await
         .map_err(|e| match e {

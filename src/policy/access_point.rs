@@ -8,6 +8,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::limits::AccessPointLimits;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AccessPointSpec {
@@ -28,6 +30,9 @@ pub struct AccessPointSpec {
     pub cors_origins: Vec<String>,
     #[serde(default)]
     pub network: NetworkRestriction,
+    /// This access point's own rate limits, overriding `[limits]` (see `policy::limits`).
+    #[serde(default, skip_serializing_if = "AccessPointLimits::is_empty")]
+    pub limits: AccessPointLimits,
     pub rules: Vec<Rule>,
 }
 

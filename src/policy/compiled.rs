@@ -128,6 +128,7 @@ mod tests {
             upload: Default::default(),
             cors_origins: vec![],
             network: Default::default(),
+            limits: Default::default(),
             rules: vec![Rule {
                 effect: Effect::Allow,
                 groups: vec!["*".into(), "users".into()],

@@ -169,6 +169,7 @@ mod tests {
             upload: Default::default(),
             cors_origins: vec![],
             network: Default::default(),
+            limits: Default::default(),
             rules,
         })
         .expect("valid spec")

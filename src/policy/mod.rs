@@ -11,6 +11,7 @@ mod compiled;
 mod evaluate;
 mod glob;
 mod key;
+mod limits;
 mod request;
 mod target;
 mod validate;
@@ -23,6 +24,7 @@ pub use compiled::{Catalog, CompiledAccessPoint};
 pub use evaluate::{Decision, DenyReason, allowed_operations, can_see, evaluate};
 pub use glob::{GlobError, KeyPattern};
 pub use key::{KeyError, MAX_KEY_BYTES, validate_key};
+pub use limits::{AccessPointLimits, MAX_LIMIT_RATE};
 pub use request::{
     ConstraintError, MAX_EXPIRES_IN, MAX_METADATA_BYTES, MAX_SINGLE_PUT_BYTES, UploadRequest,
     check_metadata, check_response_overrides, check_upload, content_type_allowed, resolve_expires,

@@ -269,6 +269,7 @@ mod tests {
             upload,
             cors_origins: vec![],
             network: Default::default(),
+            limits: Default::default(),
             rules: vec![Rule {
                 effect: Effect::Allow,
                 groups: vec!["*".into()],

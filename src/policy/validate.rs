@@ -102,6 +102,10 @@ impl AccessPointSpec {
             target.as_ref().is_some_and(Target::is_object_lambda),
             &mut e,
         );
+        e.0.extend(
+            self.limits
+                .validate(matches!(self.encryption, Encryption::SseKms { .. })),
+        );
         if e.0.is_empty() {
             Ok(())
         } else {
@@ -301,6 +305,7 @@ mod tests {
             upload: UploadConstraints::default(),
             cors_origins: vec!["https://app.example.com".into()],
             network: Default::default(),
+            limits: Default::default(),
             rules: vec![rule(Effect::Allow, &[GET, PUT], &["${jwt:sub}/*"], false)],
         }
     }

@@ -44,7 +44,13 @@ pub struct SignRequest<'a> {
     pub metadata: &'a BTreeMap<String, String>,
     pub response_content_disposition: Option<&'a str>,
     pub response_content_type: Option<&'a str>,
+    /// The audit record's id, signed into the URL as `x-presignd-id` (S3 ignores `x-` query
+    /// parameters but writes them to its server access logs, which thus join to the record).
+    pub record_id: &'a str,
 }
+
+/// The query parameter that carries the audit record id.
+pub const RECORD_ID_PARAM: &str = "x-presignd-id";
 
 #[derive(Clone)]
 pub struct Presigned {
@@ -137,6 +143,9 @@ impl Signer {
         let signature = query_param(&url, "X-Amz-Signature")
             .ok_or_else(|| SignError::Presign("no X-Amz-Signature in URL".into()))?
             .to_string();
+        if query_param(&url, RECORD_ID_PARAM) != Some(percent_encode(req.record_id).as_str()) {
+            return Err(SignError::Presign(format!("no {RECORD_ID_PARAM} in URL")));
+        }
         let headers = presigned
             .headers()
             .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
@@ -173,7 +182,11 @@ impl Signer {
                 if sse_c {
                     op = op.sse_customer_algorithm("AES256");
                 }
-                op.presigned(pc).await.map_err(presign_error)
+                op.customize()
+                    .mutate_request(add_record_id(req.record_id))
+                    .presigned(pc)
+                    .await
+                    .map_err(presign_error)
             }
             Operation::Put => {
                 let mut op = self
@@ -199,18 +212,53 @@ impl Signer {
                         .ssekms_key_id(kms_key_id),
                     Encryption::SseC => op.sse_customer_algorithm("AES256"),
                 };
-                op.presigned(pc).await.map_err(presign_error)
+                op.customize()
+                    .mutate_request(add_record_id(req.record_id))
+                    .presigned(pc)
+                    .await
+                    .map_err(presign_error)
             }
             Operation::Delete => self
                 .client
                 .delete_object()
                 .bucket(bucket)
                 .key(req.key)
+                .customize()
+                .mutate_request(add_record_id(req.record_id))
                 .presigned(pc)
                 .await
                 .map_err(presign_error),
         }
     }
+}
+
+/// Appends `x-presignd-id=<id>` to the request before it is signed, so the parameter is
+/// covered by the signature (changing or removing it breaks the URL).
+fn add_record_id(
+    id: &str,
+) -> impl Fn(&mut aws_sdk_s3::config::http::HttpRequest) + Send + Sync + 'static {
+    let param = format!("{RECORD_ID_PARAM}={}", percent_encode(id));
+    move |req| {
+        let sep = if req.uri().contains('?') { '&' } else { '?' };
+        let uri = format!("{}{sep}{param}", req.uri());
+        if let Err(e) = req.set_uri(uri) {
+            // Caught below: a URL without its record id is never issued.
+            tracing::error!(error = %e, "cannot add the record id to the URL");
+        }
+    }
+}
+
+/// RFC 3986 percent-encoding of everything but unreserved characters (what SigV4 expects).
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 fn presign_error<E: std::error::Error + 'static>(e: E) -> SignError {
@@ -290,6 +338,7 @@ mod tests {
             metadata,
             response_content_disposition: None,
             response_content_type: None,
+            record_id: "0190b4c2-1f2a-7c3d-8e4f-5a6b7c8d9e0f",
         }
     }
 
@@ -395,6 +444,24 @@ mod tests {
             "{}",
             p.url
         );
+    }
+
+    #[tokio::test]
+    async fn every_url_carries_its_record_id() {
+        let signer = Signer::new(&aws_config()).await;
+        let target: Target = "media".parse().expect("target");
+        let none = BTreeMap::new();
+        for op in [Operation::Get, Operation::Put, Operation::Delete] {
+            let mut req = request(&target, op, &none);
+            req.record_id = "id with/odd+chars";
+            let p = signer.presign(&req).await.expect("presign");
+            assert_eq!(
+                super::query_param(&p.url, RECORD_ID_PARAM),
+                Some("id%20with%2Fodd%2Bchars"),
+                "{op:?}: {}",
+                p.url
+            );
+        }
     }
 
     #[tokio::test]

@@ -3,6 +3,9 @@
 //! trait.
 
 mod access_points;
+mod conditional;
+mod notify;
+mod revocations;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -11,6 +14,8 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
 pub use access_points::{StoredAccessPoint, Upsert};
+pub use notify::{CHANGES_CHANNEL, Change};
+pub use revocations::{RevocationKind, StoredRevocation};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -51,6 +51,8 @@ pub struct TestApp {
     pub s3: TestS3,
     pub http: reqwest::Client,
     pub audit_dir: PathBuf,
+    /// The `metrics.listen` listener, when the config sets one.
+    pub metrics_addr: Option<SocketAddr>,
     _dirs: tempfile::TempDir,
     db: TestDb,
     server: tokio::task::JoinHandle<()>,
@@ -68,7 +70,7 @@ pub fn postgres_admin_url() -> String {
 }
 
 /// Replaces the database name in a PostgreSQL URL.
-fn with_database(url: &str, db: &str) -> String {
+pub fn with_database(url: &str, db: &str) -> String {
     let (base, query) = match url.split_once('?') {
         Some((b, q)) => (b, Some(q)),
         None => (url, None),
@@ -95,6 +97,19 @@ pub struct Options {
     pub trusted_proxies: Vec<String>,
     /// Extra lines for the `[server]` table (e.g. `tls_cert = "…"`).
     pub server_extra: String,
+    /// `audit.sink`; default: `file://` in the test's temp dir (`TestApp::audit_dir`).
+    pub audit_sink: Option<String>,
+    /// Extra lines for the `[audit]` table (e.g. `batch_max_records = 5`).
+    pub audit_extra: String,
+    /// Sign for this S3 endpoint instead of the in-process server (e.g. radosgw).
+    pub s3_endpoint: Option<S3Endpoint>,
+}
+
+/// Another S3-compatible endpoint for `[s3]`: URL and the keys presignd signs with.
+pub struct S3Endpoint {
+    pub endpoint: String,
+    pub access_key: String,
+    pub secret_key: String,
 }
 
 impl Options {
@@ -106,6 +121,9 @@ impl Options {
             require_https: false,
             trusted_proxies: Vec::new(),
             server_extra: String::new(),
+            audit_sink: None,
+            audit_extra: String::new(),
+            s3_endpoint: None,
         }
     }
 }
@@ -181,24 +199,48 @@ access_key_id = "{ak}"
 secret_access_key = "{sk}"
 
 [audit]
-sink = "file://{audit}"
+sink = "{audit}"
 instance = "test"
+{audit_extra}
 
 [access_points]
 file = "{ap_file}"
 reload_interval_ms = 200
 {extra}
 "#,
-            endpoint = s3.endpoint,
-            ak = s3.access_key,
-            sk = s3.secret_key,
-            audit = audit_dir.display(),
+            endpoint = opts
+                .s3_endpoint
+                .as_ref()
+                .map_or(&s3.endpoint, |e| &e.endpoint),
+            ak = opts
+                .s3_endpoint
+                .as_ref()
+                .map_or(&s3.access_key, |e| &e.access_key),
+            sk = opts
+                .s3_endpoint
+                .as_ref()
+                .map_or(&s3.secret_key, |e| &e.secret_key),
+            audit = opts
+                .audit_sink
+                .clone()
+                .unwrap_or_else(|| format!("file://{}", audit_dir.display())),
+            audit_extra = {
+                // Defaults for tests unless the test sets them.
+                let mut lines = opts.audit_extra.clone();
+                for (key, value) in [("flush_interval_ms", "200"), ("shutdown_flush_ms", "3000")] {
+                    if !lines.contains(key) {
+                        lines.push_str(&format!("\n{key} = {value}"));
+                    }
+                }
+                lines
+            },
             ap_file = ap_file.display(),
             extra = opts.extra_toml,
         );
         let config = Config::from_toml(&toml).expect("valid test config");
         let app = App::build(config).await.expect("app builds");
         let addr = app.local_addr();
+        let metrics_addr = app.metrics_addr();
         let state = app.state().clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(async move {
@@ -219,6 +261,7 @@ reload_interval_ms = 200
                 .build()
                 .expect("http client"),
             audit_dir,
+            metrics_addr,
             _dirs: dirs,
             db,
             server,
@@ -273,22 +316,55 @@ reload_interval_ms = 200
         decode(req.send().await.expect("request")).await
     }
 
-    /// Every audit record written so far, in order.
+    /// Ships the audit outbox to the log sink now (fails the test after 20 s).
+    pub async fn flush_audit(&self) {
+        self.state
+            .audit()
+            .flush(Duration::from_secs(20))
+            .await
+            .expect("audit outbox ships to the log sink");
+    }
+
+    /// Every audit record written so far, in order: flushes the outbox, then reads the
+    /// `file://` log sink's objects (gzip NDJSON). Needs a multi-thread runtime.
     pub fn audit_records(&self) -> Vec<Value> {
+        tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(self.flush_audit())
+        });
         let mut files = Vec::new();
         collect_files(&self.audit_dir, &mut files);
+        // Keys are `dt=…/hour=…/{instance}-{first_id}-{last_id}`: ids are UUIDv7, so the
+        // path order is the time order.
+        files.retain(|f| f.to_string_lossy().ends_with(".ndjson.gz"));
         files.sort();
         files
             .iter()
             .flat_map(|f| {
-                std::fs::read_to_string(f)
-                    .expect("read audit file")
-                    .lines()
-                    .map(|l| serde_json::from_str::<Value>(l).expect("audit line is JSON"))
+                ndjson_gz(&std::fs::read(f).expect("read audit object"))
+                    .into_iter()
+                    .map(|l| serde_json::from_str::<Value>(&l).expect("audit line is JSON"))
                     .collect::<Vec<_>>()
             })
             .collect()
     }
+
+    /// The per-test PostgreSQL database: `(admin_url, name)`.
+    pub fn postgres_database(&self) -> Option<(String, String)> {
+        match &self.db {
+            TestDb::Postgres { admin_url, name } => Some((admin_url.clone(), name.clone())),
+            TestDb::Sqlite => None,
+        }
+    }
+}
+
+/// The lines of a gzip NDJSON object.
+pub fn ndjson_gz(bytes: &[u8]) -> Vec<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_string(&mut text)
+        .expect("gzip");
+    text.lines().map(str::to_string).collect()
 }
 
 fn collect_files(dir: &std::path::Path, out: &mut Vec<PathBuf>) {

@@ -4,5 +4,7 @@
 
 pub mod app;
 pub mod jwt;
+pub mod redis;
+pub mod rgw;
 pub mod s3;
 pub mod tls;

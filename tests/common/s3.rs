@@ -20,7 +20,7 @@ use aws_sdk_s3::config::{BehaviorVersion, Region};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use s3s::auth::SimpleAuth;
-use s3s::service::S3ServiceBuilder;
+use s3s::service::{S3Service, S3ServiceBuilder};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -36,6 +36,34 @@ pub struct TestS3 {
     /// Where `s3s-fs` keeps the buckets (one directory per bucket).
     root: tempfile::TempDir,
     server: JoinHandle<()>,
+    addr: std::net::SocketAddr,
+    service: S3Service,
+}
+
+/// The accept loop. Connections live in a `JoinSet` owned by the loop, so aborting the loop
+/// closes them too (`stop`).
+fn serve(listener: TcpListener, service: S3Service) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let http = ConnBuilder::new(TokioExecutor::new());
+        let mut conns = tokio::task::JoinSet::new();
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let Ok((socket, _)) = accepted else {
+                        continue;
+                    };
+                    let conn = http
+                        .serve_connection(TokioIo::new(socket), service.clone())
+                        .into_owned();
+                    conns.spawn(async move {
+                        // A client closing the connection mid-request is not a test failure.
+                        let _ = conn.await;
+                    });
+                }
+                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            }
+        }
+    })
 }
 
 impl TestS3 {
@@ -61,22 +89,7 @@ impl TestS3 {
             .await
             .expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local_addr");
-
-        let server = tokio::spawn(async move {
-            let http = ConnBuilder::new(TokioExecutor::new());
-            loop {
-                let Ok((socket, _)) = listener.accept().await else {
-                    continue;
-                };
-                let conn = http
-                    .serve_connection(TokioIo::new(socket), service.clone())
-                    .into_owned();
-                tokio::spawn(async move {
-                    // A client closing the connection mid-request is not a test failure.
-                    let _ = conn.await;
-                });
-            }
-        });
+        let server = serve(listener, service.clone());
 
         TestS3 {
             endpoint: format!("http://{addr}"),
@@ -84,7 +97,32 @@ impl TestS3 {
             secret_key,
             root,
             server,
+            addr,
+            service,
         }
+    }
+
+    /// Stops the server: the port refuses connections and open connections are closed. The
+    /// data stay for `restart`.
+    pub async fn stop(&mut self) {
+        self.server.abort();
+        let _ = (&mut self.server).await;
+    }
+
+    /// Serves again on the same port, credentials and data.
+    pub async fn restart(&mut self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let listener = loop {
+            match TcpListener::bind(self.addr).await {
+                Ok(l) => break l,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("rebind {}: {e}", self.addr),
+            }
+        };
+        self.server = serve(listener, self.service.clone());
     }
 
     /// Creates a bucket with a signed `CreateBucket` request.

@@ -1,0 +1,657 @@
+//! The durable outbox (table `audit_outbox`) and its group-commit writer.
+//!
+//! `append` hands its records to one writer task and waits for the answer. The writer takes
+//! the first waiting request, adds whatever else is already queued (up to
+//! `commit_max_records`, collecting for at most `commit_max_wait`), writes all of it in one
+//! transaction and then answers every waiter with the same result. It never waits for
+//! company: when the queue is empty it commits at once, and the requests that arrive during
+//! that commit form the next group. Under load the groups grow by themselves, so one fsync
+//! (SQLite) or one round trip and WAL flush (PostgreSQL) serves many requests.
+//!
+//! If the transaction fails, every waiter gets the error, its request answers 503
+//! `audit_unavailable`, and no URL is issued. The pool reconnects on its own when the
+//! database comes back.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use sqlx::Row as _;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use super::{AuditError, AuditRecord};
+use crate::store::Store;
+
+/// SQLite allows 32766 bound parameters per statement (999 before 3.32); 3 per row.
+const SQLITE_ROWS_PER_INSERT: usize = 256;
+/// How long one group commit may take before its waiters are told it failed.
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Requests queued for the writer; beyond this, `append` waits for room (back-pressure).
+const QUEUE: usize = 4096;
+
+#[derive(Debug, Clone, Copy)]
+pub struct OutboxSettings {
+    pub commit_max_records: usize,
+    pub commit_max_wait: Duration,
+}
+
+/// One record as stored: its id, its time (RFC 3339, UTC) and its NDJSON line.
+#[derive(Debug, Clone)]
+pub(crate) struct NewRow {
+    pub id: String,
+    pub time: String,
+    pub record: String,
+}
+
+struct Job {
+    rows: Vec<NewRow>,
+    reply: oneshot::Sender<Result<(), String>>,
+}
+
+/// The write side of the outbox.
+pub struct Outbox {
+    tx: mpsc::Sender<Job>,
+    store: Store,
+    commits: Arc<AtomicU64>,
+}
+
+impl Outbox {
+    /// Starts the writer task.
+    pub fn start(store: Store, settings: OutboxSettings) -> (Outbox, JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let commits = Arc::new(AtomicU64::new(0));
+        let writer = tokio::spawn(write_groups(
+            store.clone(),
+            rx,
+            settings,
+            Arc::clone(&commits),
+        ));
+        (Outbox { tx, store, commits }, writer)
+    }
+
+    /// Transactions committed so far (records per commit = records / commits).
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+
+    /// Returns once `records` are committed (all of them, or none and an error).
+    pub async fn append(&self, records: &[AuditRecord]) -> Result<(), AuditError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let rows = records.iter().map(encode).collect::<Result<Vec<_>, _>>()?;
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Job { rows, reply })
+            .await
+            .map_err(|_| AuditError::Stopped)?;
+        answer
+            .await
+            .map_err(|_| AuditError::Stopped)?
+            .map_err(AuditError::Database)
+    }
+
+    /// Whether the outbox's database answers.
+    pub async fn check(&self) -> Result<(), AuditError> {
+        self.store
+            .ping()
+            .await
+            .map_err(|e| AuditError::Database(e.to_string()))
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+}
+
+pub(crate) fn encode(r: &AuditRecord) -> Result<NewRow, AuditError> {
+    let time = r
+        .time
+        .to_offset(time::UtcOffset::UTC)
+        .format(&time::format_description::well_known::Rfc3339)
+        .map_err(|e| AuditError::Task(format!("record time: {e}")))?;
+    Ok(NewRow {
+        id: r.id.clone(),
+        time,
+        record: serde_json::to_string(r)?,
+    })
+}
+
+async fn write_groups(
+    store: Store,
+    mut rx: mpsc::Receiver<Job>,
+    settings: OutboxSettings,
+    commits: Arc<AtomicU64>,
+) {
+    let mut jobs: Vec<Job> = Vec::new();
+    while let Some(first) = rx.recv().await {
+        let started = Instant::now();
+        let mut count = first.rows.len();
+        jobs.push(first);
+        while count < settings.commit_max_records && started.elapsed() < settings.commit_max_wait {
+            match rx.try_recv() {
+                Ok(job) => {
+                    count += job.rows.len();
+                    jobs.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        let rows = jobs.iter().flat_map(|j| j.rows.iter());
+        let result = match tokio::time::timeout(COMMIT_TIMEOUT, insert(&store, rows)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("commit took longer than {COMMIT_TIMEOUT:?}")),
+        };
+        if result.is_ok() {
+            commits.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Err(error) = &result {
+            tracing::error!(%error, records = count, "audit outbox commit failed; nothing issued");
+        }
+        for job in jobs.drain(..) {
+            // A waiter that went away (client disconnected) needs no answer.
+            let _ = job.reply.send(result.clone());
+        }
+    }
+}
+
+/// Writes `rows` in one transaction.
+pub(crate) async fn insert<'a>(
+    store: &Store,
+    rows: impl Iterator<Item = &'a NewRow>,
+) -> Result<(), sqlx::Error> {
+    match store {
+        Store::Sqlite(pool) => {
+            let rows: Vec<&NewRow> = rows.collect();
+            let mut tx = pool.begin().await?;
+            for chunk in rows.chunks(SQLITE_ROWS_PER_INSERT) {
+                let mut sql = String::with_capacity(64 + chunk.len() * 10);
+                sql.push_str("INSERT INTO audit_outbox (id, time, record) VALUES ");
+                for i in 0..chunk.len() {
+                    sql.push_str(if i == 0 { "(?, ?, ?)" } else { ", (?, ?, ?)" });
+                }
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    // Full chunks share one cached statement; the odd-sized rest is not cached.
+                    .persistent(chunk.len() == SQLITE_ROWS_PER_INSERT);
+                for r in chunk {
+                    q = q.bind(&r.id).bind(&r.time).bind(&r.record);
+                }
+                q.execute(&mut *tx).await?;
+            }
+            tx.commit().await
+        }
+        Store::Postgres(pool) => {
+            let rows: Vec<&NewRow> = rows.collect();
+            let chunks = pg_chunks(&rows);
+            if let [only] = chunks.as_slice() {
+                return pg_insert(pool, only).await;
+            }
+            let mut tx = pool.begin().await?;
+            for chunk in &chunks {
+                pg_insert(&mut *tx, chunk).await?;
+            }
+            tx.commit().await
+        }
+    }
+}
+
+/// Bytes of record data per PostgreSQL statement, at most (one row may exceed it alone).
+///
+/// sqlx 0.9.0 leaves Nagle's algorithm on (TCP_NODELAY was dropped: transact-rs/sqlx#4335,
+/// fixed after that release). A statement that leaves in more than one write then waits with
+/// its last bytes for the server's delayed ACK, 40 ms on Linux. Measured on loopback: a
+/// 128-record group took 48 ms as one statement and 92 ms as two 32 KiB ones, but 4 ms as
+/// 16 KiB statements in one transaction (Linux's default socket send buffer is 16 KiB).
+/// Remove the split once sqlx sets TCP_NODELAY again.
+const PG_STATEMENT_BYTES: usize = 16 * 1024;
+
+fn pg_chunks<'a>(rows: &[&'a NewRow]) -> Vec<Vec<&'a NewRow>> {
+    let mut chunks: Vec<Vec<&NewRow>> = Vec::new();
+    let mut size = 0;
+    for &r in rows {
+        let len = r.id.len() + r.time.len() + r.record.len() + 16;
+        match chunks.last_mut() {
+            Some(chunk) if size + len <= PG_STATEMENT_BYTES => {
+                chunk.push(r);
+                size += len;
+            }
+            _ => {
+                chunks.push(vec![r]);
+                size = len;
+            }
+        }
+    }
+    chunks
+}
+
+/// One multi-row insert: arrays instead of a parameter per value, so one statement text
+/// whatever the count.
+async fn pg_insert<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    rows: &[&NewRow],
+) -> Result<(), sqlx::Error> {
+    let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+    let times: Vec<&str> = rows.iter().map(|r| r.time.as_str()).collect();
+    let records: Vec<&str> = rows.iter().map(|r| r.record.as_str()).collect();
+    sqlx::query(
+        "INSERT INTO audit_outbox (id, time, record) \
+         SELECT id, time::timestamptz, record::json \
+         FROM UNNEST($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS r(id, time, record, n) \
+         ORDER BY n",
+    )
+    .bind(&ids)
+    .bind(&times)
+    .bind(&records)
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+/// A pending row as the shipper reads it.
+#[derive(Debug, Clone)]
+pub(crate) struct Pending {
+    pub seq: i64,
+    pub id: String,
+    /// Unix seconds of the record's time (its hour partition).
+    pub unix: i64,
+    pub record: String,
+}
+
+/// A batch of rows stamped for one shipper. The stamp is durable: until `complete` deletes
+/// the rows, they belong to this batch, and whoever ships it again (this instance after a
+/// crash, or another one once the claim is older than the lease) ships the same rows under
+/// the same `claimed_by`, so the same object keys.
+#[derive(Debug)]
+pub(crate) struct Claim {
+    /// In `seq` order.
+    pub rows: Vec<Pending>,
+    pub batch: String,
+    /// The instance that first claimed the batch: its name is in the object keys.
+    pub claimed_by: String,
+    /// Whether this is a new batch (else: one resumed after a failure or a crash).
+    pub fresh: bool,
+}
+
+/// A batch left unfinished: this instance's own (a failed PUT, or a crash before the delete),
+/// or anyone's whose claim is older than `lease` (its instance is gone). Its claim is renewed.
+/// No `ORDER BY`: the partial index on `batch` finds one without scanning a large backlog.
+pub(crate) async fn resume(
+    store: &Store,
+    instance: &str,
+    lease: Duration,
+) -> Result<Option<Claim>, sqlx::Error> {
+    let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+    let rows: Vec<(Pending, String, String)> = match store {
+        Store::Sqlite(pool) => {
+            let now = unix_ms();
+            sqlx::query(
+                "UPDATE audit_outbox SET claimed_at = ?1 WHERE batch = ( \
+                   SELECT batch FROM audit_outbox \
+                   WHERE batch IS NOT NULL AND (claimed_by = ?2 OR claimed_at < ?1 - ?3) \
+                   LIMIT 1) \
+                 RETURNING seq, id, CAST(strftime('%s', time) AS INTEGER), record, batch, claimed_by",
+            )
+            .bind(now)
+            .bind(instance)
+            .bind(lease_ms)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(|r| (pending(r), r.get(4), r.get(5)))
+            .collect()
+        }
+        Store::Postgres(pool) => sqlx::query(
+            "WITH pick AS ( \
+               SELECT batch FROM audit_outbox \
+               WHERE batch IS NOT NULL \
+                 AND (claimed_by = $1 OR claimed_at < now() - $2::bigint * interval '1 millisecond') \
+               LIMIT 1 FOR UPDATE SKIP LOCKED) \
+             UPDATE audit_outbox o SET claimed_at = now() FROM pick WHERE o.batch = pick.batch \
+             RETURNING o.seq, o.id, floor(extract(epoch FROM o.time))::bigint, o.record::text, \
+                       o.batch, o.claimed_by",
+        )
+        .bind(instance)
+        .bind(lease_ms)
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(|r| (pending_pg(r), r.get(4), r.get(5)))
+        .collect(),
+    };
+    Ok(into_claim(rows, false))
+}
+
+/// Stamps the oldest unclaimed rows (at most `limit`) as a new batch of `instance`. On
+/// PostgreSQL rows being claimed by another instance at the same moment are skipped.
+pub(crate) async fn claim(
+    store: &Store,
+    instance: &str,
+    limit: usize,
+) -> Result<Option<Claim>, sqlx::Error> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let batch = uuid::Uuid::new_v4().simple().to_string();
+    let rows: Vec<(Pending, String, String)> = match store {
+        Store::Sqlite(pool) => sqlx::query(
+            "UPDATE audit_outbox SET batch = ?1, claimed_by = ?2, claimed_at = ?3 \
+             WHERE seq IN (SELECT seq FROM audit_outbox WHERE batch IS NULL ORDER BY seq LIMIT ?4) \
+             RETURNING seq, id, CAST(strftime('%s', time) AS INTEGER), record, batch, claimed_by",
+        )
+        .bind(&batch)
+        .bind(instance)
+        .bind(unix_ms())
+        .bind(limit)
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(|r| (pending(r), r.get(4), r.get(5)))
+        .collect(),
+        Store::Postgres(pool) => sqlx::query(
+            "WITH picked AS ( \
+               SELECT seq FROM audit_outbox WHERE batch IS NULL \
+               ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED) \
+             UPDATE audit_outbox o SET batch = $2, claimed_by = $3, claimed_at = now() \
+             FROM picked WHERE o.seq = picked.seq \
+             RETURNING o.seq, o.id, floor(extract(epoch FROM o.time))::bigint, o.record::text, \
+                       o.batch, o.claimed_by",
+        )
+        .bind(limit)
+        .bind(&batch)
+        .bind(instance)
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(|r| (pending_pg(r), r.get(4), r.get(5)))
+        .collect(),
+    };
+    Ok(into_claim(rows, true))
+}
+
+fn into_claim(rows: Vec<(Pending, String, String)>, fresh: bool) -> Option<Claim> {
+    let (batch, claimed_by) = rows.first().map(|(_, b, c)| (b.clone(), c.clone()))?;
+    let mut rows: Vec<Pending> = rows.into_iter().map(|(p, _, _)| p).collect();
+    // RETURNING has no order.
+    rows.sort_by_key(|r| r.seq);
+    Some(Claim {
+        rows,
+        batch,
+        claimed_by,
+        fresh,
+    })
+}
+
+fn unix_ms() -> i64 {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+    i64::try_from(now).unwrap_or(i64::MAX)
+}
+
+fn pending(r: &sqlx::sqlite::SqliteRow) -> Pending {
+    Pending {
+        seq: r.get(0),
+        id: r.get(1),
+        unix: r.get::<Option<i64>, _>(2).unwrap_or(0),
+        record: r.get(3),
+    }
+}
+
+fn pending_pg(r: &sqlx::postgres::PgRow) -> Pending {
+    Pending {
+        seq: r.get(0),
+        id: r.get(1),
+        unix: r.get(2),
+        record: r.get(3),
+    }
+}
+
+/// Deletes a shipped batch: call only after its objects are stored.
+pub(crate) async fn complete(store: &Store, batch: &str) -> Result<(), sqlx::Error> {
+    match store {
+        Store::Sqlite(pool) => {
+            sqlx::query("DELETE FROM audit_outbox WHERE batch = ?")
+                .bind(batch)
+                .execute(pool)
+                .await?;
+        }
+        Store::Postgres(pool) => {
+            sqlx::query("DELETE FROM audit_outbox WHERE batch = $1")
+                .bind(batch)
+                .execute(pool)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Records not yet shipped.
+pub(crate) async fn count(store: &Store) -> Result<u64, sqlx::Error> {
+    let n: i64 = match store {
+        Store::Sqlite(pool) => {
+            sqlx::query_scalar("SELECT COUNT(*) FROM audit_outbox")
+                .fetch_one(pool)
+                .await?
+        }
+        Store::Postgres(pool) => {
+            sqlx::query_scalar("SELECT COUNT(*) FROM audit_outbox")
+                .fetch_one(pool)
+                .await?
+        }
+    };
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::Decision;
+
+    pub(crate) fn record(id: &str) -> AuditRecord {
+        AuditRecord {
+            id: id.into(),
+            time: time::macros::datetime!(2025-03-07 04:05:06.123456789 UTC),
+            request_id: "r".into(),
+            decision: Decision::Allow,
+            reason: "allowed".into(),
+            operation: "get".into(),
+            access_point: Some("avatars".into()),
+            bucket: Some("b".into()),
+            key: Some("k".into()),
+            expires_at: None,
+            subject: Some("alice".into()),
+            issuer: None,
+            groups: vec!["users".into()],
+            source_ip: None,
+            user_agent: None,
+            origin: None,
+            tls: false,
+            sse: None,
+            signature_sha256: None,
+            instance: "t".into(),
+        }
+    }
+
+    async fn sqlite(dir: &tempfile::TempDir) -> Store {
+        let url = format!("sqlite://{}", dir.path().join("o.db").display());
+        let store = Store::connect(&url, 4).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        store
+    }
+
+    #[test]
+    fn large_postgres_groups_become_several_small_statements() {
+        let row = |n: usize| NewRow {
+            id: "i".into(),
+            time: "t".into(),
+            record: "x".repeat(n),
+        };
+        let small: Vec<NewRow> = (0..100).map(|_| row(1000)).collect();
+        let refs: Vec<&NewRow> = small.iter().collect();
+        let chunks = pg_chunks(&refs);
+        assert_eq!(chunks.iter().map(Vec::len).sum::<usize>(), 100, "every row, once");
+        assert!(chunks.len() >= 7, "{} chunks", chunks.len());
+        for c in &chunks {
+            let bytes: usize = c.iter().map(|r| r.record.len() + 18).sum();
+            assert!(bytes <= PG_STATEMENT_BYTES, "{bytes}");
+        }
+        let huge = [row(100_000)];
+        let refs: Vec<&NewRow> = huge.iter().collect();
+        assert_eq!(pg_chunks(&refs).len(), 1, "an oversized row goes alone");
+    }
+
+    #[tokio::test]
+    async fn the_sqlite_outbox_is_fsynced_on_commit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let Store::Sqlite(pool) = sqlite(&dir).await else {
+            unreachable!()
+        };
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&pool)
+            .await
+            .expect("pragma");
+        let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&pool)
+            .await
+            .expect("pragma");
+        assert_eq!(
+            (mode.as_str(), sync),
+            ("wal", 2),
+            "WAL with synchronous=FULL"
+        );
+    }
+
+    #[tokio::test]
+    async fn concurrent_appends_share_commits_and_keep_every_record() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = sqlite(&dir).await;
+        let (outbox, writer) = Outbox::start(
+            store.clone(),
+            OutboxSettings {
+                commit_max_records: 64,
+                commit_max_wait: Duration::from_millis(2),
+            },
+        );
+        let outbox = Arc::new(outbox);
+        let mut tasks = Vec::new();
+        for i in 0..300 {
+            let outbox = Arc::clone(&outbox);
+            tasks.push(tokio::spawn(async move {
+                outbox.append(&[record(&format!("id-{i:03}"))]).await
+            }));
+        }
+        for t in tasks {
+            t.await.expect("join").expect("append");
+        }
+        assert!(
+            outbox.commits() < 300,
+            "requests share transactions: {} commits",
+            outbox.commits()
+        );
+        // A batch of 300 records (more than one SQLite statement's worth) in one append.
+        let many: Vec<AuditRecord> = (0..300).map(|i| record(&format!("b-{i:03}"))).collect();
+        outbox.append(&many).await.expect("append batch");
+        assert_eq!(count(&store).await.expect("count"), 600);
+
+        let claim = claim(&store, "t", 1000)
+            .await
+            .expect("claim")
+            .expect("rows");
+        assert_eq!(claim.rows.len(), 600);
+        let first = &claim.rows[0];
+        assert_eq!(
+            first.unix, 1_741_320_306,
+            "hour partition from the time column"
+        );
+        let parsed: AuditRecord = serde_json::from_str(&first.record).expect("record is JSON");
+        assert_eq!(parsed.time, record("x").time, "the line is the record");
+        let last_ids: Vec<&str> = claim.rows[300..303].iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(
+            last_ids,
+            ["b-000", "b-001", "b-002"],
+            "seq keeps append order"
+        );
+        complete(&store, &claim.batch).await.expect("delete");
+        assert_eq!(count(&store).await.expect("count"), 0);
+        writer.abort();
+    }
+
+    #[tokio::test]
+    async fn an_unfinished_batch_is_resumed_with_the_same_rows() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = sqlite(&dir).await;
+        let (outbox, writer) = Outbox::start(
+            store.clone(),
+            OutboxSettings {
+                commit_max_records: 512,
+                commit_max_wait: Duration::from_millis(2),
+            },
+        );
+        let first: Vec<AuditRecord> = (0..3).map(|i| record(&format!("a{i}"))).collect();
+        outbox.append(&first).await.expect("append");
+        let hour = Duration::from_secs(3600);
+        let a = claim(&store, "web-a", 10)
+            .await
+            .expect("claim")
+            .expect("rows");
+        assert!(a.fresh);
+        // Rows arriving later never join a claimed batch.
+        outbox.append(&[record("late")]).await.expect("append");
+        let again = resume(&store, "web-a", hour)
+            .await
+            .expect("resume")
+            .expect("own batch");
+        let ids = |c: &Claim| c.rows.iter().map(|r| r.id.clone()).collect::<Vec<_>>();
+        assert_eq!(
+            (ids(&again), &again.batch, again.fresh),
+            (ids(&a), &a.batch, false)
+        );
+        assert!(
+            resume(&store, "web-b", hour)
+                .await
+                .expect("resume")
+                .is_none(),
+            "another instance's batch is left alone while its claim is fresh"
+        );
+        let b = claim(&store, "web-b", 10)
+            .await
+            .expect("claim")
+            .expect("rows");
+        assert_eq!(ids(&b), ["late"], "a new batch takes only unclaimed rows");
+        complete(&store, &b.batch).await.expect("delete");
+        let taken = resume(&store, "web-b", Duration::ZERO)
+            .await
+            .expect("resume")
+            .expect("an expired claim is taken over");
+        assert_eq!(
+            taken.claimed_by, "web-a",
+            "keys keep the first claimer's name"
+        );
+        assert_eq!(ids(&taken), ids(&a));
+        complete(&store, &a.batch).await.expect("delete");
+        assert_eq!(count(&store).await.expect("count"), 0);
+        writer.abort();
+    }
+
+    #[tokio::test]
+    async fn a_failed_commit_fails_every_waiter_and_the_writer_recovers() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = sqlite(&dir).await;
+        let (outbox, writer) = Outbox::start(
+            store.clone(),
+            OutboxSettings {
+                commit_max_records: 512,
+                commit_max_wait: Duration::from_millis(2),
+            },
+        );
+        outbox.append(&[record("dup")]).await.expect("first");
+        // A duplicate id violates audit_outbox_id_key: the whole group fails, nothing is kept.
+        let err = outbox
+            .append(&[record("fresh"), record("dup")])
+            .await
+            .expect_err("constraint");
+        assert!(matches!(err, AuditError::Database(_)), "{err}");
+        assert_eq!(count(&store).await.expect("count"), 1);
+        outbox.append(&[record("later")]).await.expect("recovers");
+        assert_eq!(count(&store).await.expect("count"), 2);
+        writer.abort();
+    }
+}

@@ -1,0 +1,447 @@
+//! A real browser against a real S3: headless Debian chromium (driven by playwright-core from
+//! Node, `examples/web/test/browser.mjs`) runs the page `examples/web/` served from two
+//! origins, against presignd and a Ceph RADOS Gateway whose bucket CORS is applied by
+//! `presignd bucket-cors --apply` (the real binary).
+//!
+//! 1. Origin A (in the access point's `cors_origins`), before the bucket CORS is applied:
+//!    presignd answers, the browser blocks the PUT to radosgw (its preflight gets no CORS).
+//! 2. `presignd bucket-cors web -f … --apply` merges the rule into the bucket's CORS, keeping an
+//!    unrelated rule.
+//! 3. Origin A again: presign PUT, PUT straight to radosgw, presign GET, read back — the bytes
+//!    match, the page read `x-request-id` (exposed by presignd) and `ETag` (exposed by the
+//!    bucket rule), and the object is in the bucket.
+//! 4. Origin B (not allowed): the browser blocks the presignd call at the preflight; the POST
+//!    never reaches presignd (no audit record from B).
+//!
+//! Screenshots: `target/browser-artifacts/{1-origin-a-no-bucket-cors,2-origin-a,3-origin-b}.png`.
+//! Needs `/usr/bin/chromium`, `npm ci` in `examples/web/test` and `scripts/radosgw install`
+//! (`.ci/run` does all three); missing any of them fails the test, it is never skipped.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use aws_sdk_s3::types::{CorsConfiguration, CorsRule};
+use axum::extract::Path as UrlPath;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use common::app::{Backend, Options, S3Endpoint, TestApp, ap};
+use common::rgw::Rgw;
+use serde_json::{Value, json};
+
+const BUCKET: &str = "web-uploads";
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn artifacts() -> PathBuf {
+    root().join("target/browser-artifacts")
+}
+
+/// Serves the top-level files of `examples/web/` on a fresh loopback port: one origin.
+async fn static_origin() -> String {
+    async fn file(name: Option<UrlPath<String>>) -> axum::response::Response {
+        let name = name.map_or_else(|| "index.html".to_string(), |UrlPath(n)| n);
+        if name.contains('/') || name.contains("..") {
+            return StatusCode::NOT_FOUND.into_response();
+        }
+        let content_type = match name.rsplit_once('.').map(|(_, e)| e) {
+            Some("html") => "text/html; charset=utf-8",
+            Some("js") => "text/javascript; charset=utf-8",
+            Some("css") => "text/css; charset=utf-8",
+            _ => return StatusCode::NOT_FOUND.into_response(),
+        };
+        match tokio::fs::read(root().join("examples/web").join(&name)).await {
+            Ok(bytes) => ([(header::CONTENT_TYPE, content_type)], bytes).into_response(),
+            Err(_) => StatusCode::NOT_FOUND.into_response(),
+        }
+    }
+    let router = axum::Router::new()
+        .route("/", axum::routing::get(|| file(None)))
+        .route(
+            "/{name}",
+            axum::routing::get(|n: UrlPath<String>| file(Some(n))),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr: SocketAddr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    format!("http://{addr}")
+}
+
+fn preconditions() {
+    assert!(
+        Path::new(CHROMIUM).exists(),
+        "{CHROMIUM} is missing: apt-get install -y chromium (.ci/run installs it)"
+    );
+    assert!(
+        root()
+            .join("examples/web/test/node_modules/playwright-core")
+            .exists(),
+        "playwright-core is missing: (cd examples/web/test && npm ci) (.ci/run does it)"
+    );
+}
+
+/// Runs the page once per `(name, url)` in a fresh chromium; returns each run's log.
+fn browse(runs: &[(&str, String)]) -> Vec<Value> {
+    let spec = json!({
+        "chromium": CHROMIUM,
+        "timeout_ms": 30000,
+        "runs": runs.iter().map(|(name, url)| json!({
+            "name": name, "url": url,
+            "screenshot": artifacts().join(format!("{name}.png")),
+        })).collect::<Vec<_>>(),
+    });
+    let out = Command::new("node")
+        .arg(root().join("examples/web/test/browser.mjs"))
+        .arg(spec.to_string())
+        .current_dir(root())
+        .output()
+        .expect("run node (is Node.js installed?)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "browser.mjs failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: Value = serde_json::from_str(&stdout).expect("browser.mjs prints JSON");
+    let runs = doc["runs"].as_array().expect("runs").clone();
+    for r in &runs {
+        std::fs::write(
+            artifacts().join(format!("{}.json", r["name"].as_str().expect("name"))),
+            serde_json::to_vec_pretty(r).expect("json"),
+        )
+        .expect("write run log");
+    }
+    runs
+}
+
+fn page_url(origin: &str, app: &TestApp, token: &str, key: &str, text: &str) -> String {
+    let q = |s: &str| {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect::<String>()
+    };
+    format!(
+        "{origin}/?autorun=1&api={}&ap=web&token={}&key={}&text={}",
+        q(&app.base),
+        q(token),
+        q(key),
+        q(text)
+    )
+}
+
+/// `presignd bucket-cors web -f aps.yaml --apply` with a config that signs for radosgw.
+fn apply_bucket_cors(rgw: &Rgw, dir: &Path, web: &Value) -> String {
+    let config = format!(
+        r#"[server]
+require_https = false
+[database]
+url = "sqlite://{db}"
+[[auth.issuers]]
+issuer = "https://dev.example/"
+audiences = ["presignd"]
+algorithms = ["HS256"]
+hs256_secret = "browser-test-secret-0123456789abcdef"
+[audit]
+sink = "file://{audit}"
+{s3}"#,
+        db = dir.join("cli.db").display(),
+        audit = dir.join("cli-audit").display(),
+        s3 = rgw.s3_toml(&rgw.endpoint),
+    );
+    std::fs::write(dir.join("presignd.toml"), config).expect("write config");
+    // JSON is YAML: the apply-file format.
+    std::fs::write(
+        dir.join("access-points.yaml"),
+        json!({ "access_points": [web] }).to_string(),
+    )
+    .expect("write access points");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_presignd"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("PRESIGND_") {
+            cmd.env_remove(k);
+        }
+    }
+    let out = cmd
+        .current_dir(dir)
+        .env("RUST_LOG", "warn")
+        .args([
+            "--config",
+            "presignd.toml",
+            "bucket-cors",
+            "web",
+            "-f",
+            "access-points.yaml",
+            "--apply",
+        ])
+        .output()
+        .expect("run presignd bucket-cors");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "bucket-cors --apply failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_uploads_from_an_allowed_origin_and_is_blocked_from_another() {
+    preconditions();
+    std::fs::create_dir_all(artifacts()).expect("artifacts dir");
+    let rgw = tokio::task::spawn_blocking(|| Rgw::start(false))
+        .await
+        .expect("start radosgw");
+    rgw.create_bucket(BUCKET).await;
+    let s3 = rgw.sdk_client();
+    // Someone else's rule on the bucket: `--apply` must keep it.
+    s3.put_bucket_cors()
+        .bucket(BUCKET)
+        .cors_configuration(
+            CorsConfiguration::builder()
+                .cors_rules(
+                    CorsRule::builder()
+                        .id("reporting-dashboard")
+                        .allowed_origins("https://reports.example")
+                        .allowed_methods("GET")
+                        .build()
+                        .expect("rule"),
+                )
+                .build()
+                .expect("cors"),
+        )
+        .send()
+        .await
+        .expect("put unrelated bucket CORS");
+
+    let origin_a = static_origin().await;
+    let origin_b = static_origin().await;
+    assert_ne!(origin_a, origin_b);
+
+    let web = json!({
+        "name": "web", "bucket": BUCKET, "prefix": "web/",
+        "cors_origins": [origin_a],
+        "upload": {"max_content_length": 1048576, "content_types": ["text/plain"]},
+        "rules": [{"effect": "allow", "groups": ["users"], "operations": ["put", "get"], "keys": ["${jwt:sub}/*"]}]
+    });
+    let mut opts = Options::new(Backend::Sqlite, vec![ap(web.clone())]);
+    opts.s3_endpoint = Some(S3Endpoint {
+        endpoint: rgw.endpoint.clone(),
+        access_key: rgw.access_key.clone(),
+        secret_key: rgw.secret_key.clone(),
+    });
+    let app = TestApp::spawn_with(opts).await;
+    let token = app.token("alice", &["users"], false);
+    let text = "Hello from headless chromium, via presignd, straight to radosgw!";
+
+    // 1. Allowed origin, but the bucket has no CORS rule for it yet: the S3 leg is blocked.
+    let runs = tokio::task::block_in_place(|| {
+        browse(&[(
+            "1-origin-a-no-bucket-cors",
+            page_url(&origin_a, &app, &token, "alice/first.txt", text),
+        )])
+    });
+    let r = &runs[0]["result"];
+    assert_eq!(r["state"], "error", "{}", runs[0]);
+    assert_eq!(
+        r["step"], "upload",
+        "presignd answered, the PUT to S3 was blocked: {}",
+        runs[0]
+    );
+    assert!(
+        r["put_request_id"].as_str().is_some_and(|s| !s.is_empty()),
+        "x-request-id is exposed to the allowed origin: {r}"
+    );
+    assert!(
+        runs[0]["failed"]
+            .as_array()
+            .expect("failed")
+            .iter()
+            .any(|f| f["url"]
+                .as_str()
+                .is_some_and(|u| u.starts_with(&rgw.endpoint))),
+        "the browser failed the request to radosgw: {}",
+        runs[0]
+    );
+    assert!(
+        runs[0]["console"]
+            .as_array()
+            .expect("console")
+            .iter()
+            .any(|m| m
+                .as_str()
+                .is_some_and(|m| m.contains("CORS policy") && m.contains(rgw.endpoint.as_str()))),
+        "chromium reports the bucket's CORS block: {}",
+        runs[0]
+    );
+
+    // 2. presignd bucket-cors --apply (the real binary).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let printed = tokio::task::block_in_place(|| apply_bucket_cors(&rgw, dir.path(), &web));
+    assert!(
+        printed.contains("\"presignd-web\"") && printed.contains(&origin_a),
+        "{printed}"
+    );
+    assert!(
+        printed.contains(&format!("applied to bucket {BUCKET}")),
+        "{printed}"
+    );
+    let rules = s3
+        .get_bucket_cors()
+        .bucket(BUCKET)
+        .send()
+        .await
+        .expect("get bucket CORS")
+        .cors_rules
+        .unwrap_or_default();
+    let ids: Vec<&str> = rules.iter().filter_map(|r| r.id()).collect();
+    assert_eq!(
+        ids,
+        ["reporting-dashboard", "presignd-web"],
+        "merged, unrelated rule kept"
+    );
+    let ours = rules
+        .iter()
+        .find(|r| r.id() == Some("presignd-web"))
+        .expect("our rule");
+    assert_eq!(ours.allowed_origins(), std::slice::from_ref(&origin_a));
+    let mut methods = ours.allowed_methods().to_vec();
+    methods.sort();
+    assert_eq!(
+        methods,
+        ["GET", "HEAD", "PUT"],
+        "radosgw keeps its own order"
+    );
+
+    // 3 + 4. Allowed origin: the whole flow works. Other origin: blocked at presignd.
+    let runs = tokio::task::block_in_place(|| {
+        browse(&[
+            (
+                "2-origin-a",
+                page_url(&origin_a, &app, &token, "alice/hello.txt", text),
+            ),
+            (
+                "3-origin-b",
+                page_url(&origin_b, &app, &token, "alice/evil.txt", "not allowed"),
+            ),
+        ])
+    });
+    let (a, b) = (&runs[0], &runs[1]);
+    let r = &a["result"];
+    assert_eq!(r["state"], "done", "{a}");
+    assert_eq!(r["origin"], origin_a.as_str());
+    assert_eq!(r["matches"], true);
+    assert_eq!(r["read_back_text"], text);
+    assert_eq!(r["upload_status"], 200);
+    assert!(
+        r["etag"].as_str().is_some_and(|e| e.len() > 2),
+        "ETag exposed by the bucket rule: {r}"
+    );
+    assert!(r["put_request_id"].is_string() && r["get_request_id"].is_string());
+    assert_eq!(
+        r["put_url_host"],
+        rgw.endpoint.trim_start_matches("http://"),
+        "the bytes went straight to radosgw"
+    );
+    let to_rgw: Vec<(String, u64)> = a["responses"]
+        .as_array()
+        .expect("responses")
+        .iter()
+        .filter(|x| {
+            x["url"]
+                .as_str()
+                .is_some_and(|u| u.starts_with(&rgw.endpoint))
+        })
+        .map(|x| {
+            (
+                x["method"].as_str().expect("method").to_string(),
+                x["status"].as_u64().expect("status"),
+            )
+        })
+        .collect();
+    assert!(
+        to_rgw.contains(&("PUT".into(), 200)) && to_rgw.contains(&("GET".into(), 200)),
+        "the browser PUT and GET radosgw directly: {to_rgw:?}"
+    );
+    let object = s3
+        .get_object()
+        .bucket(BUCKET)
+        .key("web/alice/hello.txt")
+        .send()
+        .await
+        .expect("uploaded object exists");
+    assert_eq!(object.content_type(), Some("text/plain"));
+    let stored = object.body.collect().await.expect("body").into_bytes();
+    assert_eq!(stored.as_ref(), text.as_bytes());
+
+    let r = &b["result"];
+    assert_eq!(r["state"], "error", "{b}");
+    assert_eq!(r["origin"], origin_b.as_str());
+    assert_eq!(
+        r["step"], "presign-put",
+        "blocked at the presignd call: {b}"
+    );
+    assert!(
+        b["console"]
+            .as_array()
+            .expect("console")
+            .iter()
+            .any(|m| m.as_str().is_some_and(|m| m.contains("CORS policy"))),
+        "chromium reports the CORS block: {b}"
+    );
+    assert!(
+        !b["responses"]
+            .as_array()
+            .expect("responses")
+            .iter()
+            .any(|x| x["url"]
+                .as_str()
+                .is_some_and(|u| u.starts_with(&rgw.endpoint))),
+        "nothing reached S3 from origin B"
+    );
+
+    // The audit trail: origin A's three presigns, nothing from origin B (the preflight failed,
+    // the POST was never sent).
+    let records = app.audit_records();
+    let origins: Vec<(&str, &str)> = records
+        .iter()
+        .map(|r| {
+            (
+                r["origin"].as_str().unwrap_or(""),
+                r["operation"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        origins,
+        [
+            (origin_a.as_str(), "put"),
+            (origin_a.as_str(), "put"),
+            (origin_a.as_str(), "get")
+        ],
+        "{records:?}"
+    );
+    for name in ["1-origin-a-no-bucket-cors", "2-origin-a", "3-origin-b"] {
+        let png = artifacts().join(format!("{name}.png"));
+        assert!(
+            std::fs::metadata(&png).is_ok_and(|m| m.len() > 1000),
+            "screenshot {}",
+            png.display()
+        );
+    }
+    app.finish().await;
+    drop(rgw);
+}

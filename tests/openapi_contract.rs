@@ -1,0 +1,557 @@
+//! The contract cannot drift: `openapi/openapi.yaml` and the served router must name the same
+//! routes and methods, and the real responses of typical calls (each status the suite can
+//! provoke) must be documented for their operation, with their content type, and validate
+//! against the documented JSON Schema.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use common::app::{Backend, Options, TestApp, ap, avatars, mint_hs256};
+use serde_json::{Value, json};
+
+/// Methods probed on every route. HEAD (answered wherever GET is) and OPTIONS (CORS
+/// preflight) are not operations of the contract.
+const METHODS: &[&str] = &["GET", "POST", "PUT", "DELETE", "PATCH"];
+
+struct Contract {
+    doc: Value,
+}
+
+impl Contract {
+    fn load() -> Contract {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/openapi.yaml");
+        let text = std::fs::read_to_string(path).expect("read openapi.yaml");
+        let doc: Value = serde_yaml_ng::from_str(&text).expect("openapi.yaml is YAML");
+        assert_eq!(doc["openapi"], "3.1.0");
+        Contract { doc }
+    }
+
+    /// `(METHOD, path)` of every operation.
+    fn operations(&self) -> BTreeSet<(String, String)> {
+        let paths = self.doc["paths"].as_object().expect("paths");
+        paths
+            .iter()
+            .flat_map(|(path, item)| {
+                item.as_object()
+                    .expect("path item")
+                    .keys()
+                    .filter(|k| METHODS.contains(&k.to_ascii_uppercase().as_str()))
+                    .map(move |m| (m.to_ascii_uppercase(), path.clone()))
+            })
+            .collect()
+    }
+
+    /// Follows local `$ref`s (`#/components/...`).
+    fn resolve<'a>(&'a self, mut v: &'a Value) -> &'a Value {
+        while let Some(r) = v.get("$ref").and_then(Value::as_str) {
+            let pointer = r.strip_prefix('#').expect("local $ref");
+            v = self
+                .doc
+                .pointer(pointer)
+                .unwrap_or_else(|| panic!("dangling $ref {r}"));
+        }
+        v
+    }
+
+    /// Asserts that `status` with `content_type` is documented for the operation and that
+    /// `body` validates against its schema.
+    fn check(&self, method: &str, path: &str, resp: &Response) {
+        let op = &self.doc["paths"][path][method.to_ascii_lowercase()];
+        assert!(op.is_object(), "{method} {path} is not in the contract");
+        let responses = &op["responses"];
+        let status = resp.status.to_string();
+        let class = format!("{}XX", resp.status / 100);
+        let documented = [status.as_str(), class.as_str(), "default"]
+            .into_iter()
+            .find_map(|s| responses.get(s))
+            .unwrap_or_else(|| {
+                panic!(
+                    "{method} {path}: status {status} is not documented (body {})",
+                    resp.body
+                )
+            });
+        let documented = self.resolve(documented);
+        let content = documented["content"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{method} {path} {status}: no content documented"));
+        let media = content.get(&resp.content_type).unwrap_or_else(|| {
+            panic!(
+                "{method} {path} {status}: content type {} not documented (have {:?})",
+                resp.content_type,
+                content.keys().collect::<Vec<_>>()
+            )
+        });
+        if let Some(headers) = documented["headers"].as_object() {
+            for (name, header) in headers {
+                let header = self.resolve(header);
+                if header["required"] == true {
+                    assert!(
+                        resp.headers.contains_key(&name.to_ascii_lowercase()),
+                        "{method} {path} {status}: required header {name} missing"
+                    );
+                }
+            }
+        }
+        self.validate(
+            &media["schema"],
+            &resp.body,
+            &format!("{method} {path} {status}"),
+        );
+    }
+
+    /// Validates `instance` against `schema` (which may `$ref` the components).
+    fn validate(&self, schema: &Value, instance: &Value, what: &str) {
+        let root = json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "components": self.doc["components"],
+            "allOf": [schema],
+        });
+        let validator = jsonschema::draft202012::options()
+            .should_validate_formats(true)
+            .build(&root)
+            .unwrap_or_else(|e| panic!("{what}: schema does not compile: {e}"));
+        let errors: Vec<String> = validator
+            .iter_errors(instance)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "{what}: response does not match the contract:\n  {}\nbody: {instance:#}",
+            errors.join("\n  ")
+        );
+    }
+
+    fn schema(&self, name: &str) -> Value {
+        json!({ "$ref": format!("#/components/schemas/{name}") })
+    }
+}
+
+struct Response {
+    status: u16,
+    content_type: String,
+    headers: BTreeMap<String, String>,
+    body: Value,
+}
+
+async fn call(
+    app: &TestApp,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> Response {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+    let mut req = app.http.request(method, format!("{}{path}", app.base));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.expect("request");
+    let status = resp.status().as_u16();
+    let headers: BTreeMap<String, String> = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_string()))
+        .collect();
+    let content_type = headers
+        .get("content-type")
+        .map(|v| v.split(';').next().unwrap_or_default().trim().to_string())
+        .unwrap_or_default();
+    let text = resp.text().await.expect("body");
+    let body = if content_type.ends_with("json") {
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{status}: bad JSON {e}: {text}"))
+    } else {
+        Value::String(text)
+    };
+    let id = headers.get("x-request-id").expect("x-request-id");
+    assert!(
+        !id.is_empty()
+            && id.len() <= 64
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)),
+        "x-request-id {id:?}"
+    );
+    if status >= 400 {
+        assert_eq!(content_type, "application/problem+json", "{status}: {body}");
+    }
+    Response {
+        status,
+        content_type,
+        headers,
+        body,
+    }
+}
+
+/// The route templates the routers register: every `.route("…"` in `src/http/`.
+fn router_paths() -> BTreeSet<String> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/http");
+    let mut paths = BTreeSet::new();
+    for entry in std::fs::read_dir(dir).expect("read src/http").flatten() {
+        let source = std::fs::read_to_string(entry.path()).expect("read source");
+        for (i, m) in source.match_indices(".route(") {
+            let rest = source[i + m.len()..].trim_start();
+            let literal = rest.strip_prefix('"').unwrap_or_else(|| {
+                panic!(
+                    "{}: route path is not a literal: {}",
+                    entry.path().display(),
+                    &rest[..rest.len().min(40)]
+                )
+            });
+            paths.insert(literal[..literal.find('"').expect("closing quote")].to_string());
+        }
+    }
+    paths
+}
+
+fn concrete(template: &str) -> String {
+    template
+        .split('/')
+        .map(|seg| if seg.starts_with('{') { "probe" } else { seg })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn router_and_contract_name_the_same_routes_and_methods() {
+    let contract = Contract::load();
+    let documented = contract.operations();
+    let documented_paths: BTreeSet<String> = documented.iter().map(|(_, p)| p.clone()).collect();
+    let routed = router_paths();
+    assert_eq!(
+        routed, documented_paths,
+        "src/http/mod.rs routes (left) and openapi.yaml paths (right) differ"
+    );
+
+    // Which methods the live router really serves on each path.
+    let app = TestApp::spawn(Backend::Sqlite, vec![avatars()]).await;
+    let mut served = BTreeSet::new();
+    for path in &routed {
+        for method in METHODS {
+            let resp = call(&app, method, &concrete(path), None, None).await;
+            let no_route = resp.status == 404 && resp.body["detail"] == "no route for this path";
+            match resp.status {
+                405 => assert_eq!(resp.body["code"], "method_not_allowed"),
+                _ if no_route => panic!("{method} {path}: the router does not match this path"),
+                _ => {
+                    served.insert((method.to_string(), path.clone()));
+                }
+            }
+        }
+    }
+    assert_eq!(
+        served, documented,
+        "methods served by the router (left) and documented (right) differ"
+    );
+    app.finish().await;
+}
+
+/// An access point for encryption and discovery shapes.
+fn reports() -> presignd::policy::AccessPointSpec {
+    ap(json!({
+        "name": "reports",
+        "bucket": common::app::BUCKET,
+        "prefix": "reports/",
+        "default_expires_in": 60,
+        "max_expires_in": 600,
+        "encryption": {"mode": "sse-s3"},
+        "upload": {"require_checksum": true, "required_metadata": ["cse-alg"]},
+        "rules": [
+            {"effect": "allow", "groups": ["finance"], "operations": ["get", "put"], "keys": ["*"]}
+        ]
+    }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_responses_match_the_documented_schemas() {
+    let contract = Contract::load();
+    let mut opts = Options::new(Backend::Sqlite, vec![avatars(), reports()]);
+    // An issuer whose JWKS cannot be fetched: its tokens answer 503, and /readyz is not ready.
+    opts.extra_toml = r#"
+[[auth.issuers]]
+issuer = "https://down.example/"
+audiences = ["presignd"]
+algorithms = ["RS256"]
+jwks_url = "http://127.0.0.1:9/jwks.json"
+"#
+    .into();
+    let app = TestApp::spawn_with(opts).await;
+    let alice = app.token("alice", &["users", "finance"], false);
+    let moderator = app.token("mod", &["moderators"], false);
+    let admin = app.token("root", &["presignd-admins"], false);
+    let expired = mint_hs256("alice", &["users"], false, -3600);
+    let presign = "/v1/access-points/{name}/presign";
+    let on = |name: &str| format!("/v1/access-points/{name}/presign");
+
+    let cases: Vec<(&str, Option<&str>, Value, u16)> = vec![
+        (
+            "avatars",
+            Some(&alice),
+            json!({"operation": "put", "key": "alice/a.png", "content_type": "image/png",
+                   "content_length": 100, "metadata": {"cse-alg": "AES-GCM"}, "expires_in": 60}),
+            200,
+        ),
+        (
+            "avatars",
+            Some(&alice),
+            json!({"operation": "get", "key": "alice/a.png",
+                   "response_content_disposition": "attachment; filename=\"a.png\"",
+                   "response_content_type": "image/png"}),
+            200,
+        ),
+        (
+            "reports",
+            Some(&alice),
+            json!({"operation": "put", "key": "q1.pdf", "content_type": "application/pdf",
+                   "checksum_sha256": "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=",
+                   "metadata": {"cse-alg": "AES-GCM"}}),
+            200,
+        ),
+        (
+            "avatars",
+            Some(&alice),
+            json!({"operation": "get", "key": "/abs"}),
+            400,
+        ),
+        (
+            "avatars",
+            Some(&alice),
+            json!({"operation": "get", "key": "alice/a", "bogus": 1}),
+            400,
+        ),
+        (
+            "avatars",
+            Some(&alice),
+            json!({"operation": "get", "key": "alice/a", "expires_in": 99999}),
+            400,
+        ),
+        (
+            "reports",
+            Some(&alice),
+            json!({"operation": "put", "key": "q2.pdf", "metadata": {"cse-alg": "x"}}),
+            400,
+        ),
+        (
+            "avatars",
+            Some(&alice),
+            json!({"operation": "get", "key": "alice/a",
+                   "response_content_type": "text/html"}),
+            400,
+        ),
+        (
+            "avatars",
+            None,
+            json!({"operation": "get", "key": "alice/a"}),
+            401,
+        ),
+        (
+            "avatars",
+            Some(&expired),
+            json!({"operation": "get", "key": "alice/a"}),
+            401,
+        ),
+        (
+            "avatars",
+            Some(&alice),
+            json!({"operation": "get", "key": "bob/a"}),
+            403,
+        ),
+        (
+            "avatars",
+            Some(&moderator),
+            json!({"operation": "delete", "key": "bob/a"}),
+            403,
+        ),
+        (
+            "nope",
+            Some(&alice),
+            json!({"operation": "get", "key": "a"}),
+            404,
+        ),
+        (
+            "avatars",
+            Some(&alice),
+            json!({"operation": "put", "key": "alice/big.png", "content_type": "image/png",
+                   "content_length": 999_999_999u64}),
+            413,
+        ),
+    ];
+    for (name, token, body, expected) in cases {
+        let resp = call(&app, "POST", &on(name), token, Some(body.clone())).await;
+        assert_eq!(resp.status, expected, "{body}: {}", resp.body);
+        contract.check("POST", presign, &resp);
+        if resp.status == 401 {
+            assert!(resp.headers.contains_key("www-authenticate"));
+        }
+    }
+
+    // 415: not JSON.
+    let resp = app
+        .http
+        .post(format!("{}{}", app.base, on("avatars")))
+        .bearer_auth(&alice)
+        .header("content-type", "text/plain")
+        .body("operation=get")
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(resp.status().as_u16(), 415);
+    let (_, body) = common::app::decode(resp).await;
+    contract.validate(&contract.schema("Problem"), &body, "415");
+
+    // 503: the token's issuer has no keys yet.
+    let mut claims = common::jwt::claims("https://down.example/", "zed");
+    claims["groups"] = json!(["users"]);
+    let down = common::jwt::RSA1.sign(&claims);
+    let resp = call(
+        &app,
+        "POST",
+        &on("avatars"),
+        Some(&down),
+        Some(json!({"operation": "get", "key": "zed/a"})),
+    )
+    .await;
+    assert_eq!(
+        (resp.status, &resp.body["code"]),
+        (503, &json!("unavailable"))
+    );
+    contract.check("POST", presign, &resp);
+
+    // Batch: mixed results; an empty batch.
+    let resp = call(
+        &app,
+        "POST",
+        "/v1/presign/batch",
+        Some(&alice),
+        Some(json!({"items": [
+            {"access_point": "avatars", "operation": "get", "key": "alice/1.png"},
+            {"access_point": "avatars", "operation": "get", "key": "bob/1.png"},
+            {"access_point": "nope", "operation": "get", "key": "x"},
+            {"access_point": "avatars", "operation": "get"},
+            "not an object"
+        ]})),
+    )
+    .await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    contract.check("POST", "/v1/presign/batch", &resp);
+    for items in [json!([]), json!("x")] {
+        let resp = call(
+            &app,
+            "POST",
+            "/v1/presign/batch",
+            Some(&alice),
+            Some(json!({ "items": items })),
+        )
+        .await;
+        assert_eq!(resp.status, 400);
+        contract.check("POST", "/v1/presign/batch", &resp);
+    }
+    let resp = call(&app, "POST", "/v1/presign/batch", None, Some(json!({}))).await;
+    assert_eq!(resp.status, 401);
+    contract.check("POST", "/v1/presign/batch", &resp);
+
+    // Discovery.
+    for token in [&alice, &moderator, &admin] {
+        let resp = call(&app, "GET", "/v1/access-points", Some(token), None).await;
+        assert_eq!(resp.status, 200);
+        contract.check("GET", "/v1/access-points", &resp);
+        let resp = call(&app, "GET", "/v1/whoami", Some(token), None).await;
+        assert_eq!(resp.status, 200);
+        contract.check("GET", "/v1/whoami", &resp);
+    }
+    let resp = call(&app, "GET", "/v1/access-points", Some(&alice), None).await;
+    let names: Vec<_> = resp.body["access_points"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|a| (a["name"].clone(), a["encryption"].clone()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            (json!("avatars"), json!("none")),
+            (json!("reports"), json!("sse-s3"))
+        ]
+    );
+    let resp = call(&app, "GET", "/v1/whoami", None, None).await;
+    contract.check("GET", "/v1/whoami", &resp);
+
+    // Operations: health, readiness (not ready: one issuer has no keys), this document,
+    // metrics.
+    let resp = call(&app, "GET", "/healthz", None, None).await;
+    contract.check("GET", "/healthz", &resp);
+    let resp = call(&app, "GET", "/readyz", None, None).await;
+    assert_eq!(resp.status, 503, "{}", resp.body);
+    assert_eq!(resp.body["checks"]["jwks"], "unavailable");
+    contract.check("GET", "/readyz", &resp);
+    let resp = call(&app, "GET", "/openapi.json", None, None).await;
+    contract.check("GET", "/openapi.json", &resp);
+    assert_eq!(
+        resp.body, contract.doc,
+        "the served document is the committed file"
+    );
+    let resp = call(&app, "GET", "/metrics", None, None).await;
+    contract.check("GET", "/metrics", &resp);
+
+    // Outside any operation: no route, wrong method.
+    for (method, path, status) in [("GET", "/nope", 404), ("DELETE", "/healthz", 405)] {
+        let resp = call(&app, method, path, None, None).await;
+        assert_eq!(resp.status, status);
+        contract.validate(&contract.schema("Problem"), &resp.body, path);
+    }
+    app.finish().await;
+
+    // A ready instance.
+    let app = TestApp::spawn(Backend::Sqlite, vec![avatars()]).await;
+    let resp = call(&app, "GET", "/readyz", None, None).await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    contract.check("GET", "/readyz", &resp);
+    app.finish().await;
+}
+
+/// Every problem `code` the server can send is in the contract's enum, and the other way
+/// round the enum holds no code the server never sends (except the documented `timeout`).
+#[test]
+fn problem_codes_are_documented() {
+    let contract = Contract::load();
+    let documented: BTreeSet<String> =
+        contract.doc["components"]["schemas"]["Problem"]["properties"]["code"]["enum"]
+            .as_array()
+            .expect("code enum")
+            .iter()
+            .map(|c| c.as_str().expect("code").to_string())
+            .collect();
+    let errors_md = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/errors.md"))
+        .expect("docs/errors.md");
+    for code in &documented {
+        assert!(
+            errors_md.contains(&format!("`{code}`")),
+            "docs/errors.md does not explain `{code}`"
+        );
+    }
+    // The codes in the source: every `"…"` literal returned by `code()` in the error types.
+    let mut sent = BTreeSet::new();
+    for file in [
+        "src/http/error.rs",
+        "src/policy/request.rs",
+        "src/auth/error.rs",
+    ] {
+        let source = std::fs::read_to_string(format!("{}/{file}", env!("CARGO_MANIFEST_DIR")))
+            .expect("read source");
+        for body in source.split("fn code(&self) -> &'static str {").skip(1) {
+            let body = &body[..body.find("\n    }\n").expect("end of code()")];
+            for piece in body.split("=> \"").skip(1) {
+                sent.insert(piece[..piece.find('"').expect("quote")].to_string());
+            }
+        }
+    }
+    // Problems built outside `ApiError`: readiness and framework errors.
+    sent.extend(["not_ready".to_string(), "timeout".to_string()]);
+    assert_eq!(
+        sent, documented,
+        "codes the server sends (left) and the Problem.code enum (right) differ"
+    );
+}

@@ -1,0 +1,180 @@
+//! The binary as an operator runs it: `--version`, `check-config` printing the effective
+//! configuration with secrets redacted, and SIGTERM: stop accepting, finish the requests in
+//! flight, ship the audit outbox, exit 0.
+
+#[path = "support/daemon.rs"]
+mod daemon;
+
+use std::time::{Duration, Instant};
+
+use daemon::{Daemon, HS_SECRET, S3_SECRET_KEY, token};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+#[test]
+fn version_flag_prints_the_crate_version() {
+    let out = daemon::command().arg("--version").output().expect("run");
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("presignd {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn check_config_prints_the_effective_config_without_secrets() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("access-points.yaml"), daemon::ACCESS_POINTS).expect("write");
+    let config = dir.path().join("presignd.toml");
+    std::fs::write(
+        &config,
+        daemon::config(
+            dir.path(),
+            "[metrics]\nbearer_token = \"metrics-token-0123456789abcdef\"\n",
+        ),
+    )
+    .expect("write");
+    let out = daemon::command()
+        .arg("--config")
+        .arg(&config)
+        .arg("check-config")
+        .env("PRESIGND_SERVER__REQUEST_TIMEOUT_MS", "4321")
+        .env(
+            "PRESIGND_DATABASE__URL",
+            "postgres://presignd:db-password-0123@db.internal/presignd",
+        )
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("configuration valid"), "{stdout}");
+    let effective = stdout
+        .split_once("# effective configuration (secrets redacted)")
+        .expect("effective config printed")
+        .1;
+    let parsed: toml::Table = effective.parse().expect("the effective config is TOML");
+    assert_eq!(
+        parsed["server"]["request_timeout_ms"].as_integer(),
+        Some(4321),
+        "environment overrides are applied"
+    );
+    assert_eq!(parsed["database"]["url"].as_str(), Some("[redacted]"));
+    assert_eq!(
+        parsed["s3"]["secret_access_key"].as_str(),
+        Some("[redacted]")
+    );
+    assert_eq!(
+        parsed["metrics"]["bearer_token"].as_str(),
+        Some("[redacted]")
+    );
+    for secret in [
+        HS_SECRET,
+        S3_SECRET_KEY,
+        "metrics-token-0123456789abcdef",
+        "db-password-0123",
+    ] {
+        assert!(!stdout.contains(secret), "{secret} printed");
+    }
+}
+
+/// Sends the headers and the first half of a presign request, leaving it in flight.
+async fn start_slow_request(
+    addr: std::net::SocketAddr,
+    token: &str,
+    key: &str,
+) -> (TcpStream, Vec<u8>) {
+    let body = format!(r#"{{"operation": "get", "key": "{key}"}}"#).into_bytes();
+    let head = format!(
+        "POST /v1/access-points/avatars/presign HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {token}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    let mut tcp = TcpStream::connect(addr).await.expect("connect");
+    tcp.write_all(head.as_bytes()).await.expect("write head");
+    let (first, rest) = body.split_at(body.len() / 2);
+    tcp.write_all(first).await.expect("write half the body");
+    tcp.flush().await.expect("flush");
+    (tcp, rest.to_vec())
+}
+
+async fn finish_request(mut tcp: TcpStream, rest: Vec<u8>) -> String {
+    tcp.write_all(&rest).await.expect("write the rest");
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut response))
+        .await
+        .expect("response within 10 s")
+        .expect("read");
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_in_flight_requests_flushes_the_audit_and_exits_zero() {
+    let d = Daemon::start("", &[]);
+    let addr = d.addr;
+    let alice = token("alice", &["users"], 600);
+
+    // Requests in flight: headers and half a body sent.
+    let mut in_flight = Vec::new();
+    for i in 0..4 {
+        in_flight.push(start_slow_request(addr, &alice, &format!("alice/{i}.png")).await);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    d.sigterm();
+
+    // The listener closes: new connections are refused.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match TcpStream::connect(addr).await {
+            Err(_) => break,
+            Ok(_) => {
+                assert!(Instant::now() < deadline, "still accepting after SIGTERM");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    // The requests in flight complete normally.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let finished = in_flight
+        .into_iter()
+        .map(|(tcp, rest)| tokio::spawn(finish_request(tcp, rest)));
+    let mut request_ids = Vec::new();
+    for f in finished {
+        let response = f.await.expect("join");
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        assert!(response.contains("X-Amz-Signature="), "{response}");
+        let id = response
+            .lines()
+            .find_map(|l| l.strip_prefix("x-request-id: "))
+            .expect("x-request-id")
+            .trim()
+            .to_string();
+        request_ids.push(id);
+    }
+
+    let (d, (status, lines)) = tokio::task::spawn_blocking(move || {
+        let mut d = d;
+        let waited = d.wait(Duration::from_secs(30));
+        (d, waited)
+    })
+    .await
+    .expect("join");
+    assert_eq!(status.code(), Some(0), "exit 0:\n{}", lines.join("\n"));
+    assert!(
+        lines.iter().any(|l| l.contains("audit outbox flushed")),
+        "the outbox is flushed at shutdown:\n{}",
+        lines.join("\n")
+    );
+    // Every drained request's audit record reached the log sink before the exit.
+    let records = daemon::audit_records(&d.audit_dir());
+    for id in &request_ids {
+        assert!(
+            records
+                .iter()
+                .any(|r| r["request_id"] == id.as_str() && r["decision"] == "allow"),
+            "audit record of {id} shipped; have {records:?}"
+        );
+    }
+}

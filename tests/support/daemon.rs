@@ -1,0 +1,266 @@
+//! The `presignd` binary as operators run it: a config file in a temp dir (SQLite, a
+//! `file://` audit sink, an HS256 issuer, access points from a file, a port chosen by the OS),
+//! JSON logs captured line by line, stopped with a real SIGTERM.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const ISSUER: &str = "https://idp.daemon.test/";
+pub const HS_SECRET: &str = "daemon-test-hs256-secret-0123456789abcdef";
+pub const S3_ACCESS_KEY: &str = "AKIADAEMONTEST000001";
+pub const S3_SECRET_KEY: &str = "daemon-test-s3-secret-key/0123456789+abcdef";
+
+pub const ACCESS_POINTS: &str = r#"
+access_points:
+  - name: avatars
+    bucket: presignd-dev
+    prefix: avatars/
+    default_expires_in: 300
+    max_expires_in: 3600
+    upload: { max_content_length: 5242880, content_types: ["image/*", "text/plain"] }
+    rules:
+      - { effect: allow, groups: ["users"], operations: ["put", "get"], keys: ["${jwt:sub}/*"] }
+      - { effect: deny, groups: ["suspended"], operations: ["*"] }
+"#;
+
+pub struct Daemon {
+    child: Child,
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    lines: Arc<Mutex<Vec<String>>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// The configuration file; `extra` is appended (more tables).
+pub fn config(dir: &Path, extra: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+require_https = false
+shutdown_grace_ms = 10000
+
+[database]
+url = "sqlite://{dir}/presignd.db"
+
+[[auth.issuers]]
+issuer = "{ISSUER}"
+audiences = ["presignd"]
+algorithms = ["HS256"]
+hs256_secret = "{HS_SECRET}"
+
+[s3]
+region = "us-east-1"
+endpoint = "http://127.0.0.1:9"
+force_path_style = true
+allow_insecure_endpoint = true
+access_key_id = "{S3_ACCESS_KEY}"
+secret_access_key = "{S3_SECRET_KEY}"
+
+[audit]
+sink = "file://{dir}/audit"
+instance = "daemon"
+flush_interval_ms = 200
+
+[access_points]
+file = "{dir}/access-points.yaml"
+
+[log]
+format = "json"
+filter = "debug"
+{extra}
+"#,
+        dir = dir.display()
+    )
+}
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_presignd")
+}
+
+/// `presignd` without any `PRESIGND_*` variable of the test environment (scripts/test sets
+/// `PRESIGND_TEST_DATABASE_URL`, which presignd would read as an unknown config key).
+pub fn command() -> Command {
+    let mut cmd = Command::new(binary());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("PRESIGND_") || k == "RUST_LOG" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
+impl Daemon {
+    /// Starts `presignd serve` and waits (30 s at most) for its `presignd listening` line.
+    pub fn start(extra_config: &str, env: &[(&str, &str)]) -> Daemon {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("access-points.yaml"), ACCESS_POINTS).expect("write");
+        let config = dir.path().join("presignd.toml");
+        std::fs::write(&config, self::config(dir.path(), extra_config)).expect("write config");
+        let mut cmd = command();
+        cmd.arg("--config")
+            .arg(&config)
+            .arg("serve")
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn presignd");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let mut readers = Vec::new();
+        let stdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
+        for stream in [
+            Box::new(stdout) as Box<dyn std::io::Read + Send>,
+            Box::new(stderr),
+        ] {
+            let lines = Arc::clone(&lines);
+            readers.push(std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines() {
+                    match line {
+                        Ok(line) => lines.lock().expect("lock").push(line),
+                        Err(_) => break,
+                    }
+                }
+            }));
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let addr = loop {
+            let found = lines.lock().expect("lock").iter().find_map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).ok()?;
+                (v["fields"]["message"] == "presignd listening")
+                    .then(|| v["fields"]["addr"].as_str()?.parse().ok())?
+            });
+            if let Some(addr) = found {
+                break addr;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "presignd exited with {status} before listening:\n{}",
+                    lines.lock().expect("lock").join("\n")
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "presignd did not start:\n{}",
+                lines.lock().expect("lock").join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        Daemon {
+            child,
+            addr,
+            dir,
+            lines,
+            readers,
+        }
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A real SIGTERM, as an orchestrator sends it.
+    pub fn sigterm(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+    }
+
+    /// Waits for the process to exit (fails the test after `within`) and returns its status
+    /// and every line it wrote to stdout and stderr.
+    pub fn wait(&mut self, within: Duration) -> (ExitStatus, Vec<String>) {
+        let deadline = Instant::now() + within;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "presignd did not exit within {within:?}:\n{}",
+                    self.lines.lock().expect("lock").join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
+        let lines = self.lines.lock().expect("lock").clone();
+        (status, lines)
+    }
+
+    pub fn audit_dir(&self) -> PathBuf {
+        self.dir.path().join("audit")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// An HS256 token for the daemon's issuer.
+pub fn token(sub: &str, groups: &[&str], ttl_secs: i64) -> String {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let claims = serde_json::json!({
+        "iss": ISSUER, "aud": "presignd", "sub": sub, "groups": groups,
+        "iat": now, "nbf": now, "exp": now + ttl_secs,
+    });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(HS_SECRET.as_bytes()),
+    )
+    .expect("sign token")
+}
+
+/// Every audit record in a `file://` sink directory (gzip NDJSON objects).
+pub fn audit_records(dir: &Path) -> Vec<serde_json::Value> {
+    use std::io::Read;
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.to_string_lossy().ends_with(".ndjson.gz") {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    files
+        .iter()
+        .flat_map(|f| {
+            let mut text = String::new();
+            flate2::read::GzDecoder::new(std::fs::File::open(f).expect("open"))
+                .read_to_string(&mut text)
+                .expect("gzip");
+            text.lines()
+                .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
