@@ -487,7 +487,11 @@ mod tests {
         let small: Vec<NewRow> = (0..100).map(|_| row(1000)).collect();
         let refs: Vec<&NewRow> = small.iter().collect();
         let chunks = pg_chunks(&refs);
-        assert_eq!(chunks.iter().map(Vec::len).sum::<usize>(), 100, "every row, once");
+        assert_eq!(
+            chunks.iter().map(Vec::len).sum::<usize>(),
+            100,
+            "every row, once"
+        );
         assert!(chunks.len() >= 7, "{} chunks", chunks.len());
         for c in &chunks {
             let bytes: usize = c.iter().map(|r| r.record.len() + 18).sum();
