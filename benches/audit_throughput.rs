@@ -330,8 +330,12 @@ async fn run(bench: bool) {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(64);
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
     let (warmup, measure, rounds) = if bench {
-        (Duration::from_secs(1), Duration::from_secs(secs), 2)
+        (Duration::from_secs(1), Duration::from_secs(secs), rounds)
     } else {
         (Duration::from_millis(100), Duration::from_millis(300), 1)
     };
@@ -345,6 +349,13 @@ async fn run(bench: bool) {
         scenarios.push(Scenario::Postgres);
     } else {
         println!("PostgreSQL not reachable at {pg_admin}: its scenario is skipped");
+    }
+    // BENCH_ONLY=noop,sqlite,postgres picks scenarios (e.g. to profile one).
+    if let Ok(only) = std::env::var("BENCH_ONLY") {
+        scenarios.retain(|s| {
+            only.split(',')
+                .any(|o| format!("{s:?}").eq_ignore_ascii_case(o))
+        });
     }
     let tokens: Arc<Vec<String>> =
         Arc::new((0..SUBJECTS).map(|i| token(&format!("u{i}"))).collect());
@@ -360,6 +371,7 @@ async fn run(bench: bool) {
         measure.as_secs_f64()
     );
     let mut best: Vec<(Scenario, f64, f64)> = Vec::new();
+    let mut all: Vec<(Scenario, f64)> = Vec::new();
     for round in 0..rounds {
         for &s in &scenarios {
             let dir = tempfile::tempdir().expect("tempdir");
@@ -378,6 +390,7 @@ async fn run(bench: bool) {
                 m.failed,
                 per_commit.map_or(String::new(), |r| format!(", ~{r:.0} records/commit"))
             );
+            all.push((s, m.rate()));
             match best.iter_mut().find(|(b, _, _)| *b == s) {
                 Some(entry) => {
                     if m.rate() > entry.1 {
@@ -395,13 +408,25 @@ async fn run(bench: bool) {
         .iter()
         .find(|(s, _, _)| *s == Scenario::Noop)
         .map_or(1.0, |b| b.1);
-    println!("best of {rounds}:");
+    let median = |s: Scenario| {
+        let mut v: Vec<f64> = all
+            .iter()
+            .filter(|(a, _)| *a == s)
+            .map(|(_, r)| *r)
+            .collect();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(0.0)
+    };
+    let noop_median = median(Scenario::Noop).max(1.0);
+    println!("best of {rounds} (and median):");
     for (s, rate, _) in &best {
         println!(
-            "  {:<30} {:>9.0} req/s   {:.2}x no-op",
+            "  {:<30} {:>9.0} req/s   {:.2}x no-op   (median {:>6.0} req/s, {:.2}x)",
             s.label(),
             rate,
-            rate / noop
+            rate / noop,
+            median(*s),
+            median(*s) / noop_median
         );
     }
 }

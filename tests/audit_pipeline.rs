@@ -264,6 +264,35 @@ on_both_backends!(
     concurrent_presigns_are_shipped_exactly_once
 );
 
+/// A batch of 100 items is one append: all its records commit together (on PostgreSQL as
+/// several statements of one transaction) and all reach the bucket.
+async fn a_full_batch_is_one_durable_append(backend: Backend) {
+    let app = app_with_log_bucket(backend, "").await;
+    let alice = app.token("alice", &["users"], false);
+    let items: Vec<Value> = (0..100)
+        .map(|i| json!({"access_point": "avatars", "operation": "get", "key": format!("alice/{i}.png")}))
+        .collect();
+    let (s, b) = app
+        .post(&alice, "/v1/presign/batch", json!({ "items": items }))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let urls: Vec<&str> = b["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|r| r["presigned"]["url"].as_str().expect("url"))
+        .collect();
+    assert_eq!(urls.len(), 100);
+    app.flush_audit().await;
+    let counts = id_counts(&log_objects(&app.s3, "audit/").await);
+    assert_eq!(counts.len(), 100);
+    for url in urls {
+        assert_eq!(counts.get(&record_id(url)), Some(&1));
+    }
+    app.finish().await;
+}
+on_both_backends!(full_batch, a_full_batch_is_one_durable_append);
+
 /// The record id is signed into the URL: S3 accepts the URL as issued and refuses it with
 /// the id removed or changed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -671,6 +700,8 @@ async fn two_instances_on_one_postgres_outbox_ship_every_record_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_abandoned_batch_is_shipped_under_its_first_claimers_key() {
     let app = app_with_log_bucket(Backend::Postgres, "flush_interval_ms = 3600000").await;
+    // After this round the shipper sleeps for an hour: only the flush below ships.
+    app.flush_audit().await;
     let urls = presign_concurrently(&app, 4).await;
     let (admin_url, name) = app.postgres_database().expect("postgres");
     let db = sqlx::PgPool::connect(&with_database(&admin_url, &name))
@@ -1011,12 +1042,20 @@ async fn kill_9_loses_no_issued_record(backend: Backend) {
     for worker in 0..6 {
         let (http, base, issued) = (http.clone(), base.clone(), Arc::clone(&issued));
         load.spawn(async move {
-            let token = mint_hs256("alice", &["users"], false, 600);
+            // Many subjects, so that no per-subject rate limit slows the load down.
+            let tokens: Vec<(String, String)> = (0..50)
+                .map(|u| {
+                    let sub = format!("crash{worker}x{u}");
+                    let token = mint_hs256(&sub, &["users"], false, 600);
+                    (sub, token)
+                })
+                .collect();
             for i in 0..2_000 {
+                let (sub, token) = &tokens[i % tokens.len()];
                 let resp = http
                     .post(format!("{base}/v1/access-points/avatars/presign"))
-                    .bearer_auth(&token)
-                    .json(&json!({"operation": "get", "key": format!("alice/{worker}-{i}.png")}))
+                    .bearer_auth(token)
+                    .json(&json!({"operation": "get", "key": format!("{sub}/{i}.png")}))
                     .send()
                     .await;
                 // After the kill: connection errors, or a response cut short.

@@ -116,7 +116,9 @@ pub fn object_key(
 pub fn encode_ndjson_gz<'a>(
     lines: impl IntoIterator<Item = &'a str>,
 ) -> Result<Vec<u8>, AuditError> {
-    let mut gz = GzEncoder::new(Vec::new(), Compression::default());
+    // The fastest level: NDJSON still shrinks several times, at a third of the CPU of the
+    // default level (measured: the default level was the shipper's largest cost).
+    let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
     for line in lines {
         gz.write_all(line.as_bytes())?;
         gz.write_all(b"\n")?;

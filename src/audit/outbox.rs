@@ -4,19 +4,23 @@
 //! the first waiting request, adds whatever else is already queued (up to
 //! `commit_max_records`, collecting for at most `commit_max_wait`), writes all of it in one
 //! transaction and then answers every waiter with the same result. It never waits for
-//! company: when the queue is empty it commits at once, and the requests that arrive during
-//! that commit form the next group. Under load the groups grow by themselves, so one fsync
+//! company on a timer: when the queue is empty it lets the other ready tasks run once, then
+//! commits, and the requests that arrive during that commit form the next group. Under load the groups grow by themselves, so one fsync
 //! (SQLite) or one round trip and WAL flush (PostgreSQL) serves many requests.
 //!
+//! The writer keeps one connection for itself (no pool checkout and liveness ping per commit)
+//! and writes a group in a single statement when it fits, so a commit is one round trip.
+//!
 //! If the transaction fails, every waiter gets the error, its request answers 503
-//! `audit_unavailable`, and no URL is issued. The pool reconnects on its own when the
-//! database comes back.
+//! `audit_unavailable`, and no URL is issued. A broken connection is replaced from the pool,
+//! which reconnects on its own when the database comes back.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use sqlx::Row as _;
+use sqlx::pool::PoolConnection;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -124,25 +128,37 @@ async fn write_groups(
     settings: OutboxSettings,
     commits: Arc<AtomicU64>,
 ) {
+    let mut writer = Writer { store, conn: None };
     let mut jobs: Vec<Job> = Vec::new();
     while let Some(first) = rx.recv().await {
         let started = Instant::now();
         let mut count = first.rows.len();
         jobs.push(first);
+        // When the queue runs dry, let the other ready tasks run once (requests about to
+        // append join this group) — no timer, no waiting when nothing else is ready.
+        let mut yielded = false;
         while count < settings.commit_max_records && started.elapsed() < settings.commit_max_wait {
             match rx.try_recv() {
                 Ok(job) => {
                     count += job.rows.len();
                     jobs.push(job);
                 }
+                Err(mpsc::error::TryRecvError::Empty) if !yielded => {
+                    yielded = true;
+                    tokio::task::yield_now().await;
+                }
                 Err(_) => break,
             }
         }
-        let rows = jobs.iter().flat_map(|j| j.rows.iter());
-        let result = match tokio::time::timeout(COMMIT_TIMEOUT, insert(&store, rows)).await {
+        let rows: Vec<&NewRow> = jobs.iter().flat_map(|j| j.rows.iter()).collect();
+        let result = match tokio::time::timeout(COMMIT_TIMEOUT, writer.commit(&rows)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err(format!("commit took longer than {COMMIT_TIMEOUT:?}")),
+            Err(_) => {
+                // The connection may be mid-statement: never reuse it.
+                writer.conn = None;
+                Err(format!("commit took longer than {COMMIT_TIMEOUT:?}"))
+            }
         };
         if result.is_ok() {
             commits.fetch_add(1, Ordering::Relaxed);
@@ -157,44 +173,112 @@ async fn write_groups(
     }
 }
 
-/// Writes `rows` in one transaction.
-pub(crate) async fn insert<'a>(
-    store: &Store,
-    rows: impl Iterator<Item = &'a NewRow>,
-) -> Result<(), sqlx::Error> {
-    match store {
-        Store::Sqlite(pool) => {
-            let rows: Vec<&NewRow> = rows.collect();
-            let mut tx = pool.begin().await?;
-            for chunk in rows.chunks(SQLITE_ROWS_PER_INSERT) {
-                let mut sql = String::with_capacity(64 + chunk.len() * 10);
-                sql.push_str("INSERT INTO audit_outbox (id, time, record) VALUES ");
-                for i in 0..chunk.len() {
-                    sql.push_str(if i == 0 { "(?, ?, ?)" } else { ", (?, ?, ?)" });
+/// A writer keeps one connection: no pool checkout (and its liveness ping) per commit.
+struct Writer {
+    store: Store,
+    conn: Option<Conn>,
+}
+
+enum Conn {
+    Sqlite(PoolConnection<sqlx::Sqlite>),
+    Postgres(PoolConnection<sqlx::Postgres>),
+}
+
+impl Writer {
+    /// Writes `rows` atomically. A connection that broke since the last commit (database
+    /// restarted, idle connection closed) is replaced once before the group fails.
+    async fn commit(&mut self, rows: &[&NewRow]) -> Result<(), sqlx::Error> {
+        let mut retried = false;
+        loop {
+            let mut conn = match self.conn.take() {
+                Some(c) => c,
+                None => match &self.store {
+                    Store::Sqlite(pool) => Conn::Sqlite(pool.acquire().await?),
+                    Store::Postgres(pool) => Conn::Postgres(pool.acquire().await?),
+                },
+            };
+            let result = match &mut conn {
+                Conn::Sqlite(c) => insert_sqlite(c, rows).await,
+                Conn::Postgres(c) => insert_postgres(c, rows).await,
+            };
+            match result {
+                Ok(()) => {
+                    self.conn = Some(conn);
+                    return Ok(());
                 }
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
-                    // Full chunks share one cached statement; the odd-sized rest is not cached.
-                    .persistent(chunk.len() == SQLITE_ROWS_PER_INSERT);
-                for r in chunk {
-                    q = q.bind(&r.id).bind(&r.time).bind(&r.record);
+                Err(e) if is_broken_connection(&e) => {
+                    drop(conn);
+                    if retried {
+                        return Err(e);
+                    }
+                    retried = true;
                 }
-                q.execute(&mut *tx).await?;
+                Err(e) => {
+                    self.conn = Some(conn);
+                    return Err(e);
+                }
             }
-            tx.commit().await
-        }
-        Store::Postgres(pool) => {
-            let rows: Vec<&NewRow> = rows.collect();
-            let chunks = pg_chunks(&rows);
-            if let [only] = chunks.as_slice() {
-                return pg_insert(pool, only).await;
-            }
-            let mut tx = pool.begin().await?;
-            for chunk in &chunks {
-                pg_insert(&mut *tx, chunk).await?;
-            }
-            tx.commit().await
         }
     }
+}
+
+fn is_broken_connection(e: &sqlx::Error) -> bool {
+    matches!(
+        e,
+        sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::PoolClosed
+    ) || matches!(e, sqlx::Error::Database(d) if d.code().is_some_and(|c| c.starts_with("57P") || c.starts_with("08")))
+}
+
+/// Rows in one statement when they fit (atomic by itself), else in one transaction.
+async fn insert_sqlite(
+    conn: &mut sqlx::SqliteConnection,
+    rows: &[&NewRow],
+) -> Result<(), sqlx::Error> {
+    if rows.len() <= SQLITE_ROWS_PER_INSERT {
+        return sqlite_insert(&mut *conn, rows).await;
+    }
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    for chunk in rows.chunks(SQLITE_ROWS_PER_INSERT) {
+        sqlite_insert(&mut *tx, chunk).await?;
+    }
+    tx.commit().await
+}
+
+async fn sqlite_insert<'e>(
+    executor: impl sqlx::SqliteExecutor<'e>,
+    rows: &[&NewRow],
+) -> Result<(), sqlx::Error> {
+    let mut sql = String::with_capacity(64 + rows.len() * 11);
+    sql.push_str("INSERT INTO audit_outbox (id, time, record) VALUES ");
+    for i in 0..rows.len() {
+        sql.push_str(if i == 0 { "(?, ?, ?)" } else { ", (?, ?, ?)" });
+    }
+    // One cached statement per group size (the connection's cache keeps the recent ones).
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for r in rows {
+        q = q.bind(&r.id).bind(&r.time).bind(&r.record);
+    }
+    q.execute(executor).await?;
+    Ok(())
+}
+
+async fn insert_postgres(
+    conn: &mut sqlx::PgConnection,
+    rows: &[&NewRow],
+) -> Result<(), sqlx::Error> {
+    let chunks = pg_chunks(rows);
+    if let [only] = chunks.as_slice() {
+        return pg_insert(&mut *conn, only).await;
+    }
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    for chunk in &chunks {
+        pg_insert(&mut *tx, chunk).await?;
+    }
+    tx.commit().await
 }
 
 /// Bytes of record data per PostgreSQL statement, at most (one row may exceed it alone).

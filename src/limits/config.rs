@@ -168,3 +168,61 @@ fn redacted_opt<S: serde::Serializer>(v: &Option<SecretString>, s: S) -> Result<
         None => s.serialize_none(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(p: Vec<ConfigProblem>) -> Vec<String> {
+        p.into_iter().map(|p| p.key).collect()
+    }
+
+    #[test]
+    fn problems_name_their_keys() {
+        let redis = RedisConfig {
+            url: Some("http://redis:6379".to_string().into()),
+            key_prefix: "has space".into(),
+            timeout_ms: 0,
+            retry_interval_ms: 1,
+        };
+        assert_eq!(
+            keys(redis.validate()),
+            [
+                "redis.url",
+                "redis.key_prefix",
+                "redis.timeout_ms",
+                "redis.retry_interval_ms"
+            ]
+        );
+        let ok = RedisConfig {
+            url: Some("redis://:pw@127.0.0.1:6379/2".to_string().into()),
+            ..RedisConfig::default()
+        };
+        assert!(ok.validate().is_empty());
+        let limits = LimitsConfig {
+            per_subject_per_minute: MAX_RATE + 1,
+            per_subject_burst: 0,
+            sse_kms_burst: Some(0),
+            ..LimitsConfig::default()
+        };
+        assert_eq!(
+            keys(limits.validate()),
+            [
+                "limits.per_subject_per_minute",
+                "limits.per_subject_burst",
+                "limits.sse_kms_burst"
+            ]
+        );
+        assert!(LimitsConfig::default().validate().is_empty());
+    }
+
+    #[test]
+    fn the_redis_url_is_never_shown() {
+        let c = RedisConfig {
+            url: Some("redis://:hunter2@redis:6379".to_string().into()),
+            ..RedisConfig::default()
+        };
+        let shown = format!("{c:?} {}", serde_json::to_string(&c).expect("json"));
+        assert!(!shown.contains("hunter2"), "{shown}");
+    }
+}

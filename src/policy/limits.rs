@@ -78,3 +78,64 @@ impl AccessPointLimits {
         e
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(limits: AccessPointLimits, sse_kms: bool) -> Vec<String> {
+        limits
+            .validate(sse_kms)
+            .into_iter()
+            .map(|e| e.field)
+            .collect()
+    }
+
+    #[test]
+    fn limits_are_validated_and_named() {
+        assert!(AccessPointLimits::default().is_empty());
+        assert_eq!(
+            fields(AccessPointLimits::default(), false),
+            Vec::<String>::new()
+        );
+        let bad = AccessPointLimits {
+            per_second: Some(MAX_LIMIT_RATE + 1),
+            burst: Some(0),
+            sse_kms_per_second: Some(5),
+            ..AccessPointLimits::default()
+        };
+        assert_eq!(
+            fields(bad.clone(), false),
+            [
+                "limits.per_second",
+                "limits.burst",
+                "limits.sse_kms_per_second"
+            ]
+        );
+        assert_eq!(fields(bad, true), ["limits.per_second", "limits.burst"]);
+        let off = AccessPointLimits {
+            per_second: Some(0),
+            ..AccessPointLimits::default()
+        };
+        assert_eq!(
+            fields(off, false),
+            Vec::<String>::new(),
+            "0 switches a limit off"
+        );
+    }
+
+    #[test]
+    fn empty_limits_are_left_out_of_the_document() {
+        let spec: crate::policy::AccessPointSpec = serde_json::from_value(serde_json::json!({
+            "name": "a", "bucket": "bkt",
+            "rules": [{"effect": "allow", "groups": ["g"], "operations": ["get"]}]
+        }))
+        .expect("spec");
+        let doc = serde_json::to_value(&spec).expect("serialize");
+        assert!(doc.get("limits").is_none(), "{doc}");
+        assert!(
+            serde_json::from_value::<AccessPointLimits>(serde_json::json!({"per_sec": 1})).is_err(),
+            "typos are refused"
+        );
+    }
+}
