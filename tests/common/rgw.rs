@@ -99,9 +99,11 @@ impl Rgw {
             // A port taken between the probe and the start: stop what did start, try again.
             stop(&dir);
             last = format!(
-                "status {:?}\nstdout: {stdout}\nstderr: {}\nrgw log tail: {}",
+                "status {:?}\nstdout: {stdout}\nstderr: {}\nmon log tail: {}\nosd log tail: {}\nrgw log tail: {}",
                 out.status,
                 String::from_utf8_lossy(&out.stderr),
+                log_tail(&dir.join("log/mon.a.log")),
+                log_tail(&dir.join("log/osd.0.log")),
                 log_tail(&dir.join("log/client.rgw.a.log")),
             );
         }
