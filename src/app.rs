@@ -182,7 +182,14 @@ impl App {
             ),
             None => None,
         };
+        let reload_every = state.config().server.tls_reload_interval_seconds;
         let tls = tls.map(|(acceptor, cert)| {
+            if reload_every > 0 {
+                background.push(crate::tls::reload_on_change(
+                    Arc::clone(&cert),
+                    Duration::from_secs(reload_every),
+                ));
+            }
             #[cfg(unix)]
             background.push(crate::tls::reload_on_sighup(cert));
             #[cfg(not(unix))]

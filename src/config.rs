@@ -48,9 +48,12 @@ pub struct Config {
 pub struct ServerConfig {
     pub listen: SocketAddr,
     /// PEM certificate chain and private key: both set = serve TLS natively (reloaded on
-    /// SIGHUP). Plain HTTP on the same port is still answered, with 403 `https_required`.
+    /// the files change and on SIGHUP). Plain HTTP on the same port is still answered, with 403 `https_required`.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// How often the certificate files are checked for changes (reloaded when their contents
+    /// differ); 0 turns the watch off, leaving SIGHUP.
+    pub tls_reload_interval_seconds: u64,
     /// `Strict-Transport-Security: max-age=…` on responses to TLS requests; 0 disables it.
     pub hsts_max_age_seconds: u64,
     /// Refuse API requests that did not arrive over TLS (403 `https_required`). A request
@@ -70,6 +73,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
             tls_cert: None,
             tls_key: None,
+            tls_reload_interval_seconds: 10,
             hsts_max_age_seconds: 31_536_000,
             require_https: true,
             trusted_proxies: Vec::new(),

@@ -1,6 +1,6 @@
 //! Native TLS: the certificate chain and key from `server.tls_cert` / `server.tls_key`, served
 //! through a resolver whose key can be swapped at runtime, so a renewed certificate is picked
-//! up on SIGHUP without dropping connections.
+//! up on SIGHUP or when the files change (cert-manager, certbot) without dropping connections.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -55,6 +55,19 @@ pub struct ReloadableCert {
     current: ArcSwap<CertifiedKey>,
 }
 
+/// A digest of both files' bytes: what the watcher compares. Contents, not mtimes, because a
+/// Kubernetes secret update swaps a symlink and coarse mtimes can miss a quick second write.
+fn files_digest(cert: &Path, key: &Path) -> Option<[u8; 32]> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for path in [cert, key] {
+        let bytes = std::fs::read(path).ok()?;
+        h.update((bytes.len() as u64).to_be_bytes());
+        h.update(&bytes);
+    }
+    Some(h.finalize().into())
+}
+
 impl ReloadableCert {
     pub fn load(cert: &Path, key: &Path) -> Result<ReloadableCert, TlsError> {
         let current = load_certified_key(cert, key)?;
@@ -93,6 +106,53 @@ pub fn acceptor(cert: Arc<ReloadableCert>) -> Result<TlsAcceptor, TlsError> {
         .with_cert_resolver(cert);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Re-reads the files every `interval` and reloads when their contents changed, until the task
+/// is aborted. A change that does not load (say the new certificate was written but not yet
+/// its key) keeps the current certificate and is logged once; the next change is tried again.
+pub fn reload_on_change(
+    cert: Arc<ReloadableCert>,
+    interval: std::time::Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let digest = |c: &ReloadableCert| files_digest(&c.cert, &c.key);
+        let mut seen = {
+            let c = Arc::clone(&cert);
+            tokio::task::spawn_blocking(move || digest(&c))
+                .await
+                .ok()
+                .flatten()
+        };
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let c = Arc::clone(&cert);
+            let Ok((now, result)) = tokio::task::spawn_blocking(move || {
+                let now = digest(&c);
+                // Unreadable files (mid-rotation) are not a change yet.
+                let result = (now.is_some() && now != seen).then(|| c.reload());
+                (now, result)
+            })
+            .await
+            else {
+                continue;
+            };
+            match result {
+                None => {}
+                Some(Ok(())) => {
+                    seen = now;
+                    tracing::info!("TLS certificate files changed; certificate reloaded");
+                }
+                Some(Err(e)) => {
+                    seen = now;
+                    tracing::error!(error = %e, "TLS certificate files changed but do not load; keeping the current certificate");
+                }
+            }
+        }
+    })
 }
 
 /// Reloads the certificate on every SIGHUP until the task is aborted.

@@ -9,17 +9,58 @@ use common::tls::TestCert;
 use serde_json::json;
 
 async fn tls_app(trusted_proxies: &[&str]) -> (TestApp, TestCert, tempfile::TempDir) {
+    tls_app_with(trusted_proxies, "").await
+}
+
+async fn tls_app_with(
+    trusted_proxies: &[&str],
+    server_extra: &str,
+) -> (TestApp, TestCert, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let cert = common::tls::issue(dir.path(), "server");
     let mut opts = Options::new(Backend::Sqlite, vec![avatars()]);
     opts.require_https = true;
     opts.trusted_proxies = trusted_proxies.iter().map(|s| s.to_string()).collect();
     opts.server_extra = format!(
-        "tls_cert = \"{}\"\ntls_key = \"{}\"\n",
+        "tls_cert = \"{}\"\ntls_key = \"{}\"\n{server_extra}",
         cert.cert.display(),
         cert.key.display()
     );
     (TestApp::spawn_with(opts).await, cert, dir)
+}
+
+/// Whether a client trusting only `ca_pem` completes a TLS request to the app.
+async fn trusted_by(app: &TestApp, ca_pem: &str) -> bool {
+    common::tls::client(ca_pem)
+        .get(format!("https://127.0.0.1:{}/healthz", app.addr.port()))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_files_changing_on_disk_are_picked_up_without_a_signal() {
+    let (app, first, dir) = tls_app_with(&[], "tls_reload_interval_seconds = 1\n").await;
+    assert!(trusted_by(&app, &first.ca_pem).await);
+
+    // A renewal (new CA, so the two are told apart) written over the same files.
+    let second = common::tls::issue(dir.path(), "server");
+    let mut switched = false;
+    for _ in 0..50 {
+        if trusted_by(&app, &second.ca_pem).await {
+            switched = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(switched, "the renewed certificate is served within seconds");
+    assert!(!trusted_by(&app, &first.ca_pem).await, "the old one is not");
+
+    // A broken write (key garbage) keeps the current certificate in service.
+    std::fs::write(&second.key, "not a key").expect("corrupt key");
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert!(trusted_by(&app, &second.ca_pem).await);
+    app.finish().await;
 }
 
 fn presign_body() -> serde_json::Value {
