@@ -47,8 +47,9 @@ pub struct Config {
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
-    /// PEM certificate chain and private key: both set = serve TLS natively (reloaded on
-    /// the files change and on SIGHUP). Plain HTTP on the same port is still answered, with 403 `https_required`.
+    /// PEM certificate chain and private key: both set = serve TLS natively (reloaded when the
+    /// files change and on SIGHUP). Plain HTTP on the same port is still answered, with 403
+    /// `https_required`.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     /// How often the certificate files are checked for changes (reloaded when their contents
