@@ -151,6 +151,13 @@ impl App {
             // Access points and revocations: change notifications + the periodic reload.
             tokio::spawn(crate::sync::run(state.clone(), reload)),
         ];
+        let cors_check = state.config().s3.cors_check_interval_seconds;
+        if cors_check > 0 {
+            background.push(tokio::spawn(crate::bucket_check::run(
+                state.clone(),
+                Duration::from_secs(cors_check),
+            )));
+        }
         background.extend(limiter.spawn_background());
         background.extend(audit_tasks);
         Ok((state, background))

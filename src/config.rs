@@ -139,6 +139,9 @@ pub struct S3Config {
     pub access_key_id: Option<String>,
     #[serde(serialize_with = "redacted_opt")]
     pub secret_access_key: Option<SecretString>,
+    /// How often each served bucket's CORS is read back and compared with what its access
+    /// points' browser origins need (warnings on `/readyz`); 0 turns the check off.
+    pub cors_check_interval_seconds: u64,
 }
 
 impl Default for S3Config {
@@ -150,6 +153,7 @@ impl Default for S3Config {
             allow_insecure_endpoint: false,
             access_key_id: None,
             secret_access_key: None,
+            cors_check_interval_seconds: 300,
         }
     }
 }

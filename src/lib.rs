@@ -10,6 +10,7 @@ pub mod audit;
 pub mod auth;
 pub mod bucket;
 pub mod bucket_apply;
+pub mod bucket_check;
 pub mod catalog;
 pub mod cli;
 pub mod config;

@@ -35,6 +35,8 @@ struct Inner {
     revocations: Arc<Revocations>,
     /// Catalog reloads run one at a time, so a slow one never replaces a newer catalog.
     catalog_reload: Arc<tokio::sync::Mutex<()>>,
+    /// The latest bucket CORS check's warnings (`crate::bucket_check`), shown on `/readyz`.
+    bucket_warnings: Arc<ArcSwap<Vec<String>>>,
 }
 
 pub struct Parts {
@@ -67,6 +69,7 @@ impl AppState {
                 limiter: p.limiter,
                 revocations: p.revocations,
                 catalog_reload: Arc::new(tokio::sync::Mutex::new(())),
+                bucket_warnings: Arc::new(ArcSwap::from_pointee(Vec::new())),
             }),
         }
     }
@@ -106,6 +109,7 @@ impl AppState {
                 limiter: i.limiter.clone(),
                 revocations: Arc::clone(&i.revocations),
                 catalog_reload: Arc::clone(&i.catalog_reload),
+                bucket_warnings: Arc::clone(&i.bucket_warnings),
             }),
         }
     }
@@ -126,6 +130,12 @@ impl AppState {
     }
     pub fn revocations(&self) -> &Revocations {
         &self.inner.revocations
+    }
+    pub fn bucket_warnings(&self) -> Arc<Vec<String>> {
+        self.inner.bucket_warnings.load_full()
+    }
+    pub fn set_bucket_warnings(&self, warnings: Vec<String>) {
+        self.inner.bucket_warnings.store(Arc::new(warnings));
     }
     /// Held while a catalog is loaded and swapped in (see `crate::sync`).
     pub fn catalog_reload_lock(&self) -> &tokio::sync::Mutex<()> {

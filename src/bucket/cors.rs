@@ -95,6 +95,109 @@ pub fn merge_cors_rules<T: Clone>(
     merged
 }
 
+/// One rule of a bucket's CORS configuration as S3 returns it (only what matching needs).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BucketCorsRule {
+    pub allowed_origins: Vec<String>,
+    pub allowed_methods: Vec<String>,
+    pub allowed_headers: Vec<String>,
+}
+
+/// A browser request the bucket's CORS would refuse: `origin` may not send `method`, or not
+/// with `missing_headers` (the signed headers no matching rule allows).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorsGap {
+    pub origin: String,
+    pub method: String,
+    pub missing_headers: Vec<String>,
+}
+
+impl std::fmt::Display for CorsGap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.missing_headers.is_empty() {
+            write!(f, "{} may not {}", self.origin, self.method)
+        } else {
+            write!(
+                f,
+                "{} may not {} with headers {}",
+                self.origin,
+                self.method,
+                self.missing_headers.join(", ")
+            )
+        }
+    }
+}
+
+/// Where the bucket's CORS rules fall short of `needed` (what `cors_rule` derives), judged the
+/// way S3 answers a preflight: some rule must match the origin, the method and every header.
+/// A needed `x-amz-meta-*` is covered only by a pattern that matches every metadata header.
+pub fn cors_gaps(needed: &CorsRule, bucket: &[BucketCorsRule]) -> Vec<CorsGap> {
+    let mut gaps = Vec::new();
+    for origin in &needed.allowed_origins {
+        for method in &needed.allowed_methods {
+            let candidates: Vec<&BucketCorsRule> = bucket
+                .iter()
+                .filter(|r| r.allowed_origins.iter().any(|p| wildcard(p, origin, false)))
+                .filter(|r| {
+                    r.allowed_methods
+                        .iter()
+                        .any(|m| m.eq_ignore_ascii_case(method))
+                })
+                .collect();
+            // GET and HEAD carry none of the upload headers; asking for them would be wrong.
+            let headers: &[String] = if method == "GET" || method == "HEAD" {
+                &[]
+            } else {
+                &needed.allowed_headers
+            };
+            let missing_in = |r: &BucketCorsRule| -> Vec<String> {
+                headers
+                    .iter()
+                    .filter(|h| !r.allowed_headers.iter().any(|p| wildcard(p, h, true)))
+                    .cloned()
+                    .collect()
+            };
+            if candidates.iter().any(|r| missing_in(r).is_empty()) {
+                continue;
+            }
+            gaps.push(CorsGap {
+                origin: origin.clone(),
+                method: method.clone(),
+                missing_headers: candidates
+                    .first()
+                    .map(|r| missing_in(r))
+                    .unwrap_or_default(),
+            });
+        }
+    }
+    gaps
+}
+
+/// S3's CORS patterns: `*` matches any run of characters; headers compare case-insensitively.
+fn wildcard(pattern: &str, value: &str, ignore_case: bool) -> bool {
+    let (p, v) = if ignore_case {
+        (pattern.to_ascii_lowercase(), value.to_ascii_lowercase())
+    } else {
+        (pattern.to_string(), value.to_string())
+    };
+    let mut parts = p.split('*');
+    let first = parts.next().unwrap_or_default();
+    let Some(mut rest) = v.strip_prefix(first) else {
+        return false;
+    };
+    let pieces: Vec<&str> = parts.collect();
+    let Some((last, middle)) = pieces.split_last() else {
+        return rest.is_empty();
+    };
+    for piece in middle {
+        match rest.find(piece) {
+            Some(i) => rest = &rest[i + piece.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -148,6 +251,117 @@ mod tests {
         let rule = cors_rule(&get_only).expect("rule");
         assert_eq!(rule.allowed_methods, ["GET", "HEAD"]);
         assert!(rule.allowed_headers.iter().all(|h| h.contains("customer")));
+    }
+
+    fn bucket_rule(origins: &[&str], methods: &[&str], headers: &[&str]) -> BucketCorsRule {
+        let v = |xs: &[&str]| xs.iter().map(|s| s.to_string()).collect();
+        BucketCorsRule {
+            allowed_origins: v(origins),
+            allowed_methods: v(methods),
+            allowed_headers: v(headers),
+        }
+    }
+
+    fn avatars_rule() -> CorsRule {
+        cors_rule(&ap(json!({
+            "name": "avatars", "bucket": "media-bucket", "prefix": "a/",
+            "cors_origins": ["https://app.example.com", "https://admin.example.com"],
+            "rules": [{"effect": "allow", "groups": ["u"], "operations": ["get", "put"]}]
+        })))
+        .expect("rule")
+    }
+
+    #[test]
+    fn the_derived_rule_covers_itself_and_nothing_covers_nothing() {
+        let needed = avatars_rule();
+        let own = bucket_rule(
+            &needed
+                .allowed_origins
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+            &needed
+                .allowed_methods
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+            &needed
+                .allowed_headers
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+        );
+        assert_eq!(cors_gaps(&needed, std::slice::from_ref(&own)), vec![]);
+        // No CORS configuration: every origin × method is a gap.
+        assert_eq!(
+            cors_gaps(&needed, &[]).len(),
+            2 * needed.allowed_methods.len()
+        );
+    }
+
+    #[test]
+    fn wildcards_origins_methods_and_headers_are_matched_like_s3() {
+        let needed = avatars_rule();
+        let broad = bucket_rule(&["https://*.example.com"], &["GET", "HEAD", "PUT"], &["*"]);
+        assert_eq!(cors_gaps(&needed, &[broad]), vec![]);
+
+        // Only one origin, and a metadata header pattern narrower than `x-amz-meta-*`.
+        let narrow = bucket_rule(
+            &["https://app.example.com"],
+            &["GET", "PUT"],
+            &["Content-Type", "x-amz-checksum-sha256", "x-amz-meta-owner"],
+        );
+        let gaps = cors_gaps(&needed, &[narrow]);
+        let shown: Vec<String> = gaps.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "https://app.example.com may not HEAD",
+                "https://app.example.com may not PUT with headers x-amz-meta-*",
+                "https://admin.example.com may not GET",
+                "https://admin.example.com may not HEAD",
+                "https://admin.example.com may not PUT",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_later_rule_can_cover_what_an_earlier_one_does_not() {
+        let needed = avatars_rule();
+        let rules = [
+            bucket_rule(&["*"], &["GET", "HEAD"], &[]),
+            bucket_rule(&["*"], &["PUT"], &["content-type", "x-amz-*"]),
+        ];
+        assert_eq!(cors_gaps(&needed, &rules), vec![]);
+    }
+
+    #[test]
+    fn wildcard_matching() {
+        assert!(wildcard("*", "anything", false));
+        assert!(wildcard(
+            "https://*.example.com",
+            "https://a.example.com",
+            false
+        ));
+        assert!(!wildcard(
+            "https://*.example.com",
+            "https://example.com",
+            false
+        ));
+        assert!(!wildcard(
+            "https://*.example.com",
+            "https://a.example.com.evil",
+            false
+        ));
+        assert!(wildcard("X-Amz-Meta-*", "x-amz-meta-*", true));
+        assert!(!wildcard("x-amz-meta-owner", "x-amz-meta-*", true));
+        assert!(!wildcard(
+            "https://App.example.com",
+            "https://app.example.com",
+            false
+        ));
+        assert!(wildcard("a*b*c", "abc", false));
+        assert!(!wildcard("a*b*c", "acb", false));
     }
 
     #[test]

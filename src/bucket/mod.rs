@@ -5,5 +5,5 @@
 mod cors;
 mod policy;
 
-pub use cors::{CorsRule, cors_rule, merge_cors_rules};
+pub use cors::{BucketCorsRule, CorsGap, CorsRule, cors_gaps, cors_rule, merge_cors_rules};
 pub use policy::bucket_policy;

@@ -32,7 +32,8 @@ pub struct Checks {
 
 /// Ready when the database answers, the audit sink accepts records and every JWKS issuer has
 /// keys: without any of them no URL can be issued. Redis (when configured) is reported, and
-/// blocks readiness only when `limits.on_redis_error = "deny"`.
+/// blocks readiness only when `limits.on_redis_error = "deny"`. `warnings` lists what breaks
+/// clients but not presignd (a bucket CORS that does not cover an access point's origins).
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let database = state.store().ping().await;
     let audit = state.audit().check().await;
@@ -66,8 +67,13 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     metrics.set_dependency_up("database", database.is_ok());
     metrics.set_dependency_up("audit", audit.is_ok());
     metrics.set_dependency_up("jwks", state.verifier().ready());
+    let warnings = state.bucket_warnings();
     if ready {
-        Json(serde_json::json!({ "status": "ready", "checks": checks })).into_response()
+        let mut body = serde_json::json!({ "status": "ready", "checks": checks });
+        if !warnings.is_empty() {
+            body["warnings"] = serde_json::json!(*warnings);
+        }
+        Json(body).into_response()
     } else {
         let problem = Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -76,6 +82,9 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         );
         let mut body = serde_json::to_value(&problem).unwrap_or_default();
         body["checks"] = serde_json::to_value(&checks).unwrap_or_default();
+        if !warnings.is_empty() {
+            body["warnings"] = serde_json::json!(*warnings);
+        }
         let mut resp = (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
         resp.headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));

@@ -103,6 +103,8 @@ pub struct Options {
     pub audit_extra: String,
     /// Sign for this S3 endpoint instead of the in-process server (e.g. radosgw).
     pub s3_endpoint: Option<S3Endpoint>,
+    /// Extra lines for the `[s3]` table (e.g. `cors_check_interval_seconds = 1`).
+    pub s3_extra: String,
 }
 
 /// Another S3-compatible endpoint for `[s3]`: URL and the keys presignd signs with.
@@ -124,6 +126,7 @@ impl Options {
             audit_sink: None,
             audit_extra: String::new(),
             s3_endpoint: None,
+            s3_extra: String::new(),
         }
     }
 }
@@ -197,6 +200,7 @@ force_path_style = true
 allow_insecure_endpoint = true
 access_key_id = "{ak}"
 secret_access_key = "{sk}"
+{s3_extra}
 
 [audit]
 sink = "{audit}"
@@ -220,6 +224,7 @@ reload_interval_ms = 200
                 .s3_endpoint
                 .as_ref()
                 .map_or(&s3.secret_key, |e| &e.secret_key),
+            s3_extra = opts.s3_extra,
             audit = opts
                 .audit_sink
                 .clone()

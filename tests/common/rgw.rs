@@ -71,7 +71,7 @@ impl Rgw {
             .expect("tempdir");
         let cert = tls.then(|| tls::issue(state.path(), "rgw"));
         let mut last = String::new();
-        for _attempt in 0..2 {
+        for _attempt in 0..3 {
             let port = free_port_triple();
             let dir = state.path().join(format!("s{port}"));
             let mut cmd = Command::new("bash");
@@ -96,7 +96,8 @@ impl Rgw {
                     state,
                 };
             }
-            // A port taken between the probe and the start: stop what did start, try again.
+            // A port taken between the probe and the start, or (rarely, under heavy load) an OSD
+            // that fails its first registration with the monitor: stop what did start, retry.
             stop(&dir);
             last = format!(
                 "status {:?}\nstdout: {stdout}\nstderr: {}\nmon log tail: {}\nosd log tail: {}\nrgw log tail: {}",
