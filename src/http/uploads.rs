@@ -462,7 +462,10 @@ async fn create(
         },
     )?;
     // Only an upload that would be started is charged to the rate limits.
-    state.limiter().admit(principal, &ap, Operation::Put).await?;
+    state
+        .limiter()
+        .admit(principal, &ap, Operation::Put)
+        .await?;
 
     let bucket = ap.target.sdk_bucket().to_string();
     let upload_id = state
@@ -562,7 +565,10 @@ async fn parts(
         .check_part_numbers(&req.part_numbers)
         .map_err(plan_error)?;
     let expires_in = policy::resolve_expires(&ap.spec, req.expires_in)?;
-    state.limiter().admit(principal, &ap, Operation::Put).await?;
+    state
+        .limiter()
+        .admit(principal, &ap, Operation::Put)
+        .await?;
     let (parts, expires_at, clamped) =
         sign_parts(state, &upload, &numbers, expires_in, now, record).await?;
     Ok(PartsResponse {

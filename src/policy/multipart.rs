@@ -99,7 +99,9 @@ impl Plan {
 
     /// The first `count` part numbers (for the URLs handed out at creation).
     pub fn first_parts(&self, count: usize) -> Vec<u32> {
-        let count = u32::try_from(count).unwrap_or(u32::MAX).min(self.part_count);
+        let count = u32::try_from(count)
+            .unwrap_or(u32::MAX)
+            .min(self.part_count);
         (1..=count).collect()
     }
 
@@ -129,10 +131,7 @@ impl Plan {
     /// its exact length, so the object is then exactly the declared size.
     pub fn check_completion(&self, numbers: &[u64]) -> Result<(), PlanError> {
         let complete = numbers.len() == self.part_count as usize
-            && numbers
-                .iter()
-                .enumerate()
-                .all(|(i, &n)| n == i as u64 + 1);
+            && numbers.iter().enumerate().all(|(i, &n)| n == i as u64 + 1);
         if complete {
             Ok(())
         } else {
