@@ -150,6 +150,8 @@ impl App {
             verifier.spawn_background_refresh(),
             // Access points and revocations: change notifications + the periodic reload.
             tokio::spawn(crate::sync::run(state.clone(), reload)),
+            // Aborts multipart uploads abandoned for `uploads.abandon_after_seconds`.
+            tokio::spawn(crate::uploads::run_sweeper(state.clone())),
         ];
         let cors_check = state.config().s3.cors_check_interval_seconds;
         if cors_check > 0 {

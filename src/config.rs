@@ -41,6 +41,9 @@ pub struct Config {
     /// `/metrics`: separate listener, bearer token, plain-HTTP exemption.
     #[serde(default)]
     pub metrics: crate::metrics::MetricsConfig,
+    /// Multipart uploads: part URLs handed out at creation, the abandoned-upload sweeper.
+    #[serde(default)]
+    pub uploads: crate::uploads::UploadsConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -425,6 +428,7 @@ impl Config {
         p.extend(self.redis.validate());
         p.extend(self.limits.validate());
         p.extend(self.metrics.validate(self.server.listen));
+        p.extend(self.uploads.validate());
         let s3 = &self.s3;
         if s3.region.is_empty()
             || !s3

@@ -26,6 +26,7 @@ pub mod state;
 pub mod store;
 pub mod sync;
 pub mod tls;
+pub mod uploads;
 
 pub use app::App;
 pub use principal::Principal;

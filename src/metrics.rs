@@ -121,6 +121,10 @@ pub fn operation_label(operation: &str) -> &'static str {
         "get" => "get",
         "put" => "put",
         "delete" => "delete",
+        "multipart_create" => "multipart_create",
+        "multipart_parts" => "multipart_parts",
+        "multipart_complete" => "multipart_complete",
+        "multipart_abort" => "multipart_abort",
         _ => "unknown",
     }
 }

@@ -568,3 +568,181 @@ fn problem_codes_are_documented() {
         "codes the server sends (left) and the Problem.code enum (right) differ"
     );
 }
+
+/// The multipart upload routes: each status the suite can provoke, against the contract.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multipart_responses_match_the_documented_schemas() {
+    let contract = Contract::load();
+    let app = TestApp::spawn(Backend::Sqlite, vec![avatars()]).await;
+    let alice = app.token("alice", &["users"], false);
+    let bob = app.token("bob", &["users"], false);
+    let create = "/v1/access-points/{name}/uploads";
+    let parts = "/v1/access-points/{name}/uploads/{upload_id}/parts";
+    let complete = "/v1/access-points/{name}/uploads/{upload_id}/complete";
+    let abort = "/v1/access-points/{name}/uploads/{upload_id}";
+    let body = json!({"key": "alice/notes.txt", "content_type": "text/plain",
+                      "content_length": 100, "metadata": {"origin": "test"}});
+    contract.validate(
+        &contract.schema("CreateUploadRequest"),
+        &body,
+        "request body",
+    );
+
+    let cases: Vec<(&str, Option<&str>, Value, u16)> = vec![
+        (
+            "avatars",
+            Some(&alice),
+            json!({"key": "alice/x.txt", "content_type": "text/plain", "content_length": 6 << 20}),
+            413,
+        ),
+        (
+            "avatars",
+            Some(&alice),
+            json!({"key": "alice/x.txt", "content_type": "text/plain", "content_length": 10, "part_size": 1}),
+            400,
+        ),
+        (
+            "avatars",
+            Some(&alice),
+            json!({"key": "bob/x.txt", "content_type": "text/plain", "content_length": 10}),
+            403,
+        ),
+        (
+            "avatars",
+            None,
+            json!({"key": "alice/x.txt", "content_length": 10}),
+            401,
+        ),
+        (
+            "nope",
+            Some(&alice),
+            json!({"key": "alice/x.txt", "content_length": 10}),
+            404,
+        ),
+    ];
+    for (name, token, req, expected) in cases {
+        let resp = call(
+            &app,
+            "POST",
+            &format!("/v1/access-points/{name}/uploads"),
+            token,
+            Some(req.clone()),
+        )
+        .await;
+        assert_eq!(resp.status, expected, "{req}: {}", resp.body);
+        contract.check("POST", create, &resp);
+    }
+
+    let resp = call(
+        &app,
+        "POST",
+        "/v1/access-points/avatars/uploads",
+        Some(&alice),
+        Some(body),
+    )
+    .await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    contract.check("POST", create, &resp);
+    let id = resp.body["upload_id"]
+        .as_str()
+        .expect("upload_id")
+        .to_string();
+    let base = format!("/v1/access-points/avatars/uploads/{id}");
+
+    let req = json!({"part_numbers": [1], "expires_in": 60});
+    contract.validate(&contract.schema("PartsRequest"), &req, "request body");
+    let resp = call(
+        &app,
+        "POST",
+        &format!("{base}/parts"),
+        Some(&alice),
+        Some(req),
+    )
+    .await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    contract.check("POST", parts, &resp);
+    let part = resp.body["parts"][0].clone();
+    for (token, req, expected) in [
+        (&bob, json!({"part_numbers": [1]}), 404),
+        (&alice, json!({"part_numbers": [2]}), 400),
+    ] {
+        let resp = call(
+            &app,
+            "POST",
+            &format!("{base}/parts"),
+            Some(token),
+            Some(req),
+        )
+        .await;
+        assert_eq!(resp.status, expected, "{}", resp.body);
+        contract.check("POST", parts, &resp);
+    }
+
+    // Upload the one part, then complete.
+    let put = app
+        .http
+        .put(part["url"].as_str().expect("url"))
+        .body(vec![b'x'; 100])
+        .send()
+        .await
+        .expect("PUT part");
+    assert_eq!(put.status().as_u16(), 200);
+    let etag = put.headers()["etag"].to_str().expect("etag").to_string();
+    let resp = call(
+        &app,
+        "POST",
+        &format!("{base}/complete"),
+        Some(&bob),
+        Some(json!({"parts": [{"part_number": 1, "etag": etag}]})),
+    )
+    .await;
+    assert_eq!(resp.status, 404);
+    contract.check("POST", complete, &resp);
+    let resp = call(
+        &app,
+        "POST",
+        &format!("{base}/complete"),
+        Some(&alice),
+        Some(json!({"parts": []})),
+    )
+    .await;
+    assert_eq!(resp.status, 400);
+    contract.check("POST", complete, &resp);
+    let req = json!({"parts": [{"part_number": 1, "etag": etag}]});
+    contract.validate(&contract.schema("CompleteRequest"), &req, "request body");
+    let resp = call(
+        &app,
+        "POST",
+        &format!("{base}/complete"),
+        Some(&alice),
+        Some(req),
+    )
+    .await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    contract.check("POST", complete, &resp);
+
+    // Abort: 404 once completed; 204 for an open upload.
+    let resp = call(&app, "DELETE", &base, Some(&alice), None).await;
+    assert_eq!(resp.status, 404);
+    contract.check("DELETE", abort, &resp);
+    let resp = call(
+        &app,
+        "POST",
+        "/v1/access-points/avatars/uploads",
+        Some(&alice),
+        Some(json!({"key": "alice/b.txt", "content_type": "text/plain", "content_length": 5})),
+    )
+    .await;
+    let id = resp.body["upload_id"].as_str().expect("upload_id");
+    let resp = call(
+        &app,
+        "DELETE",
+        &format!("/v1/access-points/avatars/uploads/{id}"),
+        Some(&alice),
+        None,
+    )
+    .await;
+    assert_eq!(resp.status, 204);
+    assert!(contract.doc["paths"][abort]["delete"]["responses"]["204"].is_object());
+    app.finish().await;
+}

@@ -59,6 +59,18 @@ pub enum ApiError {
         /// Whole seconds, at least 1 (the `Retry-After` value).
         retry_after: u64,
     },
+    #[error("no such multipart upload of the caller on this access point")]
+    UploadNotFound,
+    #[error("{0}")]
+    InvalidPartNumbers(String),
+    #[error("{0}")]
+    InvalidPartSize(String),
+    #[error("content_length exceeds the largest upload allowed here: {max} bytes")]
+    UploadTooLarge { max: u64 },
+    #[error("S3 refused the listed parts: {0}")]
+    InvalidParts(String),
+    #[error("S3 failed the request")]
+    Upstream(String),
 }
 
 impl From<crate::store::StoreError> for ApiError {
@@ -107,6 +119,12 @@ impl ApiError {
             ApiError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
             ApiError::Conflict => StatusCode::CONFLICT,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::UploadNotFound => StatusCode::NOT_FOUND,
+            ApiError::InvalidPartNumbers(_)
+            | ApiError::InvalidPartSize(_)
+            | ApiError::InvalidParts(_) => StatusCode::BAD_REQUEST,
+            ApiError::UploadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -132,6 +150,12 @@ impl ApiError {
             ApiError::PreconditionFailed { .. } => "precondition_failed",
             ApiError::Conflict => "conflict",
             ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::UploadNotFound => "upload_not_found",
+            ApiError::InvalidPartNumbers(_) => "invalid_part_numbers",
+            ApiError::InvalidPartSize(_) => "invalid_part_size",
+            ApiError::UploadTooLarge { .. } => "upload_too_large",
+            ApiError::InvalidParts(_) => "invalid_parts",
+            ApiError::Upstream(_) => "upstream_error",
         }
     }
 
@@ -160,9 +184,10 @@ impl ApiError {
     /// The underlying cause worth logging for server errors.
     pub fn cause(&self) -> Option<&str> {
         match self {
-            ApiError::AuditUnavailable(c) | ApiError::Unavailable(c) | ApiError::Internal(c) => {
-                Some(c)
-            }
+            ApiError::AuditUnavailable(c)
+            | ApiError::Unavailable(c)
+            | ApiError::Internal(c)
+            | ApiError::Upstream(c) => Some(c),
             _ => None,
         }
     }

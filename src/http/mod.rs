@@ -9,6 +9,7 @@ mod extract;
 mod health;
 mod metrics_endpoint;
 mod presign;
+mod uploads;
 
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::timeout::TimeoutLayer;
@@ -37,6 +38,22 @@ pub fn router(state: AppState) -> Router {
             post(presign::presign_one),
         )
         .route("/v1/presign/batch", post(presign::presign_batch))
+        .route(
+            "/v1/access-points/{name}/uploads",
+            post(uploads::create_upload),
+        )
+        .route(
+            "/v1/access-points/{name}/uploads/{upload_id}",
+            delete(uploads::abort_upload),
+        )
+        .route(
+            "/v1/access-points/{name}/uploads/{upload_id}/parts",
+            post(uploads::upload_parts),
+        )
+        .route(
+            "/v1/access-points/{name}/uploads/{upload_id}/complete",
+            post(uploads::complete_upload),
+        )
         .route("/v1/access-points", get(discovery::list_access_points))
         .route("/v1/whoami", get(discovery::whoami))
         .route("/v1/admin/access-points", get(admin::list_access_points))
@@ -105,7 +122,14 @@ fn cors(state: &AppState) -> CorsLayer {
             .uri
             .path()
             .strip_prefix("/v1/access-points/")
-            .and_then(|rest| rest.strip_suffix("/presign"))
+            .and_then(|rest| {
+                // The presign and multipart upload routes of one access point.
+                rest.strip_suffix("/presign").or_else(|| {
+                    rest.split_once("/uploads")
+                        .filter(|(_, tail)| tail.is_empty() || tail.starts_with('/'))
+                        .map(|(name, _)| name)
+                })
+            })
             .and_then(|name| {
                 state
                     .catalog()

@@ -12,6 +12,7 @@ mod evaluate;
 mod glob;
 mod key;
 mod limits;
+pub mod multipart;
 mod request;
 mod target;
 mod validate;

@@ -3,6 +3,7 @@
 //! and handles path-style and custom endpoints.
 
 mod credentials;
+pub mod multipart;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};

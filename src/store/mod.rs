@@ -6,6 +6,7 @@ mod access_points;
 mod conditional;
 mod notify;
 mod revocations;
+mod uploads;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -16,6 +17,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 pub use access_points::{StoredAccessPoint, Upsert};
 pub use notify::{CHANGES_CHANNEL, Change};
 pub use revocations::{RevocationKind, StoredRevocation};
+pub use uploads::{Claim, StoredUpload, UploadOwner};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

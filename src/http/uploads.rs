@@ -1,0 +1,704 @@
+//! Multipart uploads under an access point's `put` rules:
+//!
+//! - `POST /v1/access-points/{name}/uploads`: create (CreateMultipartUpload) + first part URLs;
+//! - `POST …/uploads/{upload_id}/parts`: more part URLs (resuming);
+//! - `POST …/uploads/{upload_id}/complete`: CompleteMultipartUpload;
+//! - `DELETE …/uploads/{upload_id}`: AbortMultipartUpload.
+//!
+//! Creation is authorized exactly like a presigned `put`: principal → access point → network
+//! → key → rules → upload constraints → rate limits. Each later step finds the upload with one
+//! SQL query that names the caller (issuer, subject) and the access point, so another
+//! principal's upload is indistinguishable from none. Every step is audited before the answer.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::client::ClientInfo;
+use super::error::ApiError;
+use super::extract::{ApiJson, Authenticated};
+use super::presign::{audit_refusal, base_record};
+use crate::Principal;
+use crate::audit::{AuditRecord, Decision, signature_sha256};
+use crate::policy::multipart::{self, MAX_PARTS, Plan, PlanError};
+use crate::policy::{self, CompiledAccessPoint, DenyReason, Encryption, Operation, UploadRequest};
+use crate::sign::multipart::{CreateUpload, MultipartError, PartSignRequest};
+use crate::sign::{Presigned, SignError};
+use crate::state::AppState;
+use crate::store::{Claim, StoredUpload, UploadOwner};
+use crate::uploads::{ABORT_CLAIM_SECONDS, COMPLETE_CLAIM_SECONDS, unix};
+
+const OP_CREATE: &str = "multipart_create";
+const OP_PARTS: &str = "multipart_parts";
+const OP_COMPLETE: &str = "multipart_complete";
+const OP_ABORT: &str = "multipart_abort";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUploadRequest {
+    pub key: String,
+    pub content_type: Option<String>,
+    pub content_length: u64,
+    pub part_size: Option<u64>,
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+    pub expires_in: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartsRequest {
+    pub part_numbers: Vec<u64>,
+    pub expires_in: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteRequest {
+    pub parts: Vec<CompletedPart>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompletedPart {
+    pub part_number: u64,
+    pub etag: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PartUrl {
+    pub part_number: u32,
+    pub url: String,
+    pub method: &'static str,
+    /// Exactly the signed headers to send (`content-length` among them).
+    pub headers: BTreeMap<String, String>,
+    pub content_length: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CreateUploadResponse {
+    pub upload_id: String,
+    pub access_point: String,
+    pub bucket: String,
+    pub key: String,
+    pub content_length: u64,
+    pub part_size: u64,
+    pub part_count: u32,
+    pub parts: Vec<PartUrl>,
+    /// When the part URLs in `parts` expire.
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+    /// presignd aborts the upload if nothing happens to it (creation, part URLs) until then.
+    #[serde(with = "time::serde::rfc3339")]
+    pub abandon_at: OffsetDateTime,
+    pub request_id: String,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub expires_clamped: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PartsResponse {
+    pub upload_id: String,
+    pub parts: Vec<PartUrl>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub abandon_at: OffsetDateTime,
+    pub request_id: String,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub expires_clamped: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CompleteResponse {
+    pub upload_id: String,
+    pub access_point: String,
+    pub bucket: String,
+    pub key: String,
+    pub content_length: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    pub request_id: String,
+}
+
+pub async fn create_upload(
+    State(state): State<AppState>,
+    auth: Result<Authenticated, ApiError>,
+    client: ClientInfo,
+    Path(name): Path<String>,
+    body: Result<ApiJson<CreateUploadRequest>, ApiError>,
+) -> Result<Json<CreateUploadResponse>, ApiError> {
+    let principal = authenticated(&state, &client, &name, OP_CREATE, auth).await?;
+    let ApiJson(req) = body?;
+    let now = SystemTime::now();
+    let mut record = new_record(&state, &client, &principal, OP_CREATE, &name, now);
+    let outcome = create(&state, &principal, &client, &name, &req, now, &mut record).await;
+    finish(&state, record, outcome).await.map(Json)
+}
+
+pub async fn upload_parts(
+    State(state): State<AppState>,
+    auth: Result<Authenticated, ApiError>,
+    client: ClientInfo,
+    Path((name, upload_id)): Path<(String, String)>,
+    body: Result<ApiJson<PartsRequest>, ApiError>,
+) -> Result<Json<PartsResponse>, ApiError> {
+    let principal = authenticated(&state, &client, &name, OP_PARTS, auth).await?;
+    let ApiJson(req) = body?;
+    let now = SystemTime::now();
+    let mut record = new_record(&state, &client, &principal, OP_PARTS, &name, now);
+    let outcome = parts(
+        &state,
+        &principal,
+        &client,
+        &name,
+        &upload_id,
+        &req,
+        now,
+        &mut record,
+    )
+    .await;
+    finish(&state, record, outcome).await.map(Json)
+}
+
+pub async fn complete_upload(
+    State(state): State<AppState>,
+    auth: Result<Authenticated, ApiError>,
+    client: ClientInfo,
+    Path((name, upload_id)): Path<(String, String)>,
+    body: Result<ApiJson<CompleteRequest>, ApiError>,
+) -> Result<Json<CompleteResponse>, ApiError> {
+    let principal = authenticated(&state, &client, &name, OP_COMPLETE, auth).await?;
+    let ApiJson(req) = body?;
+    let now = SystemTime::now();
+    let mut record = new_record(&state, &client, &principal, OP_COMPLETE, &name, now);
+    let outcome = complete(
+        &state,
+        &principal,
+        &client,
+        &name,
+        &upload_id,
+        &req,
+        now,
+        &mut record,
+    )
+    .await;
+    finish(&state, record, outcome).await.map(Json)
+}
+
+pub async fn abort_upload(
+    State(state): State<AppState>,
+    auth: Result<Authenticated, ApiError>,
+    client: ClientInfo,
+    Path((name, upload_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let principal = authenticated(&state, &client, &name, OP_ABORT, auth).await?;
+    let now = SystemTime::now();
+    let mut record = new_record(&state, &client, &principal, OP_ABORT, &name, now);
+    let outcome = abort(
+        &state,
+        &principal,
+        &client,
+        &name,
+        &upload_id,
+        now,
+        &mut record,
+    )
+    .await;
+    finish(&state, record, outcome)
+        .await
+        .map(|()| StatusCode::NO_CONTENT)
+}
+
+/// The principal, or the audited refusal of an unauthenticated request.
+async fn authenticated(
+    state: &AppState,
+    client: &ClientInfo,
+    name: &str,
+    op: &str,
+    auth: Result<Authenticated, ApiError>,
+) -> Result<Principal, ApiError> {
+    match auth {
+        Ok(Authenticated(p)) => Ok(p),
+        Err(e) => Err(audit_refusal(state, client, Some(name), op, e).await),
+    }
+}
+
+fn new_record(
+    state: &AppState,
+    client: &ClientInfo,
+    principal: &Principal,
+    op: &str,
+    name: &str,
+    now: SystemTime,
+) -> AuditRecord {
+    let mut record = base_record(state, client, Some(principal), op, now);
+    record.access_point = Some(name.chars().filter(|c| !c.is_control()).take(128).collect());
+    record
+}
+
+/// Names the decision in the record, makes it durable, then answers.
+async fn finish<T>(
+    state: &AppState,
+    mut record: AuditRecord,
+    outcome: Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    match &outcome {
+        Ok(_) => {
+            record.decision = Decision::Allow;
+            record.reason = "allowed".into();
+        }
+        // The rule outcome (explicit or implicit deny) is already named.
+        Err(ApiError::Forbidden) if !record.reason.is_empty() => {}
+        Err(e) => record.reason = e.code().to_string(),
+    }
+    state
+        .audit()
+        .append(std::slice::from_ref(&record))
+        .await
+        .map_err(|e| ApiError::AuditUnavailable(e.to_string()))?;
+    super::context::observe_decisions(state, std::slice::from_ref(&record));
+    outcome
+}
+
+/// The access point (visible to the caller) and the network rule.
+fn access_point(
+    state: &AppState,
+    principal: &Principal,
+    client: &ClientInfo,
+    name: &str,
+    record: &mut AuditRecord,
+) -> Result<std::sync::Arc<CompiledAccessPoint>, ApiError> {
+    let ap = state
+        .catalog()
+        .get(name)
+        .filter(|ap| policy::can_see(ap, principal))
+        .cloned()
+        .ok_or(ApiError::NotFound)?;
+    record.bucket = Some(ap.target.sdk_bucket().to_string());
+    record.sse = Some(ap.spec.encryption.mode().to_string());
+    let cidrs = &ap.spec.network.allowed_cidrs;
+    if !cidrs.is_empty()
+        && !client
+            .ip
+            .is_some_and(|ip| cidrs.iter().any(|n| n.contains(&ip)))
+    {
+        return Err(ApiError::NetworkDenied);
+    }
+    Ok(ap)
+}
+
+/// The access point's `put` rules for `key` (as the caller names it).
+fn check_rules(
+    ap: &CompiledAccessPoint,
+    principal: &Principal,
+    key: &str,
+    record: &mut AuditRecord,
+) -> Result<(), ApiError> {
+    match policy::evaluate(ap, principal, Operation::Put, key) {
+        policy::Decision::Allow => Ok(()),
+        policy::Decision::Deny(DenyReason::MfaRequired) => Err(ApiError::MfaRequired),
+        policy::Decision::Deny(reason) => {
+            record.reason = reason.as_str().to_string();
+            Err(ApiError::Forbidden)
+        }
+    }
+}
+
+fn plan_error(e: PlanError) -> ApiError {
+    match e {
+        PlanError::TooLarge { max } => ApiError::UploadTooLarge { max },
+        PlanError::PartSizeOutOfRange | PlanError::TooManyParts { .. } => {
+            ApiError::InvalidPartSize(e.to_string())
+        }
+        PlanError::Empty => ApiError::InvalidRequest(e.to_string()),
+        PlanError::PartNumberCount
+        | PlanError::PartNumberOutOfRange(..)
+        | PlanError::DuplicatePart(_)
+        | PlanError::IncompleteParts(_) => ApiError::InvalidPartNumbers(e.to_string()),
+    }
+}
+
+fn sign_error(e: SignError) -> ApiError {
+    match e {
+        SignError::InsecureUrl => ApiError::HttpsRequired,
+        other => ApiError::Unavailable(other.to_string()),
+    }
+}
+
+fn s3_error(e: MultipartError) -> ApiError {
+    match e {
+        MultipartError::NoSuchUpload => ApiError::UploadNotFound,
+        MultipartError::InvalidParts { code, message } => {
+            ApiError::InvalidParts(format!("{code}: {message}"))
+        }
+        MultipartError::Upstream(cause) => ApiError::Upstream(cause),
+    }
+}
+
+fn owner<'a>(principal: &'a Principal, name: &'a str, upload_id: &'a str) -> UploadOwner<'a> {
+    UploadOwner {
+        upload_id,
+        issuer: &principal.iss,
+        subject: &principal.sub,
+        access_point: name,
+    }
+}
+
+fn plan_of(upload: &StoredUpload) -> Plan {
+    Plan {
+        content_length: upload.content_length,
+        part_size: upload.part_size,
+        part_count: upload.part_count,
+    }
+}
+
+fn abandon_at(state: &AppState, last_activity: SystemTime) -> OffsetDateTime {
+    let after = Duration::from_secs(state.config().uploads.abandon_after_seconds);
+    let t = OffsetDateTime::from(last_activity) + after;
+    t.replace_nanosecond(0).unwrap_or(t)
+}
+
+/// Signs part URLs for `numbers` of `upload`; the record gets their expiry and a digest of
+/// their signatures (one record covers all the URLs of the request).
+async fn sign_parts(
+    state: &AppState,
+    upload: &StoredUpload,
+    numbers: &[u32],
+    expires_in: u32,
+    now: SystemTime,
+    record: &mut AuditRecord,
+) -> Result<(Vec<PartUrl>, OffsetDateTime, bool), ApiError> {
+    let plan = plan_of(upload);
+    let mut urls = Vec::with_capacity(numbers.len());
+    let mut signatures = String::new();
+    let mut expires_at = OffsetDateTime::from(now);
+    let mut clamped = false;
+    for &n in numbers {
+        let length = plan
+            .part_length(n)
+            .ok_or_else(|| ApiError::InvalidPartNumbers(format!("no part {n}")))?;
+        let signed: Presigned = state
+            .signer()
+            .presign_upload_part(&PartSignRequest {
+                bucket: &upload.bucket,
+                key: &upload.object_key,
+                upload_id: &upload.upload_id,
+                part_number: n,
+                content_length: length,
+                expires_in: Duration::from_secs(u64::from(expires_in)),
+                now,
+                record_id: &record.id,
+            })
+            .await
+            .map_err(sign_error)?;
+        signatures.push_str(&signed.signature);
+        signatures.push('\n');
+        expires_at = signed.expires_at;
+        clamped |= signed.clamped;
+        urls.push(PartUrl {
+            part_number: n,
+            url: signed.url,
+            method: signed.method,
+            headers: signed.headers,
+            content_length: length,
+        });
+    }
+    record.expires_at = Some(expires_at);
+    // The digest of all the signatures, one per line, in the order of `parts`.
+    record.signature_sha256 = Some(signature_sha256(&signatures));
+    Ok((urls, expires_at, clamped))
+}
+
+async fn create(
+    state: &AppState,
+    principal: &Principal,
+    client: &ClientInfo,
+    name: &str,
+    req: &CreateUploadRequest,
+    now: SystemTime,
+    record: &mut AuditRecord,
+) -> Result<CreateUploadResponse, ApiError> {
+    let ap = access_point(state, principal, client, name, record)?;
+    let spec = &ap.spec;
+    let full_key = policy::validate_key(&spec.prefix, &req.key)
+        .map_err(|e| ApiError::InvalidKey(e.to_string()))?;
+    record.key = Some(full_key.clone());
+    check_rules(&ap, principal, &req.key, record)?;
+
+    // Refused clearly rather than half-supported: S3 wants the SSE-C key to start the
+    // upload and on every part, and presignd never sees it; a whole-object SHA-256 cannot be
+    // signed into part URLs.
+    if matches!(spec.encryption, Encryption::SseC) {
+        return Err(ApiError::InvalidRequest(
+            "multipart uploads are not available on SSE-C access points (S3 needs the customer key to start one, which presignd never sees); use a presigned put".into(),
+        ));
+    }
+    if spec.upload.require_checksum {
+        return Err(ApiError::InvalidRequest(
+            "this access point requires checksum_sha256, which multipart part URLs cannot carry; use a presigned put".into(),
+        ));
+    }
+    let plan = multipart::plan(
+        req.content_length,
+        req.part_size,
+        spec.upload.max_content_length,
+    )
+    .map_err(plan_error)?;
+    let expires_in = policy::resolve_expires(spec, req.expires_in)?;
+    policy::check_upload(
+        spec,
+        &UploadRequest {
+            content_type: req.content_type.as_deref(),
+            // Each part is a PUT of at most this many bytes (the total was checked above).
+            content_length: Some(plan.part_size.min(plan.content_length)),
+            checksum_sha256: None,
+            metadata: &req.metadata,
+        },
+    )?;
+    // Only an upload that would be started is charged to the rate limits.
+    state
+        .limiter()
+        .admit(principal, &ap, Operation::Put)
+        .await?;
+
+    let bucket = ap.target.sdk_bucket().to_string();
+    let upload_id = state
+        .signer()
+        .create_multipart_upload(&CreateUpload {
+            bucket: &bucket,
+            key: &full_key,
+            encryption: &spec.encryption,
+            content_type: req.content_type.as_deref(),
+            metadata: &req.metadata,
+        })
+        .await
+        .map_err(s3_error)?;
+    let t = unix(now);
+    let upload = StoredUpload {
+        upload_id,
+        access_point: spec.name.clone(),
+        bucket,
+        request_key: req.key.clone(),
+        object_key: full_key,
+        issuer: principal.iss.clone(),
+        subject: principal.sub.clone(),
+        content_length: plan.content_length,
+        part_size: plan.part_size,
+        part_count: plan.part_count,
+        created_at: t,
+        last_activity_at: t,
+    };
+    if let Err(e) = state.store().insert_upload(&upload).await {
+        // Unrecorded, nobody could finish or abort it: abort it now (best effort; the
+        // bucket's lifecycle rule is the backstop).
+        if let Err(abort) = state
+            .signer()
+            .abort_multipart_upload(&upload.bucket, &upload.object_key, &upload.upload_id)
+            .await
+        {
+            tracing::warn!(error = %abort, "cannot abort an unrecorded multipart upload");
+        }
+        return Err(e.into());
+    }
+    let numbers = plan.first_parts(state.config().uploads.initial_part_urls);
+    let (parts, expires_at, clamped) =
+        sign_parts(state, &upload, &numbers, expires_in, now, record).await?;
+    Ok(CreateUploadResponse {
+        upload_id: upload.upload_id,
+        access_point: spec.name.clone(),
+        bucket: upload.bucket,
+        key: upload.object_key,
+        content_length: plan.content_length,
+        part_size: plan.part_size,
+        part_count: plan.part_count,
+        parts,
+        expires_at,
+        abandon_at: abandon_at(state, now),
+        request_id: client.request_id.clone(),
+        expires_clamped: clamped,
+    })
+}
+
+/// The caller's upload, re-authorized against the access point's current rules.
+fn reauthorize(
+    ap: &CompiledAccessPoint,
+    principal: &Principal,
+    upload: &StoredUpload,
+    record: &mut AuditRecord,
+) -> Result<(), ApiError> {
+    // A changed prefix would put the upload's key outside what the rules now speak about.
+    let same_key = policy::validate_key(&ap.spec.prefix, &upload.request_key)
+        .is_ok_and(|k| k == upload.object_key);
+    if !same_key {
+        record.reason = "prefix_changed".into();
+        return Err(ApiError::Forbidden);
+    }
+    check_rules(ap, principal, &upload.request_key, record)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn parts(
+    state: &AppState,
+    principal: &Principal,
+    client: &ClientInfo,
+    name: &str,
+    upload_id: &str,
+    req: &PartsRequest,
+    now: SystemTime,
+    record: &mut AuditRecord,
+) -> Result<PartsResponse, ApiError> {
+    let ap = access_point(state, principal, client, name, record)?;
+    let upload = state
+        .store()
+        .touch_upload(owner(principal, name, upload_id), unix(now))
+        .await?
+        .ok_or(ApiError::UploadNotFound)?;
+    record.key = Some(upload.object_key.clone());
+    reauthorize(&ap, principal, &upload, record)?;
+    let numbers = plan_of(&upload)
+        .check_part_numbers(&req.part_numbers)
+        .map_err(plan_error)?;
+    let expires_in = policy::resolve_expires(&ap.spec, req.expires_in)?;
+    state
+        .limiter()
+        .admit(principal, &ap, Operation::Put)
+        .await?;
+    let (parts, expires_at, clamped) =
+        sign_parts(state, &upload, &numbers, expires_in, now, record).await?;
+    Ok(PartsResponse {
+        upload_id: upload.upload_id,
+        parts,
+        expires_at,
+        abandon_at: abandon_at(state, now),
+        request_id: client.request_id.clone(),
+        expires_clamped: clamped,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn complete(
+    state: &AppState,
+    principal: &Principal,
+    client: &ClientInfo,
+    name: &str,
+    upload_id: &str,
+    req: &CompleteRequest,
+    now: SystemTime,
+    record: &mut AuditRecord,
+) -> Result<CompleteResponse, ApiError> {
+    let ap = access_point(state, principal, client, name, record)?;
+    if req.parts.len() > MAX_PARTS as usize {
+        return Err(ApiError::InvalidPartNumbers(format!(
+            "an upload has at most {MAX_PARTS} parts"
+        )));
+    }
+    if let Some(p) = req.parts.iter().find(|p| !valid_etag(&p.etag)) {
+        return Err(ApiError::InvalidRequest(format!(
+            "part {}: etag must be 1 to 256 printable ASCII characters, as UploadPart returned it",
+            p.part_number
+        )));
+    }
+    let t = unix(now);
+    let upload = state
+        .store()
+        .touch_upload(owner(principal, name, upload_id), t)
+        .await?
+        .ok_or(ApiError::UploadNotFound)?;
+    record.key = Some(upload.object_key.clone());
+    reauthorize(&ap, principal, &upload, record)?;
+    let numbers: Vec<u64> = req.parts.iter().map(|p| p.part_number).collect();
+    plan_of(&upload)
+        .check_completion(&numbers)
+        .map_err(plan_error)?;
+    // Held while S3 completes: no concurrent complete, abort or sweep.
+    let upload = state
+        .store()
+        .claim_upload(
+            owner(principal, name, upload_id),
+            Claim::Completing,
+            t + COMPLETE_CLAIM_SECONDS,
+        )
+        .await?
+        .ok_or(ApiError::UploadNotFound)?;
+    let parts: Vec<(u32, String)> = req
+        .parts
+        .iter()
+        .zip(1u32..)
+        .map(|(p, n)| (n, p.etag.clone()))
+        .collect();
+    let result = state
+        .signer()
+        .complete_multipart_upload(&upload.bucket, &upload.object_key, upload_id, &parts)
+        .await;
+    match result {
+        Ok(etag) => {
+            state.store().delete_upload(upload_id).await?;
+            Ok(CompleteResponse {
+                upload_id: upload.upload_id,
+                access_point: ap.spec.name.clone(),
+                bucket: upload.bucket,
+                key: upload.object_key,
+                content_length: upload.content_length,
+                etag,
+                request_id: client.request_id.clone(),
+            })
+        }
+        Err(MultipartError::NoSuchUpload) => {
+            state.store().delete_upload(upload_id).await?;
+            Err(ApiError::UploadNotFound)
+        }
+        Err(e) => {
+            // The caller may fix the parts (or S3 recover) and complete again.
+            state.store().release_upload(upload_id, t).await?;
+            Err(s3_error(e))
+        }
+    }
+}
+
+async fn abort(
+    state: &AppState,
+    principal: &Principal,
+    client: &ClientInfo,
+    name: &str,
+    upload_id: &str,
+    now: SystemTime,
+    record: &mut AuditRecord,
+) -> Result<(), ApiError> {
+    // Only ownership matters to abort: it just discards the caller's own parts.
+    access_point(state, principal, client, name, record)?;
+    let t = unix(now);
+    let upload = state
+        .store()
+        .claim_upload(
+            owner(principal, name, upload_id),
+            Claim::Aborting,
+            t + ABORT_CLAIM_SECONDS,
+        )
+        .await?
+        .ok_or(ApiError::UploadNotFound)?;
+    record.key = Some(upload.object_key.clone());
+    match state
+        .signer()
+        .abort_multipart_upload(&upload.bucket, &upload.object_key, upload_id)
+        .await
+    {
+        Ok(()) | Err(MultipartError::NoSuchUpload) => {
+            state.store().delete_upload(upload_id).await?;
+            Ok(())
+        }
+        Err(e) => {
+            state.store().release_upload(upload_id, t).await?;
+            Err(s3_error(e))
+        }
+    }
+}
+
+fn valid_etag(etag: &str) -> bool {
+    (1..=256).contains(&etag.len()) && etag.bytes().all(|b| (0x20..0x7f).contains(&b))
+}

@@ -1,0 +1,267 @@
+//! Multipart uploads on S3: CreateMultipartUpload, presigned UploadPart URLs,
+//! CompleteMultipartUpload and AbortMultipartUpload, with the signer's client and credentials.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ServerSideEncryption};
+use time::OffsetDateTime;
+
+use super::{
+    Presigned, RECORD_ID_PARAM, SignError, Signer, add_record_id, percent_encode, presign_error,
+    query_param,
+};
+use crate::policy::Encryption;
+
+/// A failed S3 multipart call, classified for the API.
+#[derive(Debug, thiserror::Error)]
+pub enum MultipartError {
+    /// S3 does not know the upload (completed, aborted or expired by a lifecycle rule).
+    #[error("S3 has no such upload")]
+    NoSuchUpload,
+    /// S3 refused the listed parts (a wrong ETag, a part not uploaded, a part too small).
+    #[error("S3 refused the parts ({code}): {message}")]
+    InvalidParts { code: String, message: String },
+    #[error("S3 request failed: {0}")]
+    Upstream(String),
+}
+
+fn classify<E, R>(e: aws_sdk_s3::error::SdkError<E, R>) -> MultipartError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let code = e.code().map(str::to_string);
+    match code.as_deref() {
+        Some("NoSuchUpload") => MultipartError::NoSuchUpload,
+        Some(c @ ("InvalidPart" | "InvalidPartOrder" | "EntityTooSmall")) => {
+            MultipartError::InvalidParts {
+                code: c.to_string(),
+                message: e.message().unwrap_or_default().to_string(),
+            }
+        }
+        _ => MultipartError::Upstream(aws_sdk_s3::error::DisplayErrorContext(e).to_string()),
+    }
+}
+
+/// What CreateMultipartUpload is given, already authorized and validated.
+#[derive(Debug, Clone)]
+pub struct CreateUpload<'a> {
+    pub bucket: &'a str,
+    pub key: &'a str,
+    pub encryption: &'a Encryption,
+    pub content_type: Option<&'a str>,
+    pub metadata: &'a BTreeMap<String, String>,
+}
+
+/// One UploadPart URL to sign: its exact length is signed, so S3 takes no other.
+#[derive(Debug, Clone)]
+pub struct PartSignRequest<'a> {
+    pub bucket: &'a str,
+    pub key: &'a str,
+    pub upload_id: &'a str,
+    pub part_number: u32,
+    pub content_length: u64,
+    pub expires_in: Duration,
+    pub now: SystemTime,
+    /// The audit record's id, signed into the URL as `x-presignd-id`.
+    pub record_id: &'a str,
+}
+
+impl Signer {
+    /// Starts a multipart upload with the access point's server-side encryption, content
+    /// type and metadata; returns S3's upload id. (SSE-C cannot be started here: S3 wants the
+    /// customer's key, which presignd never sees.)
+    pub async fn create_multipart_upload(
+        &self,
+        req: &CreateUpload<'_>,
+    ) -> Result<String, MultipartError> {
+        let mut op = self
+            .client
+            .create_multipart_upload()
+            .bucket(req.bucket)
+            .key(req.key)
+            .set_content_type(req.content_type.map(str::to_string));
+        for (k, v) in req.metadata {
+            op = op.metadata(k, v);
+        }
+        op = match req.encryption {
+            Encryption::None => op,
+            Encryption::SseS3 => op.server_side_encryption(ServerSideEncryption::Aes256),
+            Encryption::SseKms { kms_key_id } => op
+                .server_side_encryption(ServerSideEncryption::AwsKms)
+                .ssekms_key_id(kms_key_id),
+            Encryption::SseC => {
+                return Err(MultipartError::Upstream(
+                    "SSE-C multipart uploads need the customer key".into(),
+                ));
+            }
+        };
+        let out = op.send().await.map_err(classify)?;
+        out.upload_id()
+            .filter(|id| !id.is_empty())
+            .map(str::to_string)
+            .ok_or_else(|| MultipartError::Upstream("S3 returned no upload id".into()))
+    }
+
+    /// Completes an upload from its parts `(part_number, etag)`, ascending; returns the
+    /// object's ETag.
+    pub async fn complete_multipart_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: &[(u32, String)],
+    ) -> Result<Option<String>, MultipartError> {
+        let parts = parts
+            .iter()
+            .map(|(n, etag)| {
+                CompletedPart::builder()
+                    .part_number(i32::try_from(*n).unwrap_or(i32::MAX))
+                    .e_tag(etag)
+                    .build()
+            })
+            .collect();
+        let out = self
+            .client
+            .complete_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(out.e_tag().map(str::to_string))
+    }
+
+    /// Aborts an upload: S3 deletes its parts.
+    pub async fn abort_multipart_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<(), MultipartError> {
+        self.client
+            .abort_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    /// A presigned UploadPart URL with the part's exact `Content-Length` signed. Lives at
+    /// most `expires_in`, shortened to the signing credentials' lifetime.
+    pub async fn presign_upload_part(
+        &self,
+        req: &PartSignRequest<'_>,
+    ) -> Result<Presigned, SignError> {
+        let creds = self.credentials.current().await?;
+        let mut expires_in = req.expires_in;
+        let mut clamped = false;
+        if let Some(expiry) = creds.expiry() {
+            let left = expiry.duration_since(req.now).unwrap_or(Duration::ZERO);
+            if left < Duration::from_secs(1) {
+                return Err(SignError::CredentialsExpiring);
+            }
+            if left < expires_in {
+                expires_in = Duration::from_secs(left.as_secs());
+                clamped = true;
+            }
+        }
+        let pc = PresigningConfig::builder()
+            .start_time(req.now)
+            .expires_in(expires_in)
+            .build()
+            .map_err(|e| SignError::Presign(e.to_string()))?;
+        let presigned = self
+            .client
+            .upload_part()
+            .bucket(req.bucket)
+            .key(req.key)
+            .upload_id(req.upload_id)
+            .part_number(i32::try_from(req.part_number).unwrap_or(i32::MAX))
+            .content_length(i64::try_from(req.content_length).unwrap_or(i64::MAX))
+            .customize()
+            .mutate_request(add_record_id(req.record_id))
+            .presigned(pc)
+            .await
+            .map_err(presign_error)?;
+        let url = presigned.uri().to_string();
+        if !url.starts_with("https://") && !self.allow_insecure {
+            return Err(SignError::InsecureUrl);
+        }
+        let signature = query_param(&url, "X-Amz-Signature")
+            .ok_or_else(|| SignError::Presign("no X-Amz-Signature in URL".into()))?
+            .to_string();
+        if query_param(&url, RECORD_ID_PARAM) != Some(percent_encode(req.record_id).as_str()) {
+            return Err(SignError::Presign(format!("no {RECORD_ID_PARAM} in URL")));
+        }
+        let headers = presigned
+            .headers()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
+            .collect();
+        let expires_at = OffsetDateTime::from(req.now) + expires_in;
+        Ok(Presigned {
+            url,
+            method: "PUT",
+            headers,
+            expires_at: expires_at.replace_nanosecond(0).unwrap_or(expires_at),
+            signature,
+            clamped,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::S3Config;
+
+    #[tokio::test]
+    async fn part_urls_sign_upload_id_part_number_and_length() {
+        let cfg = S3Config {
+            region: "us-east-1".into(),
+            access_key_id: Some("AKIDEXAMPLE".into()),
+            secret_access_key: Some("secret".to_string().into()),
+            ..S3Config::default()
+        };
+        let signer = Signer::new(&cfg).await;
+        let p = signer
+            .presign_upload_part(&PartSignRequest {
+                bucket: "acme",
+                key: "big/file.bin",
+                upload_id: "up/1+2",
+                part_number: 7,
+                content_length: 5 * 1024 * 1024,
+                expires_in: Duration::from_secs(60),
+                now: SystemTime::now(),
+                record_id: "rec-1",
+            })
+            .await
+            .expect("presign");
+        assert_eq!(p.method, "PUT");
+        assert!(p.url.contains("partNumber=7"), "{}", p.url);
+        assert!(p.url.contains("uploadId=up%2F1%2B2"), "{}", p.url);
+        assert!(p.url.contains("x-presignd-id=rec-1"), "{}", p.url);
+        assert!(p.url.contains("X-Amz-Expires=60"), "{}", p.url);
+        assert!(
+            p.url.contains("X-Amz-SignedHeaders=content-length%3Bhost"),
+            "the length is signed: {}",
+            p.url
+        );
+        assert_eq!(
+            p.headers.get("content-length").map(String::as_str),
+            Some("5242880")
+        );
+    }
+}
