@@ -3,6 +3,7 @@
 //! and handles path-style and custom endpoints.
 
 mod credentials;
+mod post_policy;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
@@ -15,6 +16,7 @@ use crate::config::S3Config;
 use crate::policy::{Encryption, Operation, Target};
 
 pub use credentials::CachedCredentials;
+pub use post_policy::{PostKey, PostRequest, PresignedPost};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SignError {
