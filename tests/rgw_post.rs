@@ -15,6 +15,8 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
 use common::app::{Backend, Options, S3Endpoint, TestApp, ap};
 use common::rgw::Rgw;
 use serde_json::{Value, json};
@@ -197,14 +199,43 @@ async fn presigned_post_conditions_are_enforced_by_radosgw() {
         (403, "AccessDenied"),
         "changed metadata"
     );
-    let mut tampered = fields.clone();
-    let policy = tampered["policy"].clone();
-    tampered.insert(
-        "policy".into(),
-        format!("{}A", policy.trim_end_matches('=')),
+    let mut added = fields.clone();
+    added.insert("x-amz-meta-extra".into(), "not in the policy".into());
+    let (s, code) = upload(&http, &issued, &added, "n.txt", b"hi").await;
+    assert_eq!(
+        (s, code.as_str()),
+        (403, "AccessDenied"),
+        "a field the policy does not list"
     );
-    let (s, code) = upload(&http, &issued, &tampered, "n.txt", b"hi").await;
-    assert_eq!(s, 403, "a tampered policy: {code}");
+    // A policy re-encoded with a wider size range, with the original signature.
+    let mut tampered = fields.clone();
+    let mut doc: Value =
+        serde_json::from_slice(&B64.decode(&fields["policy"]).expect("base64")).expect("json");
+    for c in doc["conditions"].as_array_mut().expect("conditions") {
+        if c[0] == "content-length-range" {
+            c[2] = json!(1_000_000);
+        }
+    }
+    tampered.insert("policy".into(), B64.encode(doc.to_string()));
+    let (s, code) = upload(&http, &issued, &tampered, "n.txt", &over).await;
+    // (AWS S3 answers SignatureDoesNotMatch; radosgw AccessDenied.)
+    assert_eq!(
+        (s, code.as_str()),
+        (403, "AccessDenied"),
+        "a tampered policy"
+    );
+    let note = s3
+        .head_object()
+        .bucket(BUCKET)
+        .key("forms/alice/note.txt")
+        .send()
+        .await
+        .expect("head");
+    assert_eq!(
+        note.content_length(),
+        Some(MAX as i64),
+        "no refused upload replaced the object"
+    );
     for objects in ["forms/alice/other.txt"] {
         assert!(
             s3.head_object()
