@@ -601,3 +601,83 @@ fn check_fields_for_operation(req: &PresignRequest) -> Result<(), ApiError> {
 fn bounded(name: &str) -> String {
     name.chars().filter(|c| !c.is_control()).take(128).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn compiled(v: serde_json::Value) -> CompiledAccessPoint {
+        CompiledAccessPoint::compile(serde_json::from_value(v).expect("spec")).expect("valid")
+    }
+
+    fn post(key: &str) -> PresignRequest {
+        serde_json::from_value(serde_json::json!({"operation": "post", "key": key}))
+            .expect("request")
+    }
+
+    #[test]
+    fn post_needs_a_bucket_without_sse_c_or_checksums() {
+        let rules =
+            serde_json::json!([{"effect": "allow", "groups": ["u"], "operations": ["put"]}]);
+        let on = |bucket: &str, extra: serde_json::Value| {
+            let mut spec = serde_json::json!({"name": "a", "bucket": bucket, "rules": rules});
+            if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
+                s.extend(e.clone());
+            }
+            check_post(&compiled(spec), &post("k")).map_err(|e| e.code())
+        };
+        assert_eq!(on("media", serde_json::json!({})), Ok(()));
+        assert_eq!(
+            on(
+                "media",
+                serde_json::json!({"encryption": {"mode": "sse-kms", "kms_key_id": "k"}})
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            on(
+                "arn:aws:s3:us-east-1:123456789012:accesspoint/up",
+                serde_json::json!({})
+            ),
+            Err("post_unsupported")
+        );
+        assert_eq!(
+            on(
+                "media",
+                serde_json::json!({"encryption": {"mode": "sse-c"}})
+            ),
+            Err("post_unsupported")
+        );
+        assert_eq!(
+            on(
+                "media",
+                serde_json::json!({"upload": {"require_checksum": true}})
+            ),
+            Err("post_unsupported")
+        );
+        let mut with_sum = post("k");
+        with_sum.checksum_sha256 = Some("47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=".into());
+        let plain = compiled(serde_json::json!({"name": "a", "bucket": "media", "rules": rules}));
+        assert_eq!(
+            check_post(&plain, &with_sum).map_err(|e| e.code()),
+            Err("invalid_request")
+        );
+    }
+
+    #[test]
+    fn post_is_authorized_as_put_and_audited_as_post() {
+        assert_eq!(PresignOperation::Post.authorized_as(), Operation::Put);
+        assert_eq!(PresignOperation::Post.as_str(), "post");
+        for op in Operation::ALL {
+            let p: PresignOperation =
+                serde_json::from_value(serde_json::json!(op.as_str())).expect("operation");
+            assert_eq!((p.authorized_as(), p.as_str()), (op, op.as_str()));
+        }
+        let mut get = post("k");
+        get.operation = PresignOperation::Get;
+        get.key_starts_with = Some(true);
+        assert!(check_fields_for_operation(&get).is_err());
+        get.key_starts_with = Some(false);
+        assert!(check_fields_for_operation(&get).is_ok());
+    }
+}
