@@ -178,7 +178,7 @@ mod tests {
         // An S3 access point ARN takes presigned PUTs, not POST policies.
         assert_eq!(
             on(
-                "arn:aws:s3:us-east-1:123456789012:accesspoint/up",
+                "arn:aws:s3:us-east-1:123456789012:accesspoint/uploads",
                 json!(["put"])
             ),
             ["PUT"]

@@ -636,7 +636,7 @@ mod tests {
         );
         assert_eq!(
             on(
-                "arn:aws:s3:us-east-1:123456789012:accesspoint/up",
+                "arn:aws:s3:us-east-1:123456789012:accesspoint/uploads",
                 serde_json::json!({})
             ),
             Err("post_unsupported")
