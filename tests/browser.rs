@@ -9,7 +9,9 @@
 //!    unrelated rule.
 //! 3. Origin A again: presign PUT, PUT straight to radosgw, presign GET, read back — the bytes
 //!    match, the page read `x-request-id` (exposed by presignd) and `ETag` (exposed by the
-//!    bucket rule), and the object is in the bucket.
+//!    bucket rule), and the object is in the bucket. Then a presigned POST: the page posts a
+//!    `FormData` form upload straight to radosgw (the bucket rule allows POST because the
+//!    access point allows put), reads its 204, and the object is in the bucket.
 //! 4. Origin B (not allowed): the browser blocks the presignd call at the preflight; the POST
 //!    never reaches presignd (no audit record from B).
 //!
@@ -322,7 +324,7 @@ async fn browser_uploads_from_an_allowed_origin_and_is_blocked_from_another() {
     methods.sort();
     assert_eq!(
         methods,
-        ["GET", "HEAD", "PUT"],
+        ["GET", "HEAD", "POST", "PUT"],
         "radosgw keeps its own order"
     );
 
@@ -373,9 +375,31 @@ async fn browser_uploads_from_an_allowed_origin_and_is_blocked_from_another() {
         })
         .collect();
     assert!(
-        to_rgw.contains(&("PUT".into(), 200)) && to_rgw.contains(&("GET".into(), 200)),
-        "the browser PUT and GET radosgw directly: {to_rgw:?}"
+        to_rgw.contains(&("PUT".into(), 200))
+            && to_rgw.contains(&("GET".into(), 200))
+            && to_rgw.contains(&("POST".into(), 204)),
+        "the browser PUT, GET and POST radosgw directly: {to_rgw:?}"
     );
+    // The form upload: the page read S3's 204 (bucket CORS allows POST) and the object is in
+    // the bucket, stored with the content type the policy pinned.
+    assert_eq!(r["post_status"], 204, "{r}");
+    assert_eq!(r["post_key"], "web/alice/hello-form.txt");
+    assert!(
+        r["post_fields"]
+            .as_array()
+            .is_some_and(|f| f.contains(&json!("policy")) && f.contains(&json!("x-amz-signature"))),
+        "{r}"
+    );
+    let form_object = s3
+        .get_object()
+        .bucket(BUCKET)
+        .key("web/alice/hello-form.txt")
+        .send()
+        .await
+        .expect("the form-uploaded object exists");
+    assert_eq!(form_object.content_type(), Some("text/plain"));
+    let stored = form_object.body.collect().await.expect("body").into_bytes();
+    assert_eq!(stored.as_ref(), text.as_bytes(), "form upload bytes");
     let object = s3
         .get_object()
         .bucket(BUCKET)
@@ -413,7 +437,7 @@ async fn browser_uploads_from_an_allowed_origin_and_is_blocked_from_another() {
         "nothing reached S3 from origin B"
     );
 
-    // The audit trail: origin A's three presigns, nothing from origin B (the preflight failed,
+    // The audit trail: origin A's four presigns, nothing from origin B (the preflight failed,
     // the POST was never sent).
     let records = app.audit_records();
     let origins: Vec<(&str, &str)> = records
@@ -430,7 +454,8 @@ async fn browser_uploads_from_an_allowed_origin_and_is_blocked_from_another() {
         [
             (origin_a.as_str(), "put"),
             (origin_a.as_str(), "put"),
-            (origin_a.as_str(), "get")
+            (origin_a.as_str(), "get"),
+            (origin_a.as_str(), "post")
         ],
         "{records:?}"
     );

@@ -277,7 +277,7 @@ fn bucket_policy_and_cors_are_derived_from_the_access_point() {
     );
     assert_eq!(
         rule["AllowedMethods"],
-        serde_json::json!(["GET", "HEAD", "PUT"])
+        serde_json::json!(["GET", "HEAD", "PUT", "POST"])
     );
     assert!(
         rule["AllowedHeaders"]

@@ -379,6 +379,14 @@ jwks_url = "http://127.0.0.1:9/jwks.json"
             413,
         ),
         (
+            // A presigned POST: `fields` instead of headers.
+            "avatars",
+            Some(&alice),
+            json!({"operation": "post", "key": "alice/inbox/", "key_starts_with": true,
+                   "content_type": "image/png", "metadata": {"k": "v"}}),
+            200,
+        ),
+        (
             // Optional fields sent as null are the same as absent ones.
             "avatars",
             Some(&alice),

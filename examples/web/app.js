@@ -1,5 +1,7 @@
-// presignd from a browser: presign a PUT, upload straight to S3, presign a GET, read it back.
-// No framework, no build step. See index.html for how to run it locally.
+// presignd from a browser: presign a PUT, upload straight to S3, presign a GET, read it back;
+// then the same bytes as a form upload with a presigned POST (FormData), whose size range,
+// key and content type S3 itself enforces. No framework, no build step. See index.html for
+// how to run it locally.
 
 const $ = (id) => document.getElementById(id);
 
@@ -76,6 +78,34 @@ async function toS3(step, issued, body) {
   return resp;
 }
 
+// A form upload with a presigned POST: presignd's `fields` first, the file last (S3 ignores
+// fields after it). The browser sets the multipart content type and boundary itself; a
+// FormData body needs no CORS preflight, but reading S3's answer needs the bucket's CORS
+// rule to allow POST.
+async function postForm(issued, blob, filename) {
+  const form = new FormData();
+  for (const [name, value] of Object.entries(issued.fields)) form.append(name, value);
+  form.append('file', blob, filename);
+  let resp;
+  try {
+    resp = await fetch(issued.url, { method: 'POST', body: form });
+  } catch (e) {
+    throw new StepError('form-upload',
+      `the browser blocked the form upload to S3 or could not reach it (${e.message}); ` +
+      `does the bucket's CORS allow POST from ${location.origin}?`);
+  }
+  if (!resp.ok) {
+    const text = await resp.text().catch(() => '');
+    throw new StepError('form-upload', `S3 answered ${resp.status}: ${text.slice(0, 300)}`);
+  }
+  return resp;
+}
+
+// `alice/hello.txt` -> `alice/hello-form.txt`: the form upload's own key.
+function formKey(key) {
+  return key.replace(/(\.[^./]*)?$/, (ext) => `-form${ext}`);
+}
+
 async function run() {
   const api = $('api').value.trim();
   const ap = $('ap').value.trim();
@@ -119,6 +149,21 @@ async function run() {
     out.matches = back.length === bytes.length && back.every((b, i) => b === bytes[i]);
     if (!out.matches) throw new StepError('download', 'the bytes read back differ from the upload');
     logStep(`read ${back.length} bytes back from S3: identical`);
+
+    const postKey = formKey(key);
+    const post = await presign(api, ap, token, {
+      operation: 'post', key: postKey, content_type: contentType,
+    });
+    out.post_request_id = post.requestId;
+    out.post_key = post.issued.key;
+    out.post_fields = Object.keys(post.issued.fields).sort();
+    logStep(`presignd issued a POST policy for ${post.issued.bucket}/${post.issued.key} ` +
+      `(request ${post.requestId})`);
+    const filename = postKey.split('/').pop();
+    const posted = await postForm(post.issued, new Blob([bytes], { type: contentType }), filename);
+    out.post_status = posted.status;
+    logStep(`form-uploaded ${bytes.length} bytes straight to ${new URL(post.issued.url).host} ` +
+      `(status ${posted.status})`);
 
     out.state = 'done';
     $('summary').className = 'done';

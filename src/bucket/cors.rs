@@ -1,9 +1,10 @@
-//! The bucket CORS rule a browser needs to PUT/GET directly with presignd's URLs: the access
-//! point's origins, the methods its rules can grant, and exactly the headers presignd signs.
+//! The bucket CORS rule a browser needs to PUT/GET directly with presignd's URLs (and POST its
+//! forms): the access point's origins, the methods its rules can grant, and exactly the headers
+//! presignd signs.
 
 use serde::Serialize;
 
-use crate::policy::{CompiledAccessPoint, Effect, Encryption, Operation, OperationPattern};
+use crate::policy::{CompiledAccessPoint, Effect, Encryption, Operation, OperationPattern, Target};
 
 /// Serialized in S3's own JSON shape, so the printed rule can go straight into
 /// `aws s3api put-bucket-cors --cors-configuration '{"CORSRules": [...]}'`.
@@ -43,6 +44,12 @@ pub fn cors_rule(ap: &CompiledAccessPoint) -> Option<CorsRule> {
             methods.push(op.http_method().to_string());
             if op == Operation::Get {
                 methods.push("HEAD".into());
+            }
+            // A presigned POST (form upload) is authorized as put; presignd signs POST
+            // policies for bucket targets only. Without POST here a `fetch(FormData)` upload
+            // is stored but the page cannot read S3's answer.
+            if op == Operation::Put && matches!(ap.target, Target::Bucket(_)) {
+                methods.push("POST".into());
             }
         }
     }
@@ -223,7 +230,10 @@ mod tests {
         .expect("rule");
         assert_eq!(rule.id, "presignd-avatars");
         assert_eq!(rule.allowed_origins, ["https://app.example.com"]);
-        assert_eq!(rule.allowed_methods, ["GET", "HEAD", "PUT", "DELETE"]);
+        assert_eq!(
+            rule.allowed_methods,
+            ["GET", "HEAD", "PUT", "POST", "DELETE"]
+        );
         assert_eq!(
             rule.allowed_headers,
             [
@@ -362,6 +372,31 @@ mod tests {
         ));
         assert!(wildcard("a*b*c", "abc", false));
         assert!(!wildcard("a*b*c", "acb", false));
+    }
+
+    #[test]
+    fn post_only_for_buckets_that_take_puts() {
+        let on = |bucket: &str, ops: serde_json::Value| {
+            cors_rule(&ap(json!({
+                "name": "a", "bucket": bucket, "prefix": "a/", "cors_origins": ["https://x.example"],
+                "rules": [{"effect": "allow", "groups": ["u"], "operations": ops}]
+            })))
+            .expect("rule")
+            .allowed_methods
+        };
+        assert_eq!(
+            on("media-bucket", json!(["*"])),
+            ["GET", "HEAD", "PUT", "POST"]
+        );
+        assert_eq!(on("media-bucket", json!(["get"])), ["GET", "HEAD"]);
+        // An S3 access point ARN takes presigned PUTs, not POST policies.
+        assert_eq!(
+            on(
+                "arn:aws:s3:us-east-1:123456789012:accesspoint/uploads",
+                json!(["put"])
+            ),
+            ["PUT"]
+        );
     }
 
     #[test]

@@ -33,6 +33,8 @@ pub enum ApiError {
     InvalidKey(String),
     #[error("{0}")]
     InvalidRequest(String),
+    #[error("{0}")]
+    PostUnsupported(String),
     #[error("invalid access point")]
     InvalidAccessPoint(Vec<FieldError>),
     #[error("{0}")]
@@ -105,7 +107,8 @@ impl ApiError {
             | ApiError::NetworkDenied => StatusCode::FORBIDDEN,
             ApiError::InvalidKey(_)
             | ApiError::InvalidRequest(_)
-            | ApiError::InvalidAccessPoint(_) => StatusCode::BAD_REQUEST,
+            | ApiError::InvalidAccessPoint(_)
+            | ApiError::PostUnsupported(_) => StatusCode::BAD_REQUEST,
             ApiError::Constraint(c) => match c.code() {
                 "payload_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
                 _ => StatusCode::BAD_REQUEST,
@@ -142,6 +145,7 @@ impl ApiError {
             ApiError::InvalidKey(_) => "invalid_key",
             ApiError::InvalidRequest(_) | ApiError::InvalidAccessPoint(_) => "invalid_request",
             ApiError::Constraint(c) => c.code(),
+            ApiError::PostUnsupported(_) => "post_unsupported",
             ApiError::BodyTooLarge => "payload_too_large",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::AuditUnavailable(_) => "audit_unavailable",

@@ -17,16 +17,53 @@ use super::error::{ApiError, Problem};
 use super::extract::{ApiJson, Authenticated};
 use crate::Principal;
 use crate::audit::{AuditRecord, Decision, signature_sha256};
-use crate::policy::{self, CompiledAccessPoint, DenyReason, Encryption, Operation, UploadRequest};
-use crate::sign::{Presigned, SignRequest};
+use crate::policy::{
+    self, CompiledAccessPoint, DenyReason, Encryption, MAX_SINGLE_PUT_BYTES, Operation, Target,
+    UploadRequest,
+};
+use crate::sign::{PostKey, PostRequest, Presigned, SignRequest};
 use crate::state::AppState;
 
 pub const MAX_BATCH_ITEMS: usize = 100;
 
+/// What a presign request asks for: one of the rules' operations, or `post`, a browser form
+/// upload (a signed POST policy), which the rules authorize as `put` — AWS, too, authorizes
+/// POST Object as `s3:PutObject`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PresignOperation {
+    Get,
+    Put,
+    Delete,
+    Post,
+}
+
+impl PresignOperation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PresignOperation::Post => "post",
+            op => op.authorized_as().as_str(),
+        }
+    }
+
+    /// The rule operation that must allow it.
+    pub fn authorized_as(self) -> Operation {
+        match self {
+            PresignOperation::Get => Operation::Get,
+            PresignOperation::Put | PresignOperation::Post => Operation::Put,
+            PresignOperation::Delete => Operation::Delete,
+        }
+    }
+
+    fn uploads(self) -> bool {
+        matches!(self, PresignOperation::Put | PresignOperation::Post)
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PresignRequest {
-    pub operation: Operation,
+    pub operation: PresignOperation,
     pub key: String,
     pub expires_in: Option<u64>,
     pub content_type: Option<String>,
@@ -36,6 +73,10 @@ pub struct PresignRequest {
     pub metadata: BTreeMap<String, String>,
     pub response_content_disposition: Option<String>,
     pub response_content_type: Option<String>,
+    /// `post` only: `key` is a prefix that the browser completes (the policy pins
+    /// `starts-with`); every completion must be allowed by the rules.
+    #[serde(default)]
+    pub key_starts_with: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -52,6 +93,9 @@ pub struct PresignResponse {
     /// Present (true) when the URL was shortened to the signing credentials' lifetime.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub expires_clamped: bool,
+    /// `post` only: the form fields to send, before the file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fields: Option<BTreeMap<String, String>>,
 }
 
 pub async fn presign_one(
@@ -335,7 +379,13 @@ async fn decide(
         .map_err(|e| ApiError::InvalidKey(e.to_string()))?;
     record.key = Some(full_key.clone());
 
-    match policy::evaluate(ap, principal, req.operation, &req.key) {
+    let starts_with = req.key_starts_with == Some(true);
+    let decision = if starts_with && req.operation == PresignOperation::Post {
+        policy::evaluate_prefix(ap, principal, Operation::Put, &req.key)
+    } else {
+        policy::evaluate(ap, principal, req.operation.authorized_as(), &req.key)
+    };
+    match decision {
         policy::Decision::Allow => {}
         policy::Decision::Deny(DenyReason::MfaRequired) => return Err(ApiError::MfaRequired),
         policy::Decision::Deny(reason) => {
@@ -352,12 +402,19 @@ async fn decide(
         req.response_content_type.as_deref(),
         req.response_content_disposition.as_deref(),
     )?;
-    if req.operation == Operation::Put {
+    if req.operation == PresignOperation::Post {
+        check_post(ap, req)?;
+    }
+    if req.operation.uploads() {
         policy::check_upload(
             spec,
             &UploadRequest {
                 content_type: req.content_type.as_deref(),
-                content_length: req.content_length,
+                // A POST need not declare its length: the policy's range is the limit.
+                content_length: match req.operation {
+                    PresignOperation::Post => req.content_length.or(spec.upload.max_content_length),
+                    _ => req.content_length,
+                },
                 checksum_sha256: req.checksum_sha256.as_deref(),
                 metadata: &req.metadata,
             },
@@ -368,12 +425,18 @@ async fn decide(
         return Err(ApiError::HttpsRequired);
     }
     // Only a request that would be issued is charged to the rate limits.
-    state.limiter().admit(principal, ap, req.operation).await?;
+    state
+        .limiter()
+        .admit(principal, ap, req.operation.authorized_as())
+        .await?;
+    if req.operation == PresignOperation::Post {
+        return sign_post(state, client, ap, req, &full_key, expires_in, now, record).await;
+    }
 
     let signed: Presigned = state
         .signer()
         .presign(&SignRequest {
-            operation: req.operation,
+            operation: req.operation.authorized_as(),
             target: &ap.target,
             key: &full_key,
             expires_in: Duration::from_secs(u64::from(expires_in)),
@@ -408,6 +471,101 @@ async fn decide(
         key: full_key,
         request_id: client.request_id.clone(),
         expires_clamped: signed.clamped,
+        fields: None,
+    })
+}
+
+/// What a presigned POST cannot carry, refused before anything is signed.
+fn check_post(ap: &CompiledAccessPoint, req: &PresignRequest) -> Result<(), ApiError> {
+    match ap.target {
+        Target::Bucket(_) => {}
+        // S3 access points and Object Lambda take no browser POST uploads (neither is in
+        // AWS's list of operations they support), so no policy is signed for them.
+        Target::AccessPointArn(_) | Target::ObjectLambdaArn(_) => {
+            return Err(ApiError::PostUnsupported(
+                "this access point targets an S3 access point ARN; presigned POST uploads go to buckets only".into(),
+            ));
+        }
+    }
+    if matches!(ap.spec.encryption, Encryption::SseC) {
+        return Err(ApiError::PostUnsupported(
+            "this access point uses SSE-C: a form upload would have to post the customer key as a form field; use put".into(),
+        ));
+    }
+    if ap.spec.upload.require_checksum {
+        return Err(ApiError::PostUnsupported(
+            "this access point requires a signed checksum, which a POST policy cannot pin; use put"
+                .into(),
+        ));
+    }
+    if req.checksum_sha256.is_some() {
+        return Err(ApiError::InvalidRequest(
+            "checksum_sha256 applies to put only: a POST policy cannot pin it".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Signs the POST policy: S3 enforces the key (or its prefix), the size range, the content
+/// type, encryption, metadata and the record id on the upload itself.
+#[allow(clippy::too_many_arguments)]
+async fn sign_post(
+    state: &AppState,
+    client: &ClientInfo,
+    ap: &CompiledAccessPoint,
+    req: &PresignRequest,
+    full_key: &str,
+    expires_in: u32,
+    now: SystemTime,
+    record: &mut AuditRecord,
+) -> Result<PresignResponse, ApiError> {
+    let spec = &ap.spec;
+    // [0, the access point's maximum, or the declared length when smaller; else S3's 5 GiB].
+    let max = [
+        spec.upload.max_content_length,
+        req.content_length,
+        Some(MAX_SINGLE_PUT_BYTES),
+    ]
+    .into_iter()
+    .flatten()
+    .min()
+    .unwrap_or(MAX_SINGLE_PUT_BYTES);
+    let key = if req.key_starts_with == Some(true) {
+        PostKey::StartsWith(full_key)
+    } else {
+        PostKey::Exact(full_key)
+    };
+    let signed = state
+        .signer()
+        .presign_post(&PostRequest {
+            target: &ap.target,
+            key,
+            expires_in: Duration::from_secs(u64::from(expires_in)),
+            now,
+            encryption: &spec.encryption,
+            content_type: req.content_type.as_deref(),
+            content_length_range: 0..=max,
+            metadata: &req.metadata,
+            record_id: &record.id,
+        })
+        .await
+        .map_err(|e| match e {
+            crate::sign::SignError::InsecureUrl => ApiError::HttpsRequired,
+            other => ApiError::Unavailable(other.to_string()),
+        })?;
+    record.expires_at = Some(signed.expires_at);
+    record.signature_sha256 = Some(signature_sha256(&signed.signature));
+    Ok(PresignResponse {
+        url: signed.url,
+        method: "POST",
+        headers: BTreeMap::new(),
+        expires_at: signed.expires_at,
+        access_point: spec.name.clone(),
+        bucket: ap.target.sdk_bucket().to_string(),
+        key: full_key.to_string(),
+        request_id: client.request_id.clone(),
+        expires_clamped: signed.clamped,
+        fields: Some(signed.fields),
     })
 }
 
@@ -418,14 +576,20 @@ fn check_fields_for_operation(req: &PresignRequest) -> Result<(), ApiError> {
         || req.content_length.is_some()
         || req.checksum_sha256.is_some()
         || !req.metadata.is_empty();
-    if req.operation != Operation::Put && upload_fields {
+    if !req.operation.uploads() && upload_fields {
         return Err(ApiError::InvalidRequest(
-            "content_type, content_length, checksum_sha256 and metadata apply to put only".into(),
+            "content_type, content_length, checksum_sha256 and metadata apply to put and post only"
+                .into(),
+        ));
+    }
+    if req.operation != PresignOperation::Post && req.key_starts_with == Some(true) {
+        return Err(ApiError::InvalidRequest(
+            "key_starts_with applies to post only".into(),
         ));
     }
     let overrides =
         req.response_content_disposition.is_some() || req.response_content_type.is_some();
-    if req.operation != Operation::Get && overrides {
+    if req.operation != PresignOperation::Get && overrides {
         return Err(ApiError::InvalidRequest(
             "response_content_disposition and response_content_type apply to get only".into(),
         ));
@@ -436,4 +600,84 @@ fn check_fields_for_operation(req: &PresignRequest) -> Result<(), ApiError> {
 /// An access point name as the caller typed it, bounded for the audit record.
 fn bounded(name: &str) -> String {
     name.chars().filter(|c| !c.is_control()).take(128).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn compiled(v: serde_json::Value) -> CompiledAccessPoint {
+        CompiledAccessPoint::compile(serde_json::from_value(v).expect("spec")).expect("valid")
+    }
+
+    fn post(key: &str) -> PresignRequest {
+        serde_json::from_value(serde_json::json!({"operation": "post", "key": key}))
+            .expect("request")
+    }
+
+    #[test]
+    fn post_needs_a_bucket_without_sse_c_or_checksums() {
+        let rules =
+            serde_json::json!([{"effect": "allow", "groups": ["u"], "operations": ["put"]}]);
+        let on = |bucket: &str, extra: serde_json::Value| {
+            let mut spec = serde_json::json!({"name": "a", "bucket": bucket, "rules": rules});
+            if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
+                s.extend(e.clone());
+            }
+            check_post(&compiled(spec), &post("k")).map_err(|e| e.code())
+        };
+        assert_eq!(on("media", serde_json::json!({})), Ok(()));
+        assert_eq!(
+            on(
+                "media",
+                serde_json::json!({"encryption": {"mode": "sse-kms", "kms_key_id": "k"}})
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            on(
+                "arn:aws:s3:us-east-1:123456789012:accesspoint/uploads",
+                serde_json::json!({})
+            ),
+            Err("post_unsupported")
+        );
+        assert_eq!(
+            on(
+                "media",
+                serde_json::json!({"encryption": {"mode": "sse-c"}})
+            ),
+            Err("post_unsupported")
+        );
+        assert_eq!(
+            on(
+                "media",
+                serde_json::json!({"upload": {"require_checksum": true}})
+            ),
+            Err("post_unsupported")
+        );
+        let mut with_sum = post("k");
+        with_sum.checksum_sha256 = Some("47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=".into());
+        let plain = compiled(serde_json::json!({"name": "a", "bucket": "media", "rules": rules}));
+        assert_eq!(
+            check_post(&plain, &with_sum).map_err(|e| e.code()),
+            Err("invalid_request")
+        );
+    }
+
+    #[test]
+    fn post_is_authorized_as_put_and_audited_as_post() {
+        assert_eq!(PresignOperation::Post.authorized_as(), Operation::Put);
+        assert_eq!(PresignOperation::Post.as_str(), "post");
+        for op in Operation::ALL {
+            let p: PresignOperation =
+                serde_json::from_value(serde_json::json!(op.as_str())).expect("operation");
+            assert_eq!((p.authorized_as(), p.as_str()), (op, op.as_str()));
+        }
+        let mut get = post("k");
+        get.operation = PresignOperation::Get;
+        get.key_starts_with = Some(true);
+        assert!(check_fields_for_operation(&get).is_err());
+        get.key_starts_with = Some(false);
+        assert!(check_fields_for_operation(&get).is_ok());
+    }
 }

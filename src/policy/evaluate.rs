@@ -5,6 +5,7 @@ use serde::Serialize;
 use super::Effect;
 use super::Operation;
 use super::compiled::{CompiledAccessPoint, CompiledRule};
+use super::glob::KeyPattern;
 use crate::Principal;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -41,10 +42,6 @@ impl CompiledRule {
         self.operations.iter().any(|o| o.matches(op))
     }
 
-    fn key_matches(&self, key: &str, sub: &str) -> bool {
-        self.keys.iter().any(|k| k.matches(key, sub))
-    }
-
     /// Could this allow rule grant `op` at all (ignoring keys and the caller's MFA)?
     fn can_grant(&self, ap: &CompiledAccessPoint, op: Operation) -> bool {
         self.effect == Effect::Allow
@@ -76,6 +73,29 @@ pub fn evaluate(ap: &CompiledAccessPoint, p: &Principal, op: Operation, key: &st
     }
 }
 
+/// Decides whether `p` may do `op` on *every* key that starts with `prefix` (relative to the
+/// access point's prefix, already validated): for an upload whose key the client completes,
+/// such as a presigned POST's `starts-with` condition. Allowed only when one allow rule covers
+/// every completion and no applicable deny rule could match any of them.
+pub fn evaluate_prefix(
+    ap: &CompiledAccessPoint,
+    p: &Principal,
+    op: Operation,
+    prefix: &str,
+) -> Decision {
+    let every = |k: &KeyPattern, sub: &str| k.matches_every_extension(prefix, sub);
+    let some = |k: &KeyPattern, sub: &str| k.matches_some_extension(prefix, sub);
+    match decide_by(ap, p, p.mfa, op, every, some) {
+        Decision::Allow => Decision::Allow,
+        Decision::Deny(_)
+            if !p.mfa && decide_by(ap, p, true, op, every, some) == Decision::Allow =>
+        {
+            Decision::Deny(DenyReason::MfaRequired)
+        }
+        deny => deny,
+    }
+}
+
 /// The plain IAM decision for `p` as if its MFA status were `mfa`.
 fn decide(
     ap: &CompiledAccessPoint,
@@ -84,11 +104,25 @@ fn decide(
     op: Operation,
     key: &str,
 ) -> Decision {
+    let matches = |k: &KeyPattern, sub: &str| k.matches(key, sub);
+    decide_by(ap, p, mfa, op, matches, matches)
+}
+
+/// The IAM decision with the key test abstracted: `grants` says whether an allow rule's
+/// pattern covers the request, `denies` whether a deny rule's pattern may apply to it.
+fn decide_by(
+    ap: &CompiledAccessPoint,
+    p: &Principal,
+    mfa: bool,
+    op: Operation,
+    grants: impl Fn(&KeyPattern, &str) -> bool,
+    denies: impl Fn(&KeyPattern, &str) -> bool,
+) -> Decision {
     let sub = p.sub.as_str();
     if ap
         .rules
         .iter()
-        .any(|r| r.deny_applies(p, mfa, op) && r.key_matches(key, sub))
+        .any(|r| r.deny_applies(p, mfa, op) && r.keys.iter().any(|k| denies(k, sub)))
     {
         return Decision::Deny(DenyReason::ExplicitDeny);
     }
@@ -96,7 +130,7 @@ fn decide(
         r.can_grant(ap, op)
             && r.groups_match(p)
             && (mfa || !r.require_mfa)
-            && r.key_matches(key, sub)
+            && r.keys.iter().any(|k| grants(k, sub))
     });
     if granted {
         Decision::Allow
@@ -211,6 +245,44 @@ mod tests {
     const EXPLICIT: Decision = Decision::Deny(DenyReason::ExplicitDeny);
     const IMPLICIT: Decision = Decision::Deny(DenyReason::ImplicitDeny);
     const MFA: Decision = Decision::Deny(DenyReason::MfaRequired);
+
+    #[test]
+    fn a_prefix_is_allowed_only_when_every_completion_is() {
+        let ap = build(vec![
+            rule(Effect::Allow, &["users"], &[PUT], &["${jwt:sub}/*"], false),
+            rule(
+                Effect::Deny,
+                &["users"],
+                &[PUT],
+                &["${jwt:sub}/locked/*"],
+                false,
+            ),
+            rule(Effect::Allow, &["admins"], &[PUT], &["*.png"], false),
+            rule(Effect::Allow, &["secure"], &[PUT], &["vault/*"], true),
+        ]);
+        let alice = who("alice", &["users"], false);
+        let put = Operation::Put;
+        assert_eq!(evaluate_prefix(&ap, &alice, put, "alice/photos/"), ALLOW);
+        assert_eq!(evaluate_prefix(&ap, &alice, put, "alice/p"), ALLOW);
+        // `alice2/` is not under `alice/`; `bob/` is another user's folder.
+        assert_eq!(evaluate_prefix(&ap, &alice, put, "alice2/"), IMPLICIT);
+        assert_eq!(evaluate_prefix(&ap, &alice, put, "bob/"), IMPLICIT);
+        // A deny that could match some completion (alice/locked/x) refuses the prefix,
+        // though the exact key alice/x is fine.
+        assert_eq!(evaluate(&ap, &alice, put, "alice/x"), ALLOW);
+        assert_eq!(evaluate_prefix(&ap, &alice, put, "alice/"), EXPLICIT);
+        assert_eq!(evaluate_prefix(&ap, &alice, put, "alice/lo"), EXPLICIT);
+        assert_eq!(evaluate_prefix(&ap, &alice, put, "alice"), EXPLICIT);
+        // `*.png` grants each .png key, but not every completion of a prefix.
+        let admin = who("root", &["admins"], false);
+        assert_eq!(evaluate(&ap, &admin, put, "x/a.png"), ALLOW);
+        assert_eq!(evaluate_prefix(&ap, &admin, put, "x/"), IMPLICIT);
+        // MFA is reported as for exact keys.
+        let secure = who("s", &["secure"], false);
+        assert_eq!(evaluate_prefix(&ap, &secure, put, "vault/"), MFA);
+        let secure = who("s", &["secure"], true);
+        assert_eq!(evaluate_prefix(&ap, &secure, put, "vault/"), ALLOW);
+    }
 
     #[test]
     fn subject_variable_confines_users_to_their_folder() {

@@ -111,6 +111,65 @@ impl KeyPattern {
         let key: Vec<char> = key.chars().collect();
         wildcard_match(&items, &key, &mut 0)
     }
+
+    /// Does the pattern match `prefix + s` for *every* string `s`? Used to grant an upload
+    /// whose key the client completes (a POST policy's `starts-with`). Sound rather than
+    /// complete: true only for patterns ending in `*` whose part before that `*` matches some
+    /// start of `prefix` — then the `*` absorbs the rest of the prefix and any completion.
+    pub fn matches_every_extension(&self, prefix: &str, sub: &str) -> bool {
+        matches!(self.tokens.last(), Some(Token::Any)) && self.matches(prefix, sub)
+    }
+
+    /// Could the pattern match `prefix + s` for *some* string `s`? Used so that a deny rule
+    /// that could apply to any completion refuses a `starts-with` upload. Exact: every
+    /// remaining pattern suffix matches some string, so it suffices that the pattern can
+    /// consume all of `prefix`.
+    pub fn matches_some_extension(&self, prefix: &str, sub: &str) -> bool {
+        if sub.is_empty() && self.uses_subject() {
+            return false;
+        }
+        let mut items = Vec::with_capacity(self.tokens.len() + sub.len());
+        for t in &self.tokens {
+            match t {
+                Token::Char(c) => items.push(Item::Char(*c)),
+                Token::Any => items.push(Item::Any),
+                Token::One => items.push(Item::One),
+                Token::Sub => items.extend(sub.chars().map(Item::Char)),
+            }
+        }
+        // The set of pattern positions reachable after the characters read so far (an NFA
+        // simulation: O(len(prefix) * len(pattern))).
+        let close = |live: &mut Vec<bool>| {
+            for i in 0..items.len() {
+                if live[i] && items[i] == Item::Any {
+                    live[i + 1] = true;
+                }
+            }
+        };
+        let mut live = vec![false; items.len() + 1];
+        live[0] = true;
+        close(&mut live);
+        for c in prefix.chars() {
+            let mut next = vec![false; items.len() + 1];
+            for (i, item) in items.iter().enumerate() {
+                if !live[i] {
+                    continue;
+                }
+                match item {
+                    Item::Any => next[i] = true,
+                    Item::One => next[i + 1] = true,
+                    Item::Char(x) if *x == c => next[i + 1] = true,
+                    Item::Char(_) => {}
+                }
+            }
+            close(&mut next);
+            if !next.contains(&true) {
+                return false;
+            }
+            live = next;
+        }
+        true
+    }
 }
 
 /// The classic two-pointer wildcard match: O(len(pattern) * len(key)) in the worst case,
@@ -243,6 +302,52 @@ mod tests {
         assert_eq!(KeyPattern::parse("a\nb"), Err(GlobError::ControlChar(0x0a)));
         // A lone '$' or '{' is literal.
         assert!(m("a$b{c}", "a$b{c}", "u"));
+    }
+
+    #[test]
+    fn extensions_of_a_prefix() {
+        let p = |s: &str| KeyPattern::parse(s).expect(s);
+        // Every completion of `alice/` is under `${jwt:sub}/*` for alice, none for bob.
+        assert!(p("${jwt:sub}/*").matches_every_extension("alice/", "alice"));
+        assert!(p("${jwt:sub}/*").matches_every_extension("alice/photos/", "alice"));
+        assert!(!p("${jwt:sub}/*").matches_every_extension("alice", "alice"));
+        assert!(!p("${jwt:sub}/*").matches_every_extension("ali", "alice"));
+        assert!(!p("${jwt:sub}/*").matches_every_extension("bob/", "alice"));
+        assert!(!p("${jwt:sub}/*").matches_every_extension("alice/", ""));
+        // Not every completion ends in .png.
+        assert!(!p("*.png").matches_every_extension("a/", "u"));
+        assert!(p("a?c*").matches_every_extension("abcdef", "u"));
+        assert!(!p("a?c*").matches_every_extension("ab", "u"));
+
+        assert!(p("*.png").matches_some_extension("a/", "u"));
+        assert!(p("${jwt:sub}/private/*").matches_some_extension("alice/", "alice"));
+        assert!(p("${jwt:sub}/private/*").matches_some_extension("al", "alice"));
+        assert!(!p("${jwt:sub}/private/*").matches_some_extension("alice/public/", "alice"));
+        assert!(!p("${jwt:sub}/private/*").matches_some_extension("bob/", "alice"));
+        assert!(!p("x").matches_some_extension("xy", "u"));
+        assert!(p("x").matches_some_extension("x", "u"));
+        assert!(!p("${jwt:sub}*").matches_some_extension("a", ""));
+    }
+
+    proptest::proptest! {
+        /// `matches_every_extension` never claims more than `matches` grants, and
+        /// `matches_some_extension` never misses a completion that `matches` accepts.
+        #[test]
+        fn extension_checks_agree_with_matching(
+            pattern in "([ab*?]|\\$\\{jwt:sub\\})([ab/*?]|\\$\\{jwt:sub\\}){0,7}",
+            prefix in "[ab/]{0,6}",
+            suffix in "[ab/*?]{0,6}",
+            sub in "[ab]{0,2}",
+        ) {
+            let p = KeyPattern::parse(&pattern).expect("generated pattern");
+            let key = format!("{prefix}{suffix}");
+            if p.matches_every_extension(&prefix, &sub) {
+                proptest::prop_assert!(p.matches(&key, &sub), "{pattern} {key}");
+            }
+            if p.matches(&key, &sub) {
+                proptest::prop_assert!(p.matches_some_extension(&prefix, &sub), "{pattern} {key}");
+            }
+        }
     }
 
     /// Loop iterations for matching `pattern` (no `${jwt:sub}`) against `key`.

@@ -22,7 +22,7 @@ pub use access_point::{
     UnknownOperation, UploadConstraints,
 };
 pub use compiled::{Catalog, CompiledAccessPoint};
-pub use evaluate::{Decision, DenyReason, allowed_operations, can_see, evaluate};
+pub use evaluate::{Decision, DenyReason, allowed_operations, can_see, evaluate, evaluate_prefix};
 pub use glob::{GlobError, KeyPattern};
 pub use key::{KeyError, MAX_KEY_BYTES, validate_key};
 pub use limits::{AccessPointLimits, MAX_LIMIT_RATE};

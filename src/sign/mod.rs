@@ -4,6 +4,7 @@
 
 mod credentials;
 pub mod multipart;
+mod post_policy;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
@@ -16,6 +17,7 @@ use crate::config::S3Config;
 use crate::policy::{Encryption, Operation, Target};
 
 pub use credentials::CachedCredentials;
+pub use post_policy::{PostKey, PostRequest, PresignedPost};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SignError {
