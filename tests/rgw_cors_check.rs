@@ -103,7 +103,7 @@ async fn readyz_warns_until_the_bucket_cors_covers_the_origins() {
     assert_eq!(w.len(), 1, "{w:?}");
     assert!(
         w[0].ends_with(&format!(
-            "{ORIGIN} may not PUT; run `presignd bucket-cors web --apply`"
+            "{ORIGIN} may not PUT; {ORIGIN} may not POST; run `presignd bucket-cors web --apply`"
         )),
         "{w:?}"
     );

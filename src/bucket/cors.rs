@@ -151,11 +151,12 @@ pub fn cors_gaps(needed: &CorsRule, bucket: &[BucketCorsRule]) -> Vec<CorsGap> {
                         .any(|m| m.eq_ignore_ascii_case(method))
                 })
                 .collect();
-            // GET and HEAD carry none of the upload headers; asking for them would be wrong.
-            let headers: &[String] = if method == "GET" || method == "HEAD" {
-                &[]
-            } else {
+            // Only a PUT sends the signed upload headers; a form POST carries its fields in the
+            // body, and GET, HEAD and DELETE send none of them.
+            let headers: &[String] = if method == "PUT" {
                 &needed.allowed_headers
+            } else {
+                &[]
             };
             let missing_in = |r: &BucketCorsRule| -> Vec<String> {
                 headers
@@ -312,13 +313,17 @@ mod tests {
     #[test]
     fn wildcards_origins_methods_and_headers_are_matched_like_s3() {
         let needed = avatars_rule();
-        let broad = bucket_rule(&["https://*.example.com"], &["GET", "HEAD", "PUT"], &["*"]);
+        let broad = bucket_rule(
+            &["https://*.example.com"],
+            &["GET", "HEAD", "PUT", "POST"],
+            &["*"],
+        );
         assert_eq!(cors_gaps(&needed, &[broad]), vec![]);
 
         // Only one origin, and a metadata header pattern narrower than `x-amz-meta-*`.
         let narrow = bucket_rule(
             &["https://app.example.com"],
-            &["GET", "PUT"],
+            &["GET", "PUT", "POST"],
             &["Content-Type", "x-amz-checksum-sha256", "x-amz-meta-owner"],
         );
         let gaps = cors_gaps(&needed, &[narrow]);
@@ -331,6 +336,7 @@ mod tests {
                 "https://admin.example.com may not GET",
                 "https://admin.example.com may not HEAD",
                 "https://admin.example.com may not PUT",
+                "https://admin.example.com may not POST",
             ]
         );
     }
@@ -340,7 +346,7 @@ mod tests {
         let needed = avatars_rule();
         let rules = [
             bucket_rule(&["*"], &["GET", "HEAD"], &[]),
-            bucket_rule(&["*"], &["PUT"], &["content-type", "x-amz-*"]),
+            bucket_rule(&["*"], &["PUT", "POST"], &["content-type", "x-amz-*"]),
         ];
         assert_eq!(cors_gaps(&needed, &rules), vec![]);
     }
