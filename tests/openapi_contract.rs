@@ -449,6 +449,7 @@ jwks_url = "http://127.0.0.1:9/jwks.json"
         Some(&alice),
         Some(json!({"items": [
             {"access_point": "avatars", "operation": "get", "key": "alice/1.png"},
+            {"access_point": "avatars", "operation": "post", "key": "alice/2.png", "content_type": "image/png"},
             {"access_point": "avatars", "operation": "get", "key": "bob/1.png"},
             {"access_point": "nope", "operation": "get", "key": "x"},
             {"access_point": "avatars", "operation": "get"},
@@ -458,6 +459,13 @@ jwks_url = "http://127.0.0.1:9/jwks.json"
     .await;
     assert_eq!(resp.status, 200, "{}", resp.body);
     contract.check("POST", "/v1/presign/batch", &resp);
+    let posted = &resp.body["results"][1]["presigned"];
+    assert_eq!(
+        (posted["method"].as_str(), posted["fields"]["key"].as_str()),
+        (Some("POST"), Some("avatars/alice/2.png")),
+        "a batch item can be a presigned POST: {}",
+        resp.body
+    );
     for items in [json!([]), json!("x")] {
         let resp = call(
             &app,

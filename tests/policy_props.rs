@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use presignd::Principal;
 use presignd::policy::{
     AccessPointSpec, CompiledAccessPoint, Decision, DenyReason, Effect, KeyPattern, Operation,
-    OperationPattern, Rule, allowed_operations, can_see, evaluate, validate_key,
+    OperationPattern, Rule, allowed_operations, can_see, evaluate, evaluate_prefix, validate_key,
 };
 use proptest::prelude::*;
 use proptest::sample::select;
@@ -419,6 +419,39 @@ proptest! {
                     prop_assert!(listed.contains(&op), "{} allowed on {} but not listed", op, key);
                     prop_assert!(can_see(&ap, &p));
                 }
+            }
+        }
+    }
+}
+
+const PREFIXES: &[&str] = &[
+    "", "a", "al", "alice", "alice/", "a/", "b", "bob/", "*/", "?/", "alice/x",
+];
+const COMPLETIONS: &[&str] = &[
+    "", "x", "/", "b", "/b", "x/b", "ice/x", "lice/x", "2/x", "*", "?",
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// A `starts-with` POST policy is sound: whenever `evaluate_prefix` allows a prefix, the
+    /// exact-key evaluation allows every completion tried (so the browser cannot write
+    /// outside what the rules allow), and a completion denied explicitly is never under an
+    /// allowed prefix.
+    #[test]
+    fn an_allowed_prefix_allows_every_completion(
+        spec in access_point_strategy(),
+        p in principal_strategy(),
+        op in select(&Operation::ALL[..]),
+        prefix in select(PREFIXES),
+    ) {
+        let Ok(ap) = CompiledAccessPoint::compile(spec.clone()) else {
+            return Err(TestCaseError::fail("generated spec does not compile"));
+        };
+        if evaluate_prefix(&ap, &p, op, prefix) == Decision::Allow {
+            for rest in COMPLETIONS {
+                let key = format!("{prefix}{rest}");
+                prop_assert_eq!(evaluate(&ap, &p, op, &key), Decision::Allow, "{} under {}", key, prefix);
             }
         }
     }

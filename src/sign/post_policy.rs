@@ -471,16 +471,17 @@ mod tests {
         ));
     }
 
+    // Field by field, so fields added to S3Config later keep their defaults here.
+    #[allow(clippy::field_reassign_with_default)]
     fn config(endpoint: Option<&str>, path_style: bool) -> S3Config {
-        S3Config {
-            region: "us-east-1".into(),
-            access_key_id: Some("AKIDEXAMPLE".into()),
-            secret_access_key: Some("secret".to_string().into()),
-            endpoint: endpoint.map(str::to_string),
-            force_path_style: path_style,
-            allow_insecure_endpoint: true,
-            ..S3Config::default()
-        }
+        let mut c = S3Config::default();
+        c.region = "us-east-1".into();
+        c.access_key_id = Some("AKIDEXAMPLE".into());
+        c.secret_access_key = Some("secret".to_string().into());
+        c.endpoint = endpoint.map(str::to_string);
+        c.force_path_style = path_style;
+        c.allow_insecure_endpoint = true;
+        c
     }
 
     #[tokio::test]
