@@ -635,3 +635,35 @@ async fn transport_network_and_authentication_refusals_are_audited() {
     );
     app.finish().await;
 }
+
+/// Creating an upload and asking for part URLs are charged to the rate limits like a
+/// presigned `put`; a refused creation never reaches S3.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_apply_before_s3() {
+    let mut limited = big();
+    limited.limits.per_subject_per_minute = Some(2);
+    limited.limits.per_subject_burst = Some(2);
+    let app = TestApp::spawn(Backend::Sqlite, vec![limited]).await;
+    let alice = app.token("alice", &["users"], false);
+    let body = json!({"key": "alice/a.bin", "content_type": "application/octet-stream", "content_length": 10});
+    let (s, created) = app
+        .post(&alice, "/v1/access-points/big/uploads", body.clone())
+        .await;
+    assert_eq!(s, 200, "{created}");
+    let id = created["upload_id"].as_str().expect("upload_id");
+    let parts = format!("/v1/access-points/big/uploads/{id}/parts");
+    let (s, b) = app.post(&alice, &parts, json!({"part_numbers": [1]})).await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = app.post(&alice, &parts, json!({"part_numbers": [1]})).await;
+    assert_eq!((s, b["code"].as_str()), (429, Some("rate_limited")));
+    let (s, b) = app
+        .post(&alice, "/v1/access-points/big/uploads", body)
+        .await;
+    assert_eq!((s, b["code"].as_str()), (429, Some("rate_limited")));
+    assert_eq!(
+        uploads_at_s3(&app).len(),
+        1,
+        "the refused creation never reached S3"
+    );
+    app.finish().await;
+}
