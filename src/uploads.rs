@@ -162,3 +162,27 @@ fn sweep_record(state: &AppState, upload: &StoredUpload, now: SystemTime) -> Aud
         instance: state.instance().to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::UploadsConfig;
+
+    #[test]
+    fn defaults_are_valid_and_bad_values_name_their_key() {
+        assert!(UploadsConfig::default().validate().is_empty());
+        let bad = UploadsConfig {
+            initial_part_urls: 1001,
+            abandon_after_seconds: 0,
+            sweep_interval_ms: 10,
+        };
+        let keys: Vec<String> = bad.validate().into_iter().map(|p| p.key).collect();
+        assert_eq!(
+            keys,
+            [
+                "uploads.initial_part_urls",
+                "uploads.abandon_after_seconds",
+                "uploads.sweep_interval_ms"
+            ]
+        );
+    }
+}

@@ -575,3 +575,95 @@ async fn concurrent_sweeps_claim_each_upload_once() {
     assert_eq!(lapsed.len(), 6, "a dead claim is taken over");
     app.finish().await;
 }
+
+/// Transport and network rules apply to uploads as to presign, and their refusals (and an
+/// unauthenticated request's) are audited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transport_network_and_authentication_refusals_are_audited() {
+    let internal = ap(json!({
+        "name": "internal", "bucket": BUCKET, "prefix": "internal/",
+        "network": {"allowed_cidrs": ["10.0.0.0/8"]},
+        "rules": [{"effect": "allow", "groups": ["users"], "operations": ["put"]}]
+    }));
+    let mut opts = Options::new(Backend::Sqlite, vec![big(), internal]);
+    opts.require_https = true;
+    opts.trusted_proxies = vec!["127.0.0.0/8".into()];
+    let app = TestApp::spawn_with(opts).await;
+    let alice = app.token("alice", &["users"], false);
+    let create = |ap: &str, token: Option<&str>, https: bool, xff: Option<&str>| {
+        let mut req = app
+            .http
+            .post(format!("{}/v1/access-points/{ap}/uploads", app.base))
+            .json(&json!({"key": "alice/x.bin", "content_type": "application/octet-stream", "content_length": 10}));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if https {
+            req = req.header("x-forwarded-proto", "https");
+        }
+        if let Some(xff) = xff {
+            req = req.header("x-forwarded-for", xff);
+        }
+        async move { decode(req.send().await.expect("request")).await }
+    };
+    let (s, b) = create("big", Some(&alice), false, None).await;
+    assert_eq!((s, b["code"].as_str()), (403, Some("https_required")));
+    let (s, b) = create("big", None, true, None).await;
+    assert_eq!((s, b["code"].as_str()), (401, Some("unauthenticated")));
+    let (s, b) = create("internal", Some(&alice), true, Some("192.0.2.7")).await;
+    assert_eq!((s, b["code"].as_str()), (403, Some("network_denied")));
+    let (s, b) = create("internal", Some(&alice), true, Some("10.1.2.3")).await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = create("big", Some(&alice), true, None).await;
+    assert_eq!(s, 200, "{b}");
+
+    let records = app.audit_records();
+    let refused = |reason: &str, ap: &str| {
+        records
+            .iter()
+            .any(|r| r["decision"] == "deny" && r["reason"] == reason && r["access_point"] == ap)
+    };
+    assert!(refused("https_required", "big"), "{records:?}");
+    assert!(refused("unauthenticated", "big"));
+    assert!(refused("network_denied", "internal"));
+    assert_eq!(
+        records
+            .iter()
+            .filter(|r| r["operation"] == "multipart_create" && r["decision"] == "allow")
+            .count(),
+        2
+    );
+    app.finish().await;
+}
+
+/// Creating an upload and asking for part URLs are charged to the rate limits like a
+/// presigned `put`; a refused creation never reaches S3.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_apply_before_s3() {
+    let mut limited = big();
+    limited.limits.per_subject_per_minute = Some(2);
+    limited.limits.per_subject_burst = Some(2);
+    let app = TestApp::spawn(Backend::Sqlite, vec![limited]).await;
+    let alice = app.token("alice", &["users"], false);
+    let body = json!({"key": "alice/a.bin", "content_type": "application/octet-stream", "content_length": 10});
+    let (s, created) = app
+        .post(&alice, "/v1/access-points/big/uploads", body.clone())
+        .await;
+    assert_eq!(s, 200, "{created}");
+    let id = created["upload_id"].as_str().expect("upload_id");
+    let parts = format!("/v1/access-points/big/uploads/{id}/parts");
+    let (s, b) = app.post(&alice, &parts, json!({"part_numbers": [1]})).await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = app.post(&alice, &parts, json!({"part_numbers": [1]})).await;
+    assert_eq!((s, b["code"].as_str()), (429, Some("rate_limited")));
+    let (s, b) = app
+        .post(&alice, "/v1/access-points/big/uploads", body)
+        .await;
+    assert_eq!((s, b["code"].as_str()), (429, Some("rate_limited")));
+    assert_eq!(
+        uploads_at_s3(&app).len(),
+        1,
+        "the refused creation never reached S3"
+    );
+    app.finish().await;
+}

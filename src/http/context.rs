@@ -146,11 +146,10 @@ pub fn observe_decisions(state: &AppState, records: &[AuditRecord]) {
     }
 }
 
-/// A presign request over plain HTTP is a refused decision, and so it is audited.
+/// A presign or multipart upload request over plain HTTP is a refused decision, and so it is
+/// audited.
 async fn refuse_plain_http(state: &AppState, client: &ClientInfo, path: &str) -> ApiError {
-    let access_point = path
-        .strip_prefix("/v1/access-points/")
-        .and_then(|rest| rest.strip_suffix("/presign"));
+    let access_point = super::issuing_access_point(path);
     if access_point.is_some() || path == "/v1/presign/batch" {
         super::presign::audit_refusal(
             state,

@@ -104,6 +104,19 @@ fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The access point named by a presign or multipart upload path
+/// (`/v1/access-points/{name}/presign`, `…/{name}/uploads[/…]`).
+fn issuing_access_point(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix("/v1/access-points/")?;
+    rest.strip_suffix("/presign").or_else(|| {
+        rest.split_once("/uploads")
+            .filter(|(name, tail)| {
+                !name.contains('/') && (tail.is_empty() || tail.starts_with('/'))
+            })
+            .map(|(name, _)| name)
+    })
+}
+
 /// CORS: `server.cors_allowed_origins` on every route, plus an access point's own
 /// `cors_origins` on that access point's presign route. Bearer tokens travel in a header, so
 /// credentials mode is never enabled (and `*` is never sent). A refused origin gets no CORS
@@ -118,18 +131,7 @@ fn cors(state: &AppState) -> CorsLayer {
         if global.iter().any(|o| o == origin) {
             return true;
         }
-        let per_access_point = parts
-            .uri
-            .path()
-            .strip_prefix("/v1/access-points/")
-            .and_then(|rest| {
-                // The presign and multipart upload routes of one access point.
-                rest.strip_suffix("/presign").or_else(|| {
-                    rest.split_once("/uploads")
-                        .filter(|(_, tail)| tail.is_empty() || tail.starts_with('/'))
-                        .map(|(name, _)| name)
-                })
-            })
+        let per_access_point = issuing_access_point(parts.uri.path())
             .and_then(|name| {
                 state
                     .catalog()
@@ -161,4 +163,24 @@ fn cors(state: &AppState) -> CorsLayer {
             header::RETRY_AFTER,
         ])
         .max_age(Duration::from_secs(600))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::issuing_access_point;
+
+    #[test]
+    fn presign_and_upload_paths_name_their_access_point() {
+        for (path, name) in [
+            ("/v1/access-points/avatars/presign", Some("avatars")),
+            ("/v1/access-points/videos/uploads", Some("videos")),
+            ("/v1/access-points/videos/uploads/abc/parts", Some("videos")),
+            ("/v1/access-points/videos/uploadsx", None),
+            ("/v1/access-points/a/b/uploads", None),
+            ("/v1/access-points", None),
+            ("/v1/admin/access-points/videos", None),
+        ] {
+            assert_eq!(issuing_access_point(path), name, "{path}");
+        }
+    }
 }

@@ -96,7 +96,8 @@ pub fn check_upload(ap: &AccessPointSpec, req: &UploadRequest) -> Result<(), Con
         (Some(max), Some(len)) if len > max => {
             return Err(ConstraintError::ContentLengthTooLarge { max });
         }
-        (None, Some(len)) if len > MAX_SINGLE_PUT_BYTES => {
+        // A limit above 5 GiB is for multipart uploads; one PUT never exceeds 5 GiB.
+        (_, Some(len)) if len > MAX_SINGLE_PUT_BYTES => {
             return Err(ConstraintError::ContentLengthTooLarge {
                 max: MAX_SINGLE_PUT_BYTES,
             });
@@ -352,6 +353,17 @@ mod tests {
         };
         assert_eq!(
             check_upload(&open, &huge),
+            Err(ConstraintError::ContentLengthTooLarge {
+                max: MAX_SINGLE_PUT_BYTES
+            })
+        );
+        // A limit above 5 GiB (for multipart uploads) does not lift the single-PUT cap.
+        let large = spec(UploadConstraints {
+            max_content_length: Some(MAX_SINGLE_PUT_BYTES * 4),
+            ..UploadConstraints::default()
+        });
+        assert_eq!(
+            check_upload(&large, &huge),
             Err(ConstraintError::ContentLengthTooLarge {
                 max: MAX_SINGLE_PUT_BYTES
             })

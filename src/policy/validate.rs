@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use super::glob::KeyPattern;
 use super::key::check_path;
-use super::request::{MAX_EXPIRES_IN, MAX_SINGLE_PUT_BYTES, is_metadata_name, is_token};
+use super::multipart::MAX_OBJECT_SIZE;
+use super::request::{MAX_EXPIRES_IN, is_metadata_name, is_token};
 use super::target::{Target, is_dns_label};
 use super::{AccessPointSpec, Effect, Encryption, Operation, OperationPattern};
 
@@ -137,9 +138,10 @@ impl AccessPointSpec {
         let upload = &self.upload;
         match upload.max_content_length {
             Some(0) => e.add("upload.max_content_length", "must be at least 1"),
-            Some(n) if n > MAX_SINGLE_PUT_BYTES => e.add(
+            // Multipart uploads reach 5 TiB; single PUTs stay capped at 5 GiB regardless.
+            Some(n) if n > MAX_OBJECT_SIZE => e.add(
                 "upload.max_content_length",
-                format!("must be at most {MAX_SINGLE_PUT_BYTES} (5 GiB, S3's single PUT limit)"),
+                format!("must be at most {MAX_OBJECT_SIZE} (5 TiB, S3's largest object)"),
             ),
             _ => {}
         }
@@ -436,11 +438,11 @@ mod tests {
             ]
         );
         s.upload = UploadConstraints {
-            max_content_length: Some(MAX_SINGLE_PUT_BYTES + 1),
+            max_content_length: Some(MAX_OBJECT_SIZE + 1),
             ..Default::default()
         };
         assert_eq!(fields(&s), ["upload.max_content_length"]);
-        s.upload.max_content_length = Some(MAX_SINGLE_PUT_BYTES);
+        s.upload.max_content_length = Some(MAX_OBJECT_SIZE);
         assert_eq!(s.validate(), Ok(()));
     }
 
