@@ -16,7 +16,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwapOption;
+use arc_swap::ArcSwap;
 use aws_credential_types::Credentials;
 use aws_lc_rs::{digest, hmac};
 use time::OffsetDateTime;
@@ -43,7 +43,8 @@ pub(super) struct FastSigner {
     /// An IP-address endpoint: no bucket subdomain, so path-style for single-label buckets.
     ip_host: bool,
     region: String,
-    key: ArcSwapOption<SigningKey>,
+    /// Starts as a placeholder that matches no credentials.
+    key: ArcSwap<SigningKey>,
 }
 
 /// The derived SigV4 signing key for one (credentials, date); region and service are the
@@ -61,6 +62,24 @@ struct SigningKey {
     session_token: Option<String>,
     /// The percent-encoded session token.
     token_param: Option<String>,
+}
+
+/// A signing key borrowed from the cache (an arc-swap guard: no shared reference count is
+/// written on a hit, which matters with several cores signing) or just derived.
+enum KeyRef {
+    Cached(arc_swap::Guard<Arc<SigningKey>>),
+    Fresh(Arc<SigningKey>),
+}
+
+impl std::ops::Deref for KeyRef {
+    type Target = SigningKey;
+
+    fn deref(&self) -> &SigningKey {
+        match self {
+            KeyRef::Cached(k) => k,
+            KeyRef::Fresh(k) => k,
+        }
+    }
 }
 
 /// How one request is addressed; decided by [`FastSigner::route`].
@@ -127,7 +146,7 @@ impl FastSigner {
             force_path_style: cfg.force_path_style,
             ip_host,
             region: cfg.region.clone(),
-            key: ArcSwapOption::empty(),
+            key: ArcSwap::from_pointee(SigningKey::placeholder()),
         })
     }
 
@@ -370,22 +389,36 @@ impl FastSigner {
 
     /// The cached signing key for these credentials and date, derived on a miss (once per
     /// credential and UTC day).
-    fn signing_key(&self, creds: &Credentials, date: [u8; 8]) -> Arc<SigningKey> {
-        if let Some(k) = self.key.load_full()
-            && k.date == date
+    fn signing_key(&self, creds: &Credentials, date: [u8; 8]) -> KeyRef {
+        let k = self.key.load();
+        if k.date == date
             && k.access_key_id == creds.access_key_id()
             && k.secret == creds.secret_access_key()
             && k.session_token.as_deref() == creds.session_token()
         {
-            return k;
+            return KeyRef::Cached(k);
         }
         let k = Arc::new(SigningKey::derive(creds, date, &self.region));
-        self.key.store(Some(Arc::clone(&k)));
-        k
+        self.key.store(Arc::clone(&k));
+        KeyRef::Fresh(k)
     }
 }
 
 impl SigningKey {
+    /// Never matches: its date is not one.
+    fn placeholder() -> SigningKey {
+        SigningKey {
+            access_key_id: String::new(),
+            secret: String::new(),
+            date: [0; 8],
+            key: hmac::Key::new(hmac::HMAC_SHA256, &[]),
+            credential_param: String::new(),
+            scope: String::new(),
+            session_token: None,
+            token_param: None,
+        }
+    }
+
     fn derive(creds: &Credentials, date: [u8; 8], region: &str) -> SigningKey {
         let date_str = std::str::from_utf8(&date).unwrap_or_default();
         let k_secret = format!("AWS4{}", creds.secret_access_key());
@@ -675,5 +708,40 @@ mod tests {
         ] {
             assert!(FastSigner::new(&cfg(ep)).is_none(), "{ep}");
         }
+    }
+
+    #[test]
+    fn the_signing_key_is_derived_once_per_credentials_and_day() {
+        let f = FastSigner::new(&S3Config::default()).expect("fast");
+        let creds = |secret: &str, token: Option<&str>| {
+            Credentials::new("AK", secret, token.map(str::to_string), None, "t")
+        };
+        let day = *b"20260101";
+        let first = f.signing_key(&creds("s1", None), day);
+        assert!(matches!(first, KeyRef::Fresh(_)));
+        let again = f.signing_key(&creds("s1", None), day);
+        assert!(matches!(again, KeyRef::Cached(_)), "a hit");
+        assert!(std::ptr::eq(&*first, &*again), "the same key");
+        assert_eq!(first.scope, "20260101/us-east-1/s3/aws4_request");
+        assert_eq!(
+            first.credential_param,
+            "AK%2F20260101%2Fus-east-1%2Fs3%2Faws4_request"
+        );
+        // A new day, a rotated secret or a new session token derive a new key.
+        for (c, d) in [
+            (creds("s1", None), *b"20260102"),
+            (creds("s2", None), *b"20260102"),
+            (creds("s2", Some("t+1")), *b"20260102"),
+        ] {
+            let k = f.signing_key(&c, d);
+            assert!(matches!(k, KeyRef::Fresh(_)));
+            assert!(matches!(f.signing_key(&c, d), KeyRef::Cached(_)));
+        }
+        assert_eq!(
+            f.signing_key(&creds("s2", Some("t+1")), *b"20260102")
+                .token_param
+                .as_deref(),
+            Some("t%2B1")
+        );
     }
 }
