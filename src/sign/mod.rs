@@ -1,12 +1,16 @@
-//! Presigning: SigV4 query-string URLs for GET, PUT and DELETE through aws-sdk-s3's presigner,
-//! which resolves bucket names, access point ARNs and Object Lambda ARNs to the right hostnames
-//! and handles path-style and custom endpoints.
+//! Presigning: SigV4 query-string URLs for GET, PUT and DELETE. Plain buckets are signed by
+//! the fast path in `fast` (byte-identical to the SDK, ~20× cheaper); everything else (access
+//! point and Object Lambda ARNs, unusual endpoints) through aws-sdk-s3's presigner, which
+//! resolves bucket names and ARNs to the right hostnames and handles path-style and custom
+//! endpoints.
 
 mod credentials;
+mod fast;
 pub mod multipart;
 mod post_policy;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_s3::config::{Region, RequestChecksumCalculation};
@@ -85,6 +89,20 @@ pub struct Signer {
     client: aws_sdk_s3::Client,
     credentials: CachedCredentials,
     allow_insecure: bool,
+    /// `None` when the configuration is outside the fast path (every URL then goes through
+    /// the SDK). Shared by clones so they share its signing-key cache.
+    fast: Option<Arc<fast::FastSigner>>,
+}
+
+/// Which signer `presign_via` may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    /// The fast path where it applies, else the SDK.
+    Auto,
+    /// Only the fast path; `None` where it does not apply.
+    Fast,
+    /// Only the SDK.
+    Sdk,
 }
 
 impl Signer {
@@ -111,6 +129,7 @@ impl Signer {
             client: aws_sdk_s3::Client::from_conf(b.build()),
             credentials,
             allow_insecure: cfg.allow_insecure_endpoint,
+            fast: fast::FastSigner::new(cfg).map(Arc::new),
         }
     }
 
@@ -120,6 +139,35 @@ impl Signer {
     }
 
     pub async fn presign(&self, req: &SignRequest<'_>) -> Result<Presigned, SignError> {
+        match self.presign_via(req, Via::Auto).await? {
+            Some(p) => Ok(p),
+            None => Err(SignError::Presign("no signer applies".into())),
+        }
+    }
+
+    /// Always through aws-sdk-s3's presigner: the reference the fast path is tested and
+    /// benchmarked against.
+    pub async fn presign_sdk(&self, req: &SignRequest<'_>) -> Result<Presigned, SignError> {
+        match self.presign_via(req, Via::Sdk).await? {
+            Some(p) => Ok(p),
+            None => Err(SignError::Presign("no signer applies".into())),
+        }
+    }
+
+    /// Only the fast path: `Ok(None)` where it does not apply (what `presign` then hands to
+    /// the SDK). For tests and benchmarks.
+    pub async fn presign_fast(
+        &self,
+        req: &SignRequest<'_>,
+    ) -> Result<Option<Presigned>, SignError> {
+        self.presign_via(req, Via::Fast).await
+    }
+
+    async fn presign_via(
+        &self,
+        req: &SignRequest<'_>,
+        via: Via,
+    ) -> Result<Option<Presigned>, SignError> {
         let creds = self.credentials.current().await?;
         let mut expires_in = req.expires_in;
         let mut clamped = false;
@@ -138,6 +186,28 @@ impl Signer {
             .expires_in(expires_in)
             .build()
             .map_err(|e| SignError::Presign(e.to_string()))?;
+        let expires_at = OffsetDateTime::from(req.now) + expires_in;
+        let expires_at = expires_at.replace_nanosecond(0).unwrap_or(expires_at);
+        if via != Via::Sdk {
+            let fast = self.fast.as_deref().and_then(|f| Some((f, f.route(req)?)));
+            if let Some((fast, route)) = fast {
+                if !fast.is_https() && !self.allow_insecure {
+                    return Err(SignError::InsecureUrl);
+                }
+                let signed = fast.sign(&creds, req, route, expires_in);
+                return Ok(Some(Presigned {
+                    url: signed.url,
+                    method: req.operation.http_method(),
+                    headers: signed.headers,
+                    expires_at,
+                    signature: signed.signature,
+                    clamped,
+                }));
+            }
+            if via == Via::Fast {
+                return Ok(None);
+            }
+        }
         let presigned = self.presigned(req, pc).await?;
         let url = presigned.uri().to_string();
         if !url.starts_with("https://") && !self.allow_insecure {
@@ -153,15 +223,14 @@ impl Signer {
             .headers()
             .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
             .collect();
-        let expires_at = OffsetDateTime::from(req.now) + expires_in;
-        Ok(Presigned {
+        Ok(Some(Presigned {
             url,
             method: req.operation.http_method(),
             headers,
-            expires_at: expires_at.replace_nanosecond(0).unwrap_or(expires_at),
+            expires_at,
             signature,
             clamped,
-        })
+        }))
     }
 
     async fn presigned(
