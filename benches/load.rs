@@ -8,7 +8,8 @@
 //! (default postgres://postgres@127.0.0.1:5432/postgres; a role that may CREATE DATABASE;
 //! `BENCH_SKIP_POSTGRES=1` skips it). `BENCH_SECS` (10) sets each measurement, `BENCH_WARMUP_SECS`
 //! (2) the warm-up before it, `BENCH_THREADS` (2) / `BENCH_CONNECTIONS` (64) the load. Results are
-//! printed and written to docs/benchmarks.md (`BENCH_NO_WRITE=1` only prints).
+//! printed and written to docs/benchmarks.md (`BENCH_NO_WRITE=1` only prints). `BENCH_PRESIGND`
+//! runs another `presignd` binary than the one Cargo built alongside.
 //!
 //! Without `--bench` (as under `cargo test --all-targets` in CI) it exits at once: CI compiles
 //! benchmarks but never runs them.
@@ -22,7 +23,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-const PRESIGND: &str = env!("CARGO_BIN_EXE_presignd");
+const PRESIGND_BUILT: &str = env!("CARGO_BIN_EXE_presignd");
 const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
 const HS_ISSUER: &str = "https://hs.idp.bench/";
 const RS_ISSUER: &str = "https://rs.idp.bench/";
@@ -31,6 +32,11 @@ const USERS: usize = 1_000;
 const BATCH_ITEMS: usize = 20;
 
 type Result<T, E = String> = std::result::Result<T, E>;
+
+/// The binary under test: the one this bench was built with, or `BENCH_PRESIGND`.
+fn presignd() -> String {
+    std::env::var("BENCH_PRESIGND").unwrap_or_else(|_| PRESIGND_BUILT.to_string())
+}
 
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
@@ -73,12 +79,12 @@ fn run() -> Result<()> {
         "wrk is not installed: `apt-get install -y wrk` (Debian/Ubuntu) or `brew install wrk`"
             .to_string()
     })?;
+    // "wrk 4.1.0 [epoll] Copyright …": name and version only.
     let wrk_version = String::from_utf8_lossy(&wrk_version.stdout)
-        .lines()
-        .next()
-        .unwrap_or("wrk")
-        .trim()
-        .to_string();
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ");
     let settings = Settings {
         secs: env_num("BENCH_SECS", 10),
         warmup: env_num("BENCH_WARMUP_SECS", 2),
@@ -116,8 +122,12 @@ fn run() -> Result<()> {
     let machine = machine();
     println!("load benchmark: {machine}");
     println!(
-        "wrk -t{} -c{} -d{}s (after {}s warm-up), presignd {PRESIGND}",
-        settings.threads, settings.connections, settings.secs, settings.warmup
+        "wrk -t{} -c{} -d{}s (after {}s warm-up), presignd {}",
+        settings.threads,
+        settings.connections,
+        settings.secs,
+        settings.warmup,
+        presignd()
     );
 
     // Start to ready: fresh SQLite databases (migrations run), embedded defaults otherwise.
@@ -190,8 +200,12 @@ fn run() -> Result<()> {
         }
         let status = proc_status(server.pid());
         hwm.push((backend, status.hwm_kib));
-        let verified = server.metric("presignd_jwt_cache_lookups_total{result=\"miss\"}");
-        let hits = server.metric("presignd_jwt_cache_lookups_total{result=\"hit\"}");
+        let metrics = http_get(server.addr, "/metrics").unwrap_or_default();
+        let verified = metric(
+            &metrics,
+            "presignd_jwt_cache_lookups_total{result=\"miss\"}",
+        );
+        let hits = metric(&metrics, "presignd_jwt_cache_lookups_total{result=\"hit\"}");
         println!(
             "{backend:<10} token cache: {hits} hits, {verified} misses; VmHWM {} KiB",
             status.hwm_kib
@@ -309,7 +323,7 @@ filter = "warn"
             .map_err(|e| format!("log file: {e}"))?;
         let err_log = log.try_clone().map_err(|e| format!("log file: {e}"))?;
         let started = Instant::now();
-        let mut child = Command::new(PRESIGND)
+        let mut child = Command::new(presignd())
             .arg("--config")
             .arg(&config)
             .arg("serve")
@@ -319,7 +333,7 @@ filter = "warn"
             .stdout(log)
             .stderr(err_log)
             .spawn()
-            .map_err(|e| format!("spawn {PRESIGND}: {e}"))?;
+            .map_err(|e| format!("spawn {}: {e}", presignd()))?;
         let deadline = started + Duration::from_secs(30);
         loop {
             if http_status(addr, "/readyz") == Some(200) {
@@ -346,15 +360,6 @@ filter = "warn"
         self.child.id()
     }
 
-    /// A sample's value from `/metrics` (0 when absent).
-    fn metric(&self, series: &str) -> u64 {
-        http_get(self.addr, "/metrics")
-            .unwrap_or_default()
-            .lines()
-            .find_map(|l| l.strip_prefix(series)?.trim().parse::<f64>().ok())
-            .map_or(0, |v| v as u64)
-    }
-
     /// SIGTERM (graceful shutdown), then waits.
     fn stop(mut self) {
         let _ = Command::new("kill")
@@ -373,6 +378,14 @@ filter = "warn"
     }
 }
 
+/// A sample's value in a `/metrics` exposition (0 when absent).
+fn metric(exposition: &str, series: &str) -> u64 {
+    exposition
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
 fn free_port() -> Result<SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
     listener.local_addr().map_err(|e| format!("addr: {e}"))
@@ -380,7 +393,9 @@ fn free_port() -> Result<SocketAddr> {
 
 fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
     write!(
         stream,
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
@@ -822,6 +837,45 @@ fn report(
             "; on a fresh PostgreSQL database: {}",
             ms(d)
         )),
+    );
+    // The issue's targets, met or not, from this run.
+    let find = |backend: &str, case: &str| {
+        rows.iter()
+            .find(|r| r.backend == backend && r.case.starts_with(case))
+    };
+    let verdict = |ok: bool| if ok { "met" } else { "**missed**" };
+    let _ = writeln!(out, "| target | measured | |\n| --- | --- | --- |");
+    for (backend, floor) in [("SQLite", 0.5), ("PostgreSQL", 0.3)] {
+        if let Some(r) = find(backend, "presign, RS256") {
+            let ratio = r.wrk.rps / r.ceiling;
+            let _ = writeln!(
+                out,
+                "| RS256 presign, {backend} outbox ≥ {floor}× ceiling | {ratio:.2}× | {} |",
+                verdict(ratio >= floor)
+            );
+            let _ = writeln!(
+                out,
+                "| RS256 presign, {backend} outbox: p99 < 5 ms at {} connections | {} | {} |",
+                s.connections,
+                fmt_us(r.wrk.p99_us),
+                verdict(r.wrk.p99_us < 5_000)
+            );
+        }
+    }
+    let peak_rss = rows.iter().map(|r| r.rss_peak_kib).max().unwrap_or(0);
+    let _ = writeln!(
+        out,
+        "| RSS under load < 64 MiB | {:.1} MiB | {} |",
+        peak_rss as f64 / 1024.0,
+        verdict(peak_rss < 64 * 1024)
+    );
+    let slowest = starts.iter().max().copied().unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "| start to ready < 200 ms (SQLite, embedded defaults) | {} (slowest of {}) | {} |\n",
+        ms(slowest),
+        starts.len(),
+        verdict(slowest < Duration::from_millis(200))
     );
     let hwm: Vec<String> = hwm
         .iter()
