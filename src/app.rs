@@ -103,9 +103,12 @@ impl App {
             crate::metrics::Metrics::new()
                 .map_err(|e| StartupError::Config(format!("metrics: {e}")))?,
         );
-        let verifier =
-            Verifier::with_jwks_observer(&config.auth.issuers, http, Some(metrics.jwks_observer()))
-                .await?;
+        let verifier_options = crate::auth::VerifierOptions {
+            jwks_observer: Some(metrics.jwks_observer()),
+            token_cache_entries: config.auth.token_cache_entries,
+            token_cache_observer: Some(metrics.token_cache_observer()),
+        };
+        let verifier = Verifier::with_options(&config.auth.issuers, http, verifier_options).await?;
         let signer = Signer::new(&config.s3).await;
         let instance = instance_name(&config);
         let openapi_json = openapi_json()?;

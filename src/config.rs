@@ -117,7 +117,13 @@ pub struct AuthConfig {
     /// Longest token lifetime accepted (`exp − iat`). Revocations are kept this long after
     /// their cut-off, so a longer-lived token could outlive its revocation: it is refused.
     pub max_token_lifetime_seconds: u64,
+    /// Verified tokens remembered (by SHA-256), so a signature is checked once per token;
+    /// 0 checks it on every request. Revocations apply on every request either way.
+    pub token_cache_entries: usize,
 }
+
+/// Largest `auth.token_cache_entries` (an entry is a few hundred bytes).
+pub const MAX_TOKEN_CACHE_ENTRIES: usize = 1_000_000;
 
 impl Default for AuthConfig {
     fn default() -> Self {
@@ -125,6 +131,7 @@ impl Default for AuthConfig {
             issuers: Vec::new(),
             admin_group: "presignd-admins".into(),
             max_token_lifetime_seconds: 86_400,
+            token_cache_entries: 10_000,
         }
     }
 }
@@ -425,6 +432,12 @@ impl Config {
                 "must be between 60 and 31536000 (one year)",
             ));
         }
+        if self.auth.token_cache_entries > MAX_TOKEN_CACHE_ENTRIES {
+            p.push(ConfigProblem::new(
+                "auth.token_cache_entries",
+                format!("must be at most {MAX_TOKEN_CACHE_ENTRIES} (0 disables the cache)"),
+            ));
+        }
         p.extend(self.redis.validate());
         p.extend(self.limits.validate());
         p.extend(self.metrics.validate(self.server.listen));
@@ -588,6 +601,23 @@ hs256_secret = "0123456789abcdef0123456789abcdef"
         assert!(secrecy::ExposeSecret::expose_secret(&c.database.url).starts_with("sqlite:"));
         assert_eq!(c.audit.sink, "file://var/audit");
         assert_eq!(c.s3.region, "us-east-1");
+    }
+
+    #[test]
+    fn token_cache_size_is_bounded() {
+        let with = |n: usize| format!("[auth]\ntoken_cache_entries = {n}\n{MINIMAL}");
+        assert_eq!(
+            Config::from_toml(MINIMAL)
+                .expect("valid")
+                .auth
+                .token_cache_entries,
+            10_000
+        );
+        for ok in [0, 1, MAX_TOKEN_CACHE_ENTRIES] {
+            assert!(Config::from_toml(&with(ok)).is_ok(), "{ok}");
+        }
+        let k = keys(Config::from_toml(&with(MAX_TOKEN_CACHE_ENTRIES + 1)).expect_err("invalid"));
+        assert_eq!(k, ["auth.token_cache_entries"]);
     }
 
     #[test]

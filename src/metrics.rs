@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::audit::AuditRecord;
-use crate::auth::JwksObserver;
+use crate::auth::{JwksObserver, TokenCacheObserver};
 use crate::config::ConfigProblem;
 use crate::policy::Catalog;
 
@@ -147,6 +147,7 @@ pub struct Metrics {
     pub presign_decisions_total: IntCounterVec,
     pub jwt_verifications_total: IntCounterVec,
     pub jwks_refresh_total: IntCounterVec,
+    pub jwt_cache_lookups_total: IntCounterVec,
     pub audit_outbox_pending: IntGauge,
     pub audit_shipped_total: IntCounter,
     pub audit_ship_failures_total: IntCounter,
@@ -196,6 +197,11 @@ impl Metrics {
             "presignd_jwks_refresh_total",
             "JWKS fetches by issuer and result.",
             &["issuer", "result"],
+        )?;
+        let jwt_cache_lookups_total = counter_vec(
+            "presignd_jwt_cache_lookups_total",
+            "Verified-token cache lookups by result (hit: no signature check).",
+            &["result"],
         )?;
         let audit_outbox_pending = IntGauge::new(
             "presignd_audit_outbox_pending",
@@ -250,6 +256,7 @@ impl Metrics {
             presign_decisions_total,
             jwt_verifications_total,
             jwks_refresh_total,
+            jwt_cache_lookups_total,
             audit_outbox_pending,
             audit_shipped_total,
             audit_ship_failures_total,
@@ -308,6 +315,17 @@ impl Metrics {
         let counter = self.jwks_refresh_total.clone();
         Arc::new(move |issuer: &str, result: &'static str| {
             counter.with_label_values(&[issuer, result]).inc();
+        })
+    }
+
+    /// Counts verified-token cache lookups in `presignd_jwt_cache_lookups_total` (`hit` or
+    /// `miss`: a fixed set).
+    pub fn token_cache_observer(self: &Arc<Self>) -> TokenCacheObserver {
+        let hit = self.jwt_cache_lookups_total.with_label_values(&["hit"]);
+        let miss = self.jwt_cache_lookups_total.with_label_values(&["miss"]);
+        Arc::new(move |result: &'static str| match result {
+            "hit" => hit.inc(),
+            _ => miss.inc(),
         })
     }
 

@@ -9,6 +9,7 @@ use jsonwebtoken::jwk::{
     AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, KeyOperations, PublicKeyUse,
 };
 use serde::Deserialize;
+use sha2::Digest;
 
 use crate::auth::config::{Algorithm, check_jwks_url};
 
@@ -42,16 +43,18 @@ pub(crate) enum FetchError {
     NoUsableKeys,
 }
 
-/// GETs `url` (5 s, 1 MiB at most) and keeps the keys usable with `allowed` algorithms.
+/// GETs `url` (5 s, 1 MiB at most) and keeps the keys usable with `allowed` algorithms; also
+/// returns the document's SHA-256, which tells a changed set from a refetched one.
 pub(crate) async fn fetch(
     http: &reqwest::Client,
     url: &str,
     allowed: &[Algorithm],
-) -> Result<Vec<KeyEntry>, FetchError> {
+) -> Result<(Vec<KeyEntry>, [u8; 32]), FetchError> {
     let body = tokio::time::timeout(FETCH_TIMEOUT, fetch_body(http, url))
         .await
         .map_err(|_| FetchError::Timeout)??;
-    parse(&body, allowed)
+    let keys = parse(&body, allowed)?;
+    Ok((keys, sha2::Sha256::digest(&body).into()))
 }
 
 async fn fetch_body(http: &reqwest::Client, url: &str) -> Result<Vec<u8>, FetchError> {

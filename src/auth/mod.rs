@@ -7,13 +7,14 @@ mod config;
 mod dev_token;
 mod error;
 mod jwks;
+mod token_cache;
 mod verifier;
 
 pub use bearer::bearer_token;
 pub use config::{Algorithm, ConfigProblem, IssuerConfig};
 pub use dev_token::{DevTokenError, find_dev_issuer, mint_dev_token};
 pub use error::{AuthError, AuthSetupError};
-pub use verifier::{JwksObserver, Verifier};
+pub use verifier::{JwksObserver, TokenCacheObserver, Verifier, VerifierOptions};
 
 /// Largest token accepted anywhere (header or `verify`): real IdP tokens are a few KiB.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;

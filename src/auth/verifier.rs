@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
@@ -18,6 +19,7 @@ use crate::auth::bearer::check_compact_jws;
 use crate::auth::claims;
 use crate::auth::config::{Algorithm, IssuerConfig, decoding_key_from_pem};
 use crate::auth::jwks::{self, KeyEntry};
+use crate::auth::token_cache::{self, TokenCache};
 use crate::auth::{AuthError, AuthSetupError};
 
 /// Verifies bearer JWTs. Cheap to clone: all state is behind one `Arc`.
@@ -38,12 +40,21 @@ impl std::fmt::Debug for Verifier {
 struct Inner {
     issuers: HashMap<String, Issuer>,
     http: reqwest::Client,
+    /// `None` when `auth.token_cache_entries` is 0.
+    cache: Option<TokenCache>,
+    cache_observer: Option<TokenCacheObserver>,
+    /// Bumped whenever any JWKS changes: cached verifications under older keys miss.
+    key_epoch: Arc<AtomicU64>,
+    /// Signatures checked so far (cache hits check none).
+    signatures_checked: AtomicU64,
 }
 
 struct Issuer {
     name: String,
     groups_claim: String,
     mfa_claim: String,
+    /// `leeway_seconds`: what `jsonwebtoken` allows around `exp` and `nbf`.
+    leeway: i64,
     /// One `Validation` per allowed algorithm, built once.
     validations: Vec<(Algorithm, Validation)>,
     keys: Keys,
@@ -60,6 +71,9 @@ struct Jwks {
     allowed: Vec<Algorithm>,
     /// `None` until the first successful fetch; a failed fetch never replaces it.
     set: ArcSwapOption<Vec<KeyEntry>>,
+    /// SHA-256 of the document behind `set`: a different one bumps `key_epoch`.
+    fingerprint: std::sync::Mutex<Option<[u8; 32]>>,
+    key_epoch: Arc<AtomicU64>,
     /// Serializes on-demand refetches and remembers when the last one started.
     refetch: Mutex<Option<Instant>>,
     min_refetch: Duration,
@@ -69,6 +83,18 @@ struct Jwks {
 
 /// Told `(issuer, "ok" | "error")` after every JWKS fetch (the metrics count them).
 pub type JwksObserver = Arc<dyn Fn(&str, &'static str) + Send + Sync>;
+
+/// Told `"hit"` or `"miss"` for every token looked up in the verified-token cache.
+pub type TokenCacheObserver = Arc<dyn Fn(&'static str) + Send + Sync>;
+
+/// What [`Verifier::with_options`] takes besides the issuers.
+#[derive(Default, Clone)]
+pub struct VerifierOptions {
+    pub jwks_observer: Option<JwksObserver>,
+    /// Verified tokens remembered (`auth.token_cache_entries`); 0 verifies every request.
+    pub token_cache_entries: usize,
+    pub token_cache_observer: Option<TokenCacheObserver>,
+}
 
 /// The only claim read before the signature is checked: it picks the issuer config.
 #[derive(Deserialize)]
@@ -93,6 +119,21 @@ impl Verifier {
         http: reqwest::Client,
         observer: Option<JwksObserver>,
     ) -> Result<Verifier, AuthSetupError> {
+        let options = VerifierOptions {
+            jwks_observer: observer,
+            ..VerifierOptions::default()
+        };
+        Verifier::with_options(issuers, http, options).await
+    }
+
+    /// [`Verifier::new`] with a JWKS observer and the verified-token cache.
+    pub async fn with_options(
+        issuers: &[IssuerConfig],
+        http: reqwest::Client,
+        options: VerifierOptions,
+    ) -> Result<Verifier, AuthSetupError> {
+        let observer = options.jwks_observer;
+        let key_epoch = Arc::new(AtomicU64::new(0));
         let problems: Vec<_> = issuers
             .iter()
             .enumerate()
@@ -104,13 +145,25 @@ impl Verifier {
 
         let mut map = HashMap::new();
         for (i, cfg) in issuers.iter().enumerate() {
-            let issuer = Issuer::from_config(cfg, &format!("auth.issuers[{i}]"), observer.clone())?;
+            let issuer = Issuer::from_config(
+                cfg,
+                &format!("auth.issuers[{i}]"),
+                observer.clone(),
+                Arc::clone(&key_epoch),
+            )?;
             if map.insert(cfg.issuer.clone(), issuer).is_some() {
                 return Err(AuthSetupError::DuplicateIssuer(cfg.issuer.clone()));
             }
         }
         let verifier = Verifier {
-            inner: Arc::new(Inner { issuers: map, http }),
+            inner: Arc::new(Inner {
+                issuers: map,
+                http,
+                cache: TokenCache::new(options.token_cache_entries),
+                cache_observer: options.token_cache_observer,
+                key_epoch,
+                signatures_checked: AtomicU64::new(0),
+            }),
         };
         verifier.refresh().await;
         Ok(verifier)
@@ -192,8 +245,52 @@ impl Verifier {
         }
     }
 
+    /// Signatures checked since start: requests answered from the token cache add nothing.
+    pub fn signatures_checked(&self) -> u64 {
+        self.inner.signatures_checked.load(Ordering::Relaxed)
+    }
+
+    /// Tokens in the verified-token cache (0 when it is disabled).
+    pub fn cached_tokens(&self) -> usize {
+        self.inner.cache.as_ref().map_or(0, TokenCache::len)
+    }
+
+    /// Verifies `token`, or finds it among the tokens verified before: same bytes, still
+    /// within `exp`/`nbf` (with the issuer's leeway) and the key sets unchanged. Revocations
+    /// are the caller's to check, on every request.
     pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
         check_compact_jws(token)?;
+        let Some(cache) = &self.inner.cache else {
+            return self.verify_signed(token).await.map(|v| v.principal);
+        };
+        // Read before any key is looked up: a JWKS change during verification leaves the
+        // entry under the old epoch, where it misses.
+        let epoch = self.inner.key_epoch.load(Ordering::Acquire);
+        let key = token_cache::digest(token);
+        let now = crate::revocations::unix_now();
+        let observe = |result| {
+            if let Some(observer) = &self.inner.cache_observer {
+                observer(result);
+            }
+        };
+        if let Some(principal) = cache.get(&key, now, epoch) {
+            observe("hit");
+            return Ok(Principal::clone(&principal));
+        }
+        observe("miss");
+        let verified = self.verify_signed(token).await?;
+        let entry = token_cache::Entry {
+            principal: Arc::new(verified.principal.clone()),
+            valid_from: verified.valid_from,
+            valid_until: verified.valid_until,
+            epoch,
+        };
+        cache.insert(key, entry, now);
+        Ok(verified.principal)
+    }
+
+    /// Full verification: header, issuer, key, signature and claims.
+    async fn verify_signed(&self, token: &str) -> Result<Verified, AuthError> {
         // Parsed by jsonwebtoken: `alg: none` and unknown algorithms fail to parse here.
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
         if header.crit.is_some() {
@@ -225,10 +322,31 @@ impl Verifier {
             .key(&self.inner.http, alg, header.kid.as_deref())
             .await?;
 
+        self.inner
+            .signatures_checked
+            .fetch_add(1, Ordering::Relaxed);
         let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key, validation)
             .map_err(|e| map_jwt_error(e.kind()))?;
-        issuer.principal(data.claims)
+        // The window `jsonwebtoken` just checked, never wider: `exp` rounded down (it rounds a
+        // fractional one to nearest), `nbf` up.
+        let valid_from = match data.claims.get("nbf").and_then(Value::as_f64) {
+            Some(nbf) => (nbf.ceil() as i64).saturating_sub(issuer.leeway),
+            None => i64::MIN,
+        };
+        let principal = issuer.principal(data.claims)?;
+        Ok(Verified {
+            valid_from,
+            valid_until: principal.expires_at.saturating_add(issuer.leeway),
+            principal,
+        })
     }
+}
+
+/// A token that passed full verification, with the Unix seconds it is acceptable between.
+struct Verified {
+    principal: Principal,
+    valid_from: i64,
+    valid_until: i64,
 }
 
 impl Issuer {
@@ -236,6 +354,7 @@ impl Issuer {
         cfg: &IssuerConfig,
         at: &str,
         observer: Option<JwksObserver>,
+        key_epoch: Arc<AtomicU64>,
     ) -> Result<Issuer, AuthSetupError> {
         let validations = cfg
             .algorithms
@@ -257,6 +376,8 @@ impl Issuer {
                 url: url.clone(),
                 allowed: cfg.algorithms.clone(),
                 set: ArcSwapOption::empty(),
+                fingerprint: std::sync::Mutex::new(None),
+                key_epoch,
                 refetch: Mutex::new(None),
                 min_refetch: Duration::from_secs(cfg.jwks_min_refetch_seconds),
                 refresh: Duration::from_secs(cfg.jwks_refresh_seconds),
@@ -298,6 +419,7 @@ impl Issuer {
             name: cfg.issuer.clone(),
             groups_claim: cfg.groups_claim.clone(),
             mfa_claim: cfg.mfa_claim.clone(),
+            leeway: i64::try_from(cfg.leeway_seconds).unwrap_or(i64::MAX),
             validations,
             keys,
         })
@@ -379,9 +501,19 @@ impl Jwks {
 
     async fn fetch_and_store(&self, http: &reqwest::Client, issuer: &str) {
         let result = match jwks::fetch(http, &self.url, &self.allowed).await {
-            Ok(keys) => {
+            Ok((keys, fingerprint)) => {
                 tracing::debug!(issuer, keys = keys.len(), "JWKS refreshed");
                 self.set.store(Some(Arc::new(keys)));
+                // After the store: a verification that still saw the old keys holds the old
+                // epoch. The first set is no change (nothing was verified without keys).
+                let mut last = self
+                    .fingerprint
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if last.is_some_and(|last| last != fingerprint) {
+                    self.key_epoch.fetch_add(1, Ordering::AcqRel);
+                }
+                *last = Some(fingerprint);
                 "ok"
             }
             Err(error) => {
