@@ -98,6 +98,9 @@ impl KeyPattern {
         if sub.is_empty() && self.uses_subject() {
             return false;
         }
+        if let Some(decided) = self.literal_start(key, sub) {
+            return decided;
+        }
         let mut items = Vec::with_capacity(self.tokens.len() + sub.len());
         for t in &self.tokens {
             match t {
@@ -110,6 +113,26 @@ impl KeyPattern {
         }
         let key: Vec<char> = key.chars().collect();
         wildcard_match(&items, &key, &mut 0)
+    }
+
+    /// The pattern's literal start (characters and the subject, up to the first wildcard) must
+    /// begin the key. Checked without allocating, this refuses most keys before the full match
+    /// (hot: a policy evaluation tries every rule's patterns). `Some` when it decides: a
+    /// mismatch, or a pattern without wildcards; `None` when the full match must decide.
+    fn literal_start(&self, key: &str, sub: &str) -> Option<bool> {
+        let mut rest = key;
+        for t in &self.tokens {
+            let after = match t {
+                Token::Char(c) => rest.strip_prefix(*c),
+                Token::Sub => rest.strip_prefix(sub),
+                Token::Any | Token::One => return None,
+            };
+            match after {
+                Some(r) => rest = r,
+                None => return Some(false),
+            }
+        }
+        Some(rest.is_empty())
     }
 
     /// Does the pattern match `prefix + s` for *every* string `s`? Used to grant an upload

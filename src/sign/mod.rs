@@ -105,6 +105,26 @@ enum Via {
     Sdk,
 }
 
+/// The lifetime a signature (URL, part URL or POST policy) may have: `wanted`, shortened to
+/// the credentials' expiry (and whether it was); an error when they are about to lapse.
+pub(crate) fn clamp(
+    expiry: Option<SystemTime>,
+    now: SystemTime,
+    wanted: Duration,
+) -> Result<(Duration, bool), SignError> {
+    let Some(expiry) = expiry else {
+        return Ok((wanted, false));
+    };
+    let left = expiry.duration_since(now).unwrap_or(Duration::ZERO);
+    if left < Duration::from_secs(1) {
+        return Err(SignError::CredentialsExpiring);
+    }
+    if left < wanted {
+        return Ok((Duration::from_secs(left.as_secs()), true));
+    }
+    Ok((wanted, false))
+}
+
 impl Signer {
     pub async fn new(cfg: &S3Config) -> Signer {
         Signer::with_credentials(cfg, CachedCredentials::from_config(cfg).await)
@@ -169,18 +189,7 @@ impl Signer {
         via: Via,
     ) -> Result<Option<Presigned>, SignError> {
         let creds = self.credentials.current().await?;
-        let mut expires_in = req.expires_in;
-        let mut clamped = false;
-        if let Some(expiry) = creds.expiry() {
-            let left = expiry.duration_since(req.now).unwrap_or(Duration::ZERO);
-            if left < Duration::from_secs(1) {
-                return Err(SignError::CredentialsExpiring);
-            }
-            if left < expires_in {
-                expires_in = Duration::from_secs(left.as_secs());
-                clamped = true;
-            }
-        }
+        let (expires_in, clamped) = clamp(creds.expiry(), req.now, req.expires_in)?;
         let pc = PresigningConfig::builder()
             .start_time(req.now)
             .expires_in(expires_in)

@@ -166,18 +166,7 @@ impl Signer {
         req: &PartSignRequest<'_>,
     ) -> Result<Presigned, SignError> {
         let creds = self.credentials.current().await?;
-        let mut expires_in = req.expires_in;
-        let mut clamped = false;
-        if let Some(expiry) = creds.expiry() {
-            let left = expiry.duration_since(req.now).unwrap_or(Duration::ZERO);
-            if left < Duration::from_secs(1) {
-                return Err(SignError::CredentialsExpiring);
-            }
-            if left < expires_in {
-                expires_in = Duration::from_secs(left.as_secs());
-                clamped = true;
-            }
-        }
+        let (expires_in, clamped) = super::clamp(creds.expiry(), req.now, req.expires_in)?;
         let pc = PresigningConfig::builder()
             .start_time(req.now)
             .expires_in(expires_in)

@@ -209,26 +209,6 @@ pub fn build(spec: &PolicySpec<'_>, who: &SigningIdentity<'_>) -> Result<SignedP
     })
 }
 
-/// The lifetime a signature may have: `wanted`, shortened to the credentials' expiry (and
-/// whether it was); an error when they are about to lapse. The same rule as for URLs.
-fn clamp(
-    expiry: Option<SystemTime>,
-    now: SystemTime,
-    wanted: Duration,
-) -> Result<(Duration, bool), SignError> {
-    let Some(expiry) = expiry else {
-        return Ok((wanted, false));
-    };
-    let left = expiry.duration_since(now).unwrap_or(Duration::ZERO);
-    if left < Duration::from_secs(1) {
-        return Err(SignError::CredentialsExpiring);
-    }
-    if left < wanted {
-        return Ok((Duration::from_secs(left.as_secs()), true));
-    }
-    Ok((wanted, false))
-}
-
 impl Signer {
     /// Signs a POST policy with the URL signer's credentials, for the bucket's endpoint.
     pub async fn presign_post(&self, req: &PostRequest<'_>) -> Result<PresignedPost, SignError> {
@@ -238,7 +218,7 @@ impl Signer {
             ));
         };
         let creds = self.credentials.current().await?;
-        let (expires_in, clamped) = clamp(creds.expiry(), req.now, req.expires_in)?;
+        let (expires_in, clamped) = super::clamp(creds.expiry(), req.now, req.expires_in)?;
         let url = self.bucket_url(bucket, req.now).await?;
         if !url.starts_with("https://") && !self.allow_insecure {
             return Err(SignError::InsecureUrl);
@@ -456,17 +436,20 @@ mod tests {
     fn lifetime_is_clamped_to_the_credentials() {
         let now = at(1_767_268_800);
         let hour = Duration::from_secs(3600);
-        assert_eq!(clamp(None, now, hour).expect("ok"), (hour, false));
         assert_eq!(
-            clamp(Some(now + Duration::from_secs(900)), now, hour).expect("ok"),
+            super::super::clamp(None, now, hour).expect("ok"),
+            (hour, false)
+        );
+        assert_eq!(
+            super::super::clamp(Some(now + Duration::from_secs(900)), now, hour).expect("ok"),
             (Duration::from_secs(900), true)
         );
         assert_eq!(
-            clamp(Some(now + hour * 2), now, hour).expect("ok"),
+            super::super::clamp(Some(now + hour * 2), now, hour).expect("ok"),
             (hour, false)
         );
         assert!(matches!(
-            clamp(Some(now), now, hour),
+            super::super::clamp(Some(now), now, hour),
             Err(SignError::CredentialsExpiring)
         ));
     }
