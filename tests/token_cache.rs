@@ -86,12 +86,15 @@ async fn a_tampered_token_is_never_served_from_the_cache() {
     let token = RSA1.sign(&claims(IDP, "alice"));
     v.verify(&token).await.unwrap();
 
-    // Same header and claims, one signature character changed (the last one keeps the
-    // base64url length valid, so only the signature check can catch it).
+    // Same header and claims, one signature character changed. A middle one: every middle
+    // character carries 6 signature bits, so the base64url stays canonical and only the
+    // signature check can catch it (the last character's spare bits must stay zero: changing
+    // it can make the token merely malformed).
     let (head, sig) = token.rsplit_once('.').unwrap();
-    let mut sig = sig.to_string();
-    let last = sig.pop().unwrap();
-    sig.push(if last == 'A' { 'B' } else { 'A' });
+    let mut sig: Vec<char> = sig.chars().collect();
+    let mid = sig.len() / 2;
+    sig[mid] = if sig[mid] == 'A' { 'B' } else { 'A' };
+    let sig: String = sig.into_iter().collect();
     let tampered = format!("{head}.{sig}");
     // Another subject's claims under alice's signature.
     let (header, _) = token.split_once('.').unwrap();

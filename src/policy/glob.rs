@@ -101,18 +101,23 @@ impl KeyPattern {
         if let Some(decided) = self.literal_start(key, sub) {
             return decided;
         }
+        let key: Vec<char> = key.chars().collect();
+        wildcard_match(&self.items(sub), &key, &mut 0)
+    }
+
+    /// The pattern with `${jwt:sub}` expanded. The subject is literal text: its `*` and `?`
+    /// match only themselves.
+    fn items(&self, sub: &str) -> Vec<Item> {
         let mut items = Vec::with_capacity(self.tokens.len() + sub.len());
         for t in &self.tokens {
             match t {
                 Token::Char(c) => items.push(Item::Char(*c)),
                 Token::Any => items.push(Item::Any),
                 Token::One => items.push(Item::One),
-                // The subject is literal text: its `*` and `?` match only themselves.
                 Token::Sub => items.extend(sub.chars().map(Item::Char)),
             }
         }
-        let key: Vec<char> = key.chars().collect();
-        wildcard_match(&items, &key, &mut 0)
+        items
     }
 
     /// The pattern's literal start (characters and the subject, up to the first wildcard) must
@@ -151,15 +156,7 @@ impl KeyPattern {
         if sub.is_empty() && self.uses_subject() {
             return false;
         }
-        let mut items = Vec::with_capacity(self.tokens.len() + sub.len());
-        for t in &self.tokens {
-            match t {
-                Token::Char(c) => items.push(Item::Char(*c)),
-                Token::Any => items.push(Item::Any),
-                Token::One => items.push(Item::One),
-                Token::Sub => items.extend(sub.chars().map(Item::Char)),
-            }
-        }
+        let items = self.items(sub);
         // The set of pattern positions reachable after the characters read so far (an NFA
         // simulation: O(len(prefix) * len(pattern))).
         let close = |live: &mut Vec<bool>| {
