@@ -81,13 +81,13 @@ async fn static_origin() -> String {
 fn preconditions() {
     assert!(
         Path::new(CHROMIUM).exists(),
-        "{CHROMIUM} is missing: apt-get install -y chromium (.ci/run installs it)"
+        "{CHROMIUM} is missing: apt-get install -y chromium (scripts/test installs it: scripts/ensure-test-tools)"
     );
     assert!(
         root()
             .join("examples/web/test/node_modules/playwright-core")
             .exists(),
-        "playwright-core is missing: (cd examples/web/test && npm ci) (.ci/run does it)"
+        "playwright-core is missing: (cd examples/web/test && npm ci) (scripts/test does it: scripts/ensure-test-tools)"
     );
 }
 

@@ -359,6 +359,9 @@ proptest! {
 
     #[test]
     fn fast_path_matches_the_sdk_on_random_input(case in arb_case(), config_ix in 0usize..9, with_token: bool, secs in 0u64..4_000_000_000) {
+        // aws-sdk-s3 refuses a key of nothing but spaces ("key was missing"); S3 takes it, and
+        // so does the fast path, but there is no reference to compare with.
+        prop_assume!(!case.key.trim().is_empty());
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         let (label, cfg) = &configs()[config_ix];
         let signer = signer(cfg, with_token.then_some(TOKEN));
