@@ -289,16 +289,21 @@ async fn decide_and_sign(
         None => Err(ApiError::NotFound),
         Some(ap) => decide(state, principal, client, &ap, req, now, &mut record).await,
     };
-    match &outcome {
+    name_decision(&mut record, &outcome);
+    (outcome, record)
+}
+
+/// Names the decision in an audit record from the request's outcome: allowed, the rule
+/// outcome the evaluation already wrote (explicit or implicit deny), or the problem code.
+pub(super) fn name_decision<T>(record: &mut AuditRecord, outcome: &Result<T, ApiError>) {
+    match outcome {
         Ok(_) => {
             record.decision = Decision::Allow;
             record.reason = "allowed".into();
         }
-        // `decide` already named the rule outcome (explicit or implicit deny).
         Err(ApiError::Forbidden) if !record.reason.is_empty() => {}
         Err(e) => record.reason = e.code().to_string(),
     }
-    (outcome, record)
 }
 
 /// A deny record with what is known about the caller; the decision fills in the rest. (The

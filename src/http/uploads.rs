@@ -24,7 +24,7 @@ use super::error::ApiError;
 use super::extract::{ApiJson, Authenticated};
 use super::presign::{audit_refusal, base_record};
 use crate::Principal;
-use crate::audit::{AuditRecord, Decision, signature_sha256};
+use crate::audit::{AuditRecord, signature_sha256};
 use crate::policy::multipart::{self, MAX_PARTS, Plan, PlanError};
 use crate::policy::{self, CompiledAccessPoint, DenyReason, Encryption, Operation, UploadRequest};
 use crate::sign::multipart::{CreateUpload, MultipartError, PartSignRequest};
@@ -248,15 +248,7 @@ async fn finish<T>(
     mut record: AuditRecord,
     outcome: Result<T, ApiError>,
 ) -> Result<T, ApiError> {
-    match &outcome {
-        Ok(_) => {
-            record.decision = Decision::Allow;
-            record.reason = "allowed".into();
-        }
-        // The rule outcome (explicit or implicit deny) is already named.
-        Err(ApiError::Forbidden) if !record.reason.is_empty() => {}
-        Err(e) => record.reason = e.code().to_string(),
-    }
+    super::presign::name_decision(&mut record, &outcome);
     state
         .audit()
         .append(std::slice::from_ref(&record))

@@ -218,20 +218,7 @@ impl Signer {
             }
         }
         let presigned = self.presigned(req, pc).await?;
-        let url = presigned.uri().to_string();
-        if !url.starts_with("https://") && !self.allow_insecure {
-            return Err(SignError::InsecureUrl);
-        }
-        let signature = query_param(&url, "X-Amz-Signature")
-            .ok_or_else(|| SignError::Presign("no X-Amz-Signature in URL".into()))?
-            .to_string();
-        if query_param(&url, RECORD_ID_PARAM) != Some(percent_encode(req.record_id).as_str()) {
-            return Err(SignError::Presign(format!("no {RECORD_ID_PARAM} in URL")));
-        }
-        let headers = presigned
-            .headers()
-            .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
-            .collect();
+        let (url, headers, signature) = self.checked_sdk_output(&presigned, req.record_id)?;
         Ok(Some(Presigned {
             url,
             method: req.operation.http_method(),
@@ -240,6 +227,30 @@ impl Signer {
             signature,
             clamped,
         }))
+    }
+
+    /// An SDK-presigned request as presignd hands it out: its URL (refused when plain HTTP is
+    /// not allowed; it must carry the record id), the headers to send and the signature.
+    fn checked_sdk_output(
+        &self,
+        presigned: &PresignedRequest,
+        record_id: &str,
+    ) -> Result<(String, BTreeMap<String, String>, String), SignError> {
+        let url = presigned.uri().to_string();
+        if !url.starts_with("https://") && !self.allow_insecure {
+            return Err(SignError::InsecureUrl);
+        }
+        let signature = query_param(&url, "X-Amz-Signature")
+            .ok_or_else(|| SignError::Presign("no X-Amz-Signature in URL".into()))?
+            .to_string();
+        if query_param(&url, RECORD_ID_PARAM) != Some(percent_encode(record_id).as_str()) {
+            return Err(SignError::Presign(format!("no {RECORD_ID_PARAM} in URL")));
+        }
+        let headers = presigned
+            .headers()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
+            .collect();
+        Ok((url, headers, signature))
     }
 
     async fn presigned(

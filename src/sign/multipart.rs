@@ -9,10 +9,7 @@ use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ServerSideEncryption};
 use time::OffsetDateTime;
 
-use super::{
-    Presigned, RECORD_ID_PARAM, SignError, Signer, add_record_id, percent_encode, presign_error,
-    query_param,
-};
+use super::{Presigned, SignError, Signer, add_record_id, presign_error};
 use crate::policy::Encryption;
 
 /// A failed S3 multipart call, classified for the API.
@@ -185,20 +182,7 @@ impl Signer {
             .presigned(pc)
             .await
             .map_err(presign_error)?;
-        let url = presigned.uri().to_string();
-        if !url.starts_with("https://") && !self.allow_insecure {
-            return Err(SignError::InsecureUrl);
-        }
-        let signature = query_param(&url, "X-Amz-Signature")
-            .ok_or_else(|| SignError::Presign("no X-Amz-Signature in URL".into()))?
-            .to_string();
-        if query_param(&url, RECORD_ID_PARAM) != Some(percent_encode(req.record_id).as_str()) {
-            return Err(SignError::Presign(format!("no {RECORD_ID_PARAM} in URL")));
-        }
-        let headers = presigned
-            .headers()
-            .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
-            .collect();
+        let (url, headers, signature) = self.checked_sdk_output(&presigned, req.record_id)?;
         let expires_at = OffsetDateTime::from(req.now) + expires_in;
         Ok(Presigned {
             url,
