@@ -48,6 +48,25 @@ pub(crate) struct NewRow {
     pub record: String,
 }
 
+/// Turns at writing the SQLite outbox, shared by the group-commit writer and the shipper.
+///
+/// SQLite has one writer at a time, and a connection that finds the write lock taken sleeps
+/// in SQLite's busy handler (1, 2, 5, 10, … ms) before trying again: group commits stalled for
+/// up to 100 ms whenever the shipper was claiming or deleting a batch. Taking turns here, the
+/// next writer starts the moment the other is done. PostgreSQL locks rows, so its writers never
+/// wait for each other and take no turn.
+#[derive(Clone, Default)]
+pub(crate) struct WriteTurns(Arc<tokio::sync::Mutex<()>>);
+
+impl WriteTurns {
+    pub(crate) async fn take(&self, store: &Store) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match store {
+            Store::Sqlite(_) => Some(self.0.lock().await),
+            Store::Postgres(_) => None,
+        }
+    }
+}
+
 struct Job {
     rows: Vec<NewRow>,
     reply: oneshot::Sender<Result<(), String>>,
@@ -61,14 +80,19 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    /// Starts the writer task.
-    pub fn start(store: Store, settings: OutboxSettings) -> (Outbox, JoinHandle<()>) {
+    /// Starts the writer task, which writes in `turns` with the shipper.
+    pub(crate) fn start(
+        store: Store,
+        settings: OutboxSettings,
+        turns: WriteTurns,
+    ) -> (Outbox, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE);
         let commits = Arc::new(AtomicU64::new(0));
         let writer = tokio::spawn(write_groups(
             store.clone(),
             rx,
             settings,
+            turns,
             Arc::clone(&commits),
         ));
         (Outbox { tx, store, commits }, writer)
@@ -126,6 +150,7 @@ async fn write_groups(
     store: Store,
     mut rx: mpsc::Receiver<Job>,
     settings: OutboxSettings,
+    turns: WriteTurns,
     commits: Arc<AtomicU64>,
 ) {
     let mut writer = Writer { store, conn: None };
@@ -151,7 +176,11 @@ async fn write_groups(
             }
         }
         let rows: Vec<&NewRow> = jobs.iter().flat_map(|j| j.rows.iter()).collect();
-        let result = match tokio::time::timeout(COMMIT_TIMEOUT, writer.commit(&rows)).await {
+        let commit = async {
+            let _turn = turns.take(&writer.store).await;
+            writer.commit(&rows).await
+        };
+        let result = match tokio::time::timeout(COMMIT_TIMEOUT, commit).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => {
@@ -617,6 +646,7 @@ mod tests {
                 commit_max_records: 64,
                 commit_max_wait: Duration::from_millis(2),
             },
+            WriteTurns::default(),
         );
         let outbox = Arc::new(outbox);
         let mut tasks = Vec::new();
@@ -672,6 +702,7 @@ mod tests {
                 commit_max_records: 512,
                 commit_max_wait: Duration::from_millis(2),
             },
+            WriteTurns::default(),
         );
         let first: Vec<AuditRecord> = (0..3).map(|i| record(&format!("a{i}"))).collect();
         outbox.append(&first).await.expect("append");
@@ -729,6 +760,7 @@ mod tests {
                 commit_max_records: 512,
                 commit_max_wait: Duration::from_millis(2),
             },
+            WriteTurns::default(),
         );
         outbox.append(&[record("dup")]).await.expect("first");
         // A duplicate id violates audit_outbox_id_key: the whole group fails, nothing is kept.

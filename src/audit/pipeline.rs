@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
-use super::outbox::{self, Outbox, OutboxSettings};
+use super::outbox::{self, Outbox, OutboxSettings, WriteTurns};
 use super::shipper::{ShipperHandle, ShipperSettings};
 use super::{AuditError, AuditRecord, AuditSink, AuditStatus, BoxFuture, LogSink, SinkLocation};
 use crate::config::Config;
@@ -35,12 +35,14 @@ impl Audit {
             SinkLocation::S3 { prefix, .. } => prefix.clone(),
             SinkLocation::File { .. } => String::new(),
         };
+        let turns = WriteTurns::default();
         let (outbox, writer) = Outbox::start(
             store.clone(),
             OutboxSettings {
                 commit_max_records: a.commit_max_records,
                 commit_max_wait: Duration::from_millis(a.commit_max_wait_ms),
             },
+            turns.clone(),
         );
         let (shipper, shipping) = ShipperHandle::start(
             store,
@@ -51,6 +53,7 @@ impl Audit {
                 batch_max_records: a.batch_max_records,
                 flush_interval: Duration::from_millis(a.flush_interval_ms),
             },
+            turns,
             metrics,
         );
         Ok((Arc::new(Audit { outbox, shipper }), vec![writer, shipping]))

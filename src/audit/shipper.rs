@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::log_sink::{encode_ndjson_gz, object_key};
-use super::outbox::{self, Claim, Pending};
+use super::outbox::{self, Claim, Pending, WriteTurns};
 use super::{AuditError, LogSink};
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -57,10 +57,11 @@ pub struct ShipperHandle {
 
 impl ShipperHandle {
     /// Starts the shipper task; it ships at once (a backlog left by a crash goes first).
-    pub fn start(
+    pub(crate) fn start(
         store: Store,
         sink: LogSink,
         settings: ShipperSettings,
+        turns: WriteTurns,
         metrics: Arc<Metrics>,
     ) -> (ShipperHandle, JoinHandle<()>) {
         let (flush, requests) = mpsc::channel(64);
@@ -69,6 +70,7 @@ impl ShipperHandle {
             store,
             sink,
             settings,
+            turns,
             metrics,
             last_shipped: Arc::clone(&last_shipped),
         };
@@ -129,6 +131,8 @@ struct Shipper {
     store: Store,
     sink: LogSink,
     settings: ShipperSettings,
+    /// Taken for each statement that writes the outbox, so the writer never waits in SQLite.
+    turns: WriteTurns,
     metrics: Arc<Metrics>,
     last_shipped: Arc<AtomicI64>,
 }
@@ -187,6 +191,7 @@ impl Shipper {
     async fn drain(&self) -> Result<u64, AuditError> {
         let mut shipped = 0;
         loop {
+            let turn = self.turns.take(&self.store).await;
             let claim =
                 match outbox::resume(&self.store, &self.settings.instance, CLAIM_LEASE).await? {
                     Some(c) => Some(c),
@@ -199,6 +204,7 @@ impl Shipper {
                         .await?
                     }
                 };
+            drop(turn);
             let Some(claim) = claim else {
                 return Ok(shipped);
             };
@@ -223,7 +229,9 @@ impl Shipper {
         for (key, body) in objects {
             self.sink.put(&key, body).await?;
         }
+        let turn = self.turns.take(&self.store).await;
         outbox::complete(&self.store, &batch).await?;
+        drop(turn);
         let count = u64::try_from(n).unwrap_or(u64::MAX);
         self.metrics.audit_shipped_total.inc_by(count);
         let now = OffsetDateTime::now_utc();
