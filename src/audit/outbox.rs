@@ -372,10 +372,14 @@ pub(crate) struct Pending {
     pub record: String,
 }
 
-/// A batch of rows stamped for one shipper. The stamp is durable: until `complete` deletes
-/// the rows, they belong to this batch, and whoever ships it again (this instance after a
-/// crash, or another one once the claim is older than the lease) ships the same rows under
-/// the same `claimed_by`, so the same object keys.
+/// A batch claimed by one shipper. The claim is durable: until `complete` deletes them, its
+/// rows belong to this batch, and whoever ships it again (this instance after a crash, or
+/// another one once the claim is older than the lease) ships the same rows under the same
+/// `claimed_by`, so the same object keys.
+///
+/// On PostgreSQL the claim is a stamp on each row (rows picked `FOR UPDATE SKIP LOCKED`; commit
+/// order there need not be `seq` order). On SQLite it is one row in `audit_outbox_batches`
+/// naming a range of `seq` (migration 0005 says why that is exact).
 #[derive(Debug)]
 pub(crate) struct Claim {
     /// In `seq` order.
@@ -385,102 +389,162 @@ pub(crate) struct Claim {
     pub claimed_by: String,
     /// Whether this is a new batch (else: one resumed after a failure or a crash).
     pub fresh: bool,
+    /// Objects already stored; only the deletes are left (SQLite: a crash between them).
+    pub shipped: bool,
+    /// SQLite: the batch's first and last `seq`.
+    seqs: Option<(i64, i64)>,
 }
+
+/// Rows deleted per statement when a SQLite batch completes: each delete is a write the group
+/// commits wait behind, so it is kept short.
+const SQLITE_DELETE_CHUNK: i64 = 64;
 
 /// A batch left unfinished: this instance's own (a failed PUT, or a crash before the delete),
 /// or anyone's whose claim is older than `lease` (its instance is gone). Its claim is renewed.
-/// No `ORDER BY`: the partial index on `batch` finds one without scanning a large backlog.
 pub(crate) async fn resume(
     store: &Store,
+    turns: &WriteTurns,
     instance: &str,
     lease: Duration,
 ) -> Result<Option<Claim>, sqlx::Error> {
     let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
-    let rows: Vec<(Pending, String, String)> = match store {
+    match store {
         Store::Sqlite(pool) => {
-            let now = unix_ms();
-            sqlx::query(
-                "UPDATE audit_outbox SET claimed_at = ?1 WHERE batch = ( \
-                   SELECT batch FROM audit_outbox \
-                   WHERE batch IS NOT NULL AND (claimed_by = ?2 OR claimed_at < ?1 - ?3) \
-                   LIMIT 1) \
-                 RETURNING seq, id, CAST(strftime('%s', time) AS INTEGER), record, batch, claimed_by",
+            let turn = turns.take(store).await;
+            let picked: Option<(String, String, i64, i64, i64)> = sqlx::query_as(
+                "UPDATE audit_outbox_batches SET claimed_at = ?1 WHERE batch = ( \
+                   SELECT batch FROM audit_outbox_batches \
+                   WHERE claimed_by = ?2 OR claimed_at < ?1 - ?3 ORDER BY first_seq LIMIT 1) \
+                 RETURNING batch, claimed_by, first_seq, last_seq, shipped",
             )
-            .bind(now)
+            .bind(unix_ms())
+            .bind(instance)
+            .bind(lease_ms)
+            .fetch_optional(pool)
+            .await?;
+            drop(turn);
+            let Some((batch, claimed_by, first, last, shipped)) = picked else {
+                return Ok(None);
+            };
+            Ok(Some(Claim {
+                rows: sqlite_rows(pool, first, last).await?,
+                batch,
+                claimed_by,
+                fresh: false,
+                shipped: shipped != 0,
+                seqs: Some((first, last)),
+            }))
+        }
+        // No `ORDER BY`: the partial index on `batch` finds one without scanning a backlog.
+        Store::Postgres(pool) => {
+            let rows = sqlx::query(
+                "WITH pick AS ( \
+                   SELECT batch FROM audit_outbox \
+                   WHERE batch IS NOT NULL \
+                     AND (claimed_by = $1 OR claimed_at < now() - $2::bigint * interval '1 millisecond') \
+                   LIMIT 1 FOR UPDATE SKIP LOCKED) \
+                 UPDATE audit_outbox o SET claimed_at = now() FROM pick WHERE o.batch = pick.batch \
+                 RETURNING o.seq, o.id, floor(extract(epoch FROM o.time))::bigint, o.record::text, \
+                           o.batch, o.claimed_by",
+            )
             .bind(instance)
             .bind(lease_ms)
             .fetch_all(pool)
             .await?
             .iter()
-            .map(|r| (pending(r), r.get(4), r.get(5)))
-            .collect()
+            .map(|r| (pending_pg(r), r.get(4), r.get(5)))
+            .collect();
+            Ok(into_claim(rows, false))
         }
-        Store::Postgres(pool) => sqlx::query(
-            "WITH pick AS ( \
-               SELECT batch FROM audit_outbox \
-               WHERE batch IS NOT NULL \
-                 AND (claimed_by = $1 OR claimed_at < now() - $2::bigint * interval '1 millisecond') \
-               LIMIT 1 FOR UPDATE SKIP LOCKED) \
-             UPDATE audit_outbox o SET claimed_at = now() FROM pick WHERE o.batch = pick.batch \
-             RETURNING o.seq, o.id, floor(extract(epoch FROM o.time))::bigint, o.record::text, \
-                       o.batch, o.claimed_by",
-        )
-        .bind(instance)
-        .bind(lease_ms)
-        .fetch_all(pool)
-        .await?
-        .iter()
-        .map(|r| (pending_pg(r), r.get(4), r.get(5)))
-        .collect(),
-    };
-    Ok(into_claim(rows, false))
+    }
 }
 
-/// Stamps the oldest unclaimed rows (at most `limit`) as a new batch of `instance`. On
+/// Claims the oldest unclaimed rows (at most `limit`) as a new batch of `instance`. On
 /// PostgreSQL rows being claimed by another instance at the same moment are skipped.
 pub(crate) async fn claim(
     store: &Store,
+    turns: &WriteTurns,
     instance: &str,
     limit: usize,
 ) -> Result<Option<Claim>, sqlx::Error> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let batch = uuid::Uuid::new_v4().simple().to_string();
-    let rows: Vec<(Pending, String, String)> = match store {
-        Store::Sqlite(pool) => sqlx::query(
-            "UPDATE audit_outbox SET batch = ?1, claimed_by = ?2, claimed_at = ?3 \
-             WHERE seq IN (SELECT seq FROM audit_outbox WHERE batch IS NULL ORDER BY seq LIMIT ?4) \
-             RETURNING seq, id, CAST(strftime('%s', time) AS INTEGER), record, batch, claimed_by",
-        )
-        .bind(&batch)
-        .bind(instance)
-        .bind(unix_ms())
-        .bind(limit)
-        .fetch_all(pool)
-        .await?
-        .iter()
-        .map(|r| (pending(r), r.get(4), r.get(5)))
-        .collect(),
-        Store::Postgres(pool) => sqlx::query(
-            "WITH picked AS ( \
-               SELECT seq FROM audit_outbox WHERE batch IS NULL \
-               ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED) \
-             UPDATE audit_outbox o SET batch = $2, claimed_by = $3, claimed_at = now() \
-             FROM picked WHERE o.seq = picked.seq \
-             RETURNING o.seq, o.id, floor(extract(epoch FROM o.time))::bigint, o.record::text, \
-                       o.batch, o.claimed_by",
-        )
-        .bind(limit)
-        .bind(&batch)
-        .bind(instance)
-        .fetch_all(pool)
-        .await?
-        .iter()
-        .map(|r| (pending_pg(r), r.get(4), r.get(5)))
-        .collect(),
-    };
-    Ok(into_claim(rows, true))
+    match store {
+        Store::Sqlite(pool) => {
+            // One short write under the turn; the rows are read after it, outside it (WAL
+            // readers never block the writer).
+            let turn = turns.take(store).await;
+            let range: Option<(i64, i64)> = sqlx::query_as(
+                "INSERT INTO audit_outbox_batches (batch, claimed_by, claimed_at, first_seq, last_seq) \
+                 SELECT ?1, ?2, ?3, min(seq), max(seq) FROM ( \
+                   SELECT seq FROM audit_outbox \
+                   WHERE seq > (SELECT coalesce(max(last_seq), 0) FROM audit_outbox_batches) \
+                   ORDER BY seq LIMIT ?4) \
+                 HAVING count(*) > 0 \
+                 RETURNING first_seq, last_seq",
+            )
+            .bind(&batch)
+            .bind(instance)
+            .bind(unix_ms())
+            .bind(limit)
+            .fetch_optional(pool)
+            .await?;
+            drop(turn);
+            let Some((first, last)) = range else {
+                return Ok(None);
+            };
+            Ok(Some(Claim {
+                rows: sqlite_rows(pool, first, last).await?,
+                batch,
+                claimed_by: instance.to_string(),
+                fresh: true,
+                shipped: false,
+                seqs: Some((first, last)),
+            }))
+        }
+        Store::Postgres(pool) => {
+            let rows = sqlx::query(
+                "WITH picked AS ( \
+                   SELECT seq FROM audit_outbox WHERE batch IS NULL \
+                   ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED) \
+                 UPDATE audit_outbox o SET batch = $2, claimed_by = $3, claimed_at = now() \
+                 FROM picked WHERE o.seq = picked.seq \
+                 RETURNING o.seq, o.id, floor(extract(epoch FROM o.time))::bigint, o.record::text, \
+                           o.batch, o.claimed_by",
+            )
+            .bind(limit)
+            .bind(&batch)
+            .bind(instance)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(|r| (pending_pg(r), r.get(4), r.get(5)))
+            .collect();
+            Ok(into_claim(rows, true))
+        }
+    }
 }
 
+/// A SQLite batch's rows, in `seq` order.
+async fn sqlite_rows(
+    pool: &sqlx::SqlitePool,
+    first: i64,
+    last: i64,
+) -> Result<Vec<Pending>, sqlx::Error> {
+    Ok(sqlx::query(
+        "SELECT seq, id, CAST(strftime('%s', time) AS INTEGER), record FROM audit_outbox \
+         WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq",
+    )
+    .bind(first)
+    .bind(last)
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(pending)
+    .collect())
+}
+
+/// PostgreSQL: a claim from its stamped rows.
 fn into_claim(rows: Vec<(Pending, String, String)>, fresh: bool) -> Option<Claim> {
     let (batch, claimed_by) = rows.first().map(|(_, b, c)| (b.clone(), c.clone()))?;
     let mut rows: Vec<Pending> = rows.into_iter().map(|(p, _, _)| p).collect();
@@ -491,6 +555,8 @@ fn into_claim(rows: Vec<(Pending, String, String)>, fresh: bool) -> Option<Claim
         batch,
         claimed_by,
         fresh,
+        shipped: false,
+        seqs: None,
     })
 }
 
@@ -518,17 +584,54 @@ fn pending_pg(r: &sqlx::postgres::PgRow) -> Pending {
 }
 
 /// Deletes a shipped batch: call only after its objects are stored.
-pub(crate) async fn complete(store: &Store, batch: &str) -> Result<(), sqlx::Error> {
-    match store {
-        Store::Sqlite(pool) => {
-            sqlx::query("DELETE FROM audit_outbox WHERE batch = ?")
-                .bind(batch)
+pub(crate) async fn complete(
+    store: &Store,
+    turns: &WriteTurns,
+    claim: &Claim,
+) -> Result<(), sqlx::Error> {
+    match (store, claim.seqs) {
+        (Store::Sqlite(pool), Some((first, last))) => {
+            // Marked first: a crash in the middle of the deletes must not ship the rest again
+            // (its objects would replace the complete ones under the same keys).
+            if !claim.shipped {
+                let _turn = turns.take(store).await;
+                sqlx::query("UPDATE audit_outbox_batches SET shipped = 1 WHERE batch = ?")
+                    .bind(&claim.batch)
+                    .execute(pool)
+                    .await?;
+            }
+            loop {
+                let _turn = turns.take(store).await;
+                let deleted = sqlx::query(
+                    "DELETE FROM audit_outbox WHERE seq IN ( \
+                       SELECT seq FROM audit_outbox WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq LIMIT ?3)",
+                )
+                .bind(first)
+                .bind(last)
+                .bind(SQLITE_DELETE_CHUNK)
+                .execute(pool)
+                .await?
+                .rows_affected();
+                if deleted == 0 {
+                    break;
+                }
+            }
+            let _turn = turns.take(store).await;
+            sqlx::query("DELETE FROM audit_outbox_batches WHERE batch = ?")
+                .bind(&claim.batch)
                 .execute(pool)
                 .await?;
         }
-        Store::Postgres(pool) => {
+        (Store::Sqlite(_), None) => {
+            // Every SQLite claim is made with its range; this one was not made here.
+            return Err(sqlx::Error::Protocol(format!(
+                "audit batch {} has no seq range",
+                claim.batch
+            )));
+        }
+        (Store::Postgres(pool), _) => {
             sqlx::query("DELETE FROM audit_outbox WHERE batch = $1")
-                .bind(batch)
+                .bind(&claim.batch)
                 .execute(pool)
                 .await?;
         }
@@ -669,7 +772,7 @@ mod tests {
         outbox.append(&many).await.expect("append batch");
         assert_eq!(count(&store).await.expect("count"), 600);
 
-        let claim = claim(&store, "t", 1000)
+        let claim = claim(&store, &WriteTurns::default(), "t", 1000)
             .await
             .expect("claim")
             .expect("rows");
@@ -687,7 +790,9 @@ mod tests {
             ["b-000", "b-001", "b-002"],
             "seq keeps append order"
         );
-        complete(&store, &claim.batch).await.expect("delete");
+        complete(&store, &WriteTurns::default(), &claim)
+            .await
+            .expect("delete");
         assert_eq!(count(&store).await.expect("count"), 0);
         writer.abort();
     }
@@ -707,14 +812,14 @@ mod tests {
         let first: Vec<AuditRecord> = (0..3).map(|i| record(&format!("a{i}"))).collect();
         outbox.append(&first).await.expect("append");
         let hour = Duration::from_secs(3600);
-        let a = claim(&store, "web-a", 10)
+        let a = claim(&store, &WriteTurns::default(), "web-a", 10)
             .await
             .expect("claim")
             .expect("rows");
         assert!(a.fresh);
         // Rows arriving later never join a claimed batch.
         outbox.append(&[record("late")]).await.expect("append");
-        let again = resume(&store, "web-a", hour)
+        let again = resume(&store, &WriteTurns::default(), "web-a", hour)
             .await
             .expect("resume")
             .expect("own batch");
@@ -724,19 +829,21 @@ mod tests {
             (ids(&a), &a.batch, false)
         );
         assert!(
-            resume(&store, "web-b", hour)
+            resume(&store, &WriteTurns::default(), "web-b", hour)
                 .await
                 .expect("resume")
                 .is_none(),
             "another instance's batch is left alone while its claim is fresh"
         );
-        let b = claim(&store, "web-b", 10)
+        let b = claim(&store, &WriteTurns::default(), "web-b", 10)
             .await
             .expect("claim")
             .expect("rows");
         assert_eq!(ids(&b), ["late"], "a new batch takes only unclaimed rows");
-        complete(&store, &b.batch).await.expect("delete");
-        let taken = resume(&store, "web-b", Duration::ZERO)
+        complete(&store, &WriteTurns::default(), &b)
+            .await
+            .expect("delete");
+        let taken = resume(&store, &WriteTurns::default(), "web-b", Duration::ZERO)
             .await
             .expect("resume")
             .expect("an expired claim is taken over");
@@ -745,7 +852,76 @@ mod tests {
             "keys keep the first claimer's name"
         );
         assert_eq!(ids(&taken), ids(&a));
-        complete(&store, &a.batch).await.expect("delete");
+        complete(&store, &WriteTurns::default(), &a)
+            .await
+            .expect("delete");
+        assert_eq!(count(&store).await.expect("count"), 0);
+        writer.abort();
+    }
+
+    #[tokio::test]
+    async fn a_sqlite_batch_interrupted_while_deleting_is_finished_not_shipped_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = sqlite(&dir).await;
+        let turns = WriteTurns::default();
+        let (outbox, writer) = Outbox::start(
+            store.clone(),
+            OutboxSettings {
+                commit_max_records: 512,
+                commit_max_wait: Duration::from_millis(2),
+            },
+            turns.clone(),
+        );
+        let records: Vec<AuditRecord> = (0..200).map(|i| record(&format!("r{i:03}"))).collect();
+        outbox.append(&records).await.expect("append");
+        let a = claim(&store, &turns, "web-a", 150)
+            .await
+            .expect("claim")
+            .expect("rows");
+        assert_eq!(a.rows.len(), 150);
+        // The crash: objects stored and marked, only the first delete chunk done.
+        let Store::Sqlite(pool) = &store else {
+            unreachable!()
+        };
+        sqlx::query("UPDATE audit_outbox_batches SET shipped = 1")
+            .execute(pool)
+            .await
+            .expect("mark");
+        sqlx::query("DELETE FROM audit_outbox WHERE id < 'r064'")
+            .execute(pool)
+            .await
+            .expect("partial delete");
+        let again = resume(&store, &turns, "web-a", Duration::from_secs(3600))
+            .await
+            .expect("resume")
+            .expect("the batch");
+        assert!(again.shipped, "resumed as shipped: never put again");
+        assert_eq!(
+            (again.batch.as_str(), again.rows.len()),
+            (a.batch.as_str(), 86)
+        );
+        complete(&store, &turns, &again).await.expect("finish");
+        assert_eq!(
+            count(&store).await.expect("count"),
+            50,
+            "only its rows went"
+        );
+        let batches: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_outbox_batches")
+            .fetch_one(pool)
+            .await
+            .expect("batches");
+        assert_eq!(batches, 0);
+        let b = claim(&store, &turns, "web-a", 512)
+            .await
+            .expect("claim")
+            .expect("rows");
+        let ids: Vec<&str> = b.rows.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(
+            (ids.len(), ids[0]),
+            (50, "r150"),
+            "the next batch starts after it"
+        );
+        complete(&store, &turns, &b).await.expect("delete");
         assert_eq!(count(&store).await.expect("count"), 0);
         writer.abort();
     }

@@ -2,9 +2,9 @@
 //!
 //! Each round first takes up an unfinished batch (its own, left by a failed PUT or a crash, or
 //! another instance's whose claim is older than `CLAIM_LEASE`), else claims the oldest
-//! `batch_max_records` unclaimed rows. Claiming stamps the rows with a batch id and the
-//! claimer's name in one statement (PostgreSQL: rows picked `FOR UPDATE SKIP LOCKED`, so
-//! instances never claim the same row). The batch is split by hour partition into gzip NDJSON
+//! `batch_max_records` unclaimed rows. A claim names the batch and its claimer in one
+//! statement: on PostgreSQL by stamping the rows (picked `FOR UPDATE SKIP LOCKED`, so
+//! instances never claim the same row), on SQLite as one row naming a range of `seq`. The batch is split by hour partition into gzip NDJSON
 //! objects under `{instance}-{first_id}-{last_id}` keys, and its rows are deleted only after
 //! every object was stored. Rounds repeat while new batches come back full, then the task
 //! sleeps for `flush_interval` (or until someone asks for a flush). While the sink fails, it
@@ -191,20 +191,13 @@ impl Shipper {
     async fn drain(&self) -> Result<u64, AuditError> {
         let mut shipped = 0;
         loop {
-            let turn = self.turns.take(&self.store).await;
-            let claim =
-                match outbox::resume(&self.store, &self.settings.instance, CLAIM_LEASE).await? {
-                    Some(c) => Some(c),
-                    None => {
-                        outbox::claim(
-                            &self.store,
-                            &self.settings.instance,
-                            self.settings.batch_max_records,
-                        )
-                        .await?
-                    }
-                };
-            drop(turn);
+            let (store, turns, instance) = (&self.store, &self.turns, &self.settings.instance);
+            let claim = match outbox::resume(store, turns, instance, CLAIM_LEASE).await? {
+                Some(c) => Some(c),
+                None => {
+                    outbox::claim(store, turns, instance, self.settings.batch_max_records).await?
+                }
+            };
             let Some(claim) = claim else {
                 return Ok(shipped);
             };
@@ -218,29 +211,30 @@ impl Shipper {
     }
 
     /// Stores a claimed batch's objects, then deletes its rows. On failure the rows stay
-    /// claimed, and the next round ships the same batch again.
-    async fn ship(&self, claim: Claim) -> Result<(), AuditError> {
-        let n = claim.rows.len();
-        let (prefix, batch) = (self.settings.prefix.clone(), claim.batch.clone());
-        let objects =
-            tokio::task::spawn_blocking(move || objects(&claim.rows, &prefix, &claim.claimed_by))
+    /// claimed, and the next round ships the same batch again. A batch whose objects were
+    /// stored before a crash interrupted its deletes is only finished.
+    async fn ship(&self, mut claim: Claim) -> Result<(), AuditError> {
+        if !claim.shipped {
+            let n = claim.rows.len();
+            let (prefix, claimed_by) = (self.settings.prefix.clone(), claim.claimed_by.clone());
+            let rows = std::mem::take(&mut claim.rows);
+            let objects = tokio::task::spawn_blocking(move || objects(&rows, &prefix, &claimed_by))
                 .await
                 .map_err(|e| AuditError::Task(e.to_string()))??;
-        for (key, body) in objects {
-            self.sink.put(&key, body).await?;
+            for (key, body) in objects {
+                self.sink.put(&key, body).await?;
+            }
+            let count = u64::try_from(n).unwrap_or(u64::MAX);
+            self.metrics.audit_shipped_total.inc_by(count);
         }
-        let turn = self.turns.take(&self.store).await;
-        outbox::complete(&self.store, &batch).await?;
-        drop(turn);
-        let count = u64::try_from(n).unwrap_or(u64::MAX);
-        self.metrics.audit_shipped_total.inc_by(count);
+        outbox::complete(&self.store, &self.turns, &claim).await?;
         let now = OffsetDateTime::now_utc();
         let ms = i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
         self.last_shipped.store(ms, Ordering::Relaxed);
         self.metrics
             .audit_last_ship_timestamp_seconds
             .set(ms as f64 / 1000.0);
-        tracing::debug!(records = n, "audit batch shipped");
+        tracing::debug!(batch = %claim.batch, "audit batch shipped");
         Ok(())
     }
 
