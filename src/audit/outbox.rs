@@ -686,6 +686,19 @@ mod tests {
         }
     }
 
+    /// A group-commit writer that collects for at most 2 ms.
+    fn start_writer(
+        store: &Store,
+        commit_max_records: usize,
+        turns: &WriteTurns,
+    ) -> (Outbox, JoinHandle<()>) {
+        let settings = OutboxSettings {
+            commit_max_records,
+            commit_max_wait: Duration::from_millis(2),
+        };
+        Outbox::start(store.clone(), settings, turns.clone())
+    }
+
     async fn sqlite(dir: &tempfile::TempDir) -> Store {
         let url = format!("sqlite://{}", dir.path().join("o.db").display());
         let store = Store::connect(&url, 4).await.expect("connect");
@@ -743,14 +756,7 @@ mod tests {
     async fn concurrent_appends_share_commits_and_keep_every_record() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = sqlite(&dir).await;
-        let (outbox, writer) = Outbox::start(
-            store.clone(),
-            OutboxSettings {
-                commit_max_records: 64,
-                commit_max_wait: Duration::from_millis(2),
-            },
-            WriteTurns::default(),
-        );
+        let (outbox, writer) = start_writer(&store, 64, &WriteTurns::default());
         let outbox = Arc::new(outbox);
         let mut tasks = Vec::new();
         for i in 0..300 {
@@ -801,14 +807,7 @@ mod tests {
     async fn an_unfinished_batch_is_resumed_with_the_same_rows() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = sqlite(&dir).await;
-        let (outbox, writer) = Outbox::start(
-            store.clone(),
-            OutboxSettings {
-                commit_max_records: 512,
-                commit_max_wait: Duration::from_millis(2),
-            },
-            WriteTurns::default(),
-        );
+        let (outbox, writer) = start_writer(&store, 512, &WriteTurns::default());
         let first: Vec<AuditRecord> = (0..3).map(|i| record(&format!("a{i}"))).collect();
         outbox.append(&first).await.expect("append");
         let hour = Duration::from_secs(3600);
@@ -864,14 +863,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = sqlite(&dir).await;
         let turns = WriteTurns::default();
-        let (outbox, writer) = Outbox::start(
-            store.clone(),
-            OutboxSettings {
-                commit_max_records: 512,
-                commit_max_wait: Duration::from_millis(2),
-            },
-            turns.clone(),
-        );
+        let (outbox, writer) = start_writer(&store, 512, &turns);
         let records: Vec<AuditRecord> = (0..200).map(|i| record(&format!("r{i:03}"))).collect();
         outbox.append(&records).await.expect("append");
         let a = claim(&store, &turns, "web-a", 150)
@@ -930,14 +922,7 @@ mod tests {
     async fn a_failed_commit_fails_every_waiter_and_the_writer_recovers() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = sqlite(&dir).await;
-        let (outbox, writer) = Outbox::start(
-            store.clone(),
-            OutboxSettings {
-                commit_max_records: 512,
-                commit_max_wait: Duration::from_millis(2),
-            },
-            WriteTurns::default(),
-        );
+        let (outbox, writer) = start_writer(&store, 512, &WriteTurns::default());
         outbox.append(&[record("dup")]).await.expect("first");
         // A duplicate id violates audit_outbox_id_key: the whole group fails, nothing is kept.
         let err = outbox
