@@ -9,7 +9,9 @@
 //! `BENCH_SKIP_POSTGRES=1` skips it). `BENCH_SECS` (10) sets each measurement, `BENCH_WARMUP_SECS`
 //! (2) the warm-up before it, `BENCH_THREADS` (2) / `BENCH_CONNECTIONS` (64) the load. Results are
 //! printed and written to docs/benchmarks.md (`BENCH_NO_WRITE=1` only prints). `BENCH_PRESIGND`
-//! runs another `presignd` binary than the one Cargo built alongside.
+//! runs another `presignd` binary than the one Cargo built alongside. `BENCH_HOLD=1` measures
+//! nothing: it starts the SQLite server, prints its address, PID and the wrk scripts, and keeps
+//! them until Enter, for profiling one case by hand (`perf`, `/proc/<pid>/stat`).
 //!
 //! Without `--bench` (as under `cargo test --all-targets` in CI) it exits at once: CI compiles
 //! benchmarks but never runs them.
@@ -118,6 +120,9 @@ fn run() -> Result<()> {
     let hs_tokens = mint(jsonwebtoken::Algorithm::HS256, &hs_key, HS_ISSUER)?;
     let rs_tokens = mint(jsonwebtoken::Algorithm::RS256, &rs_key, RS_ISSUER)?;
     let scripts = Scripts::write(dir.path(), &hs_tokens, &rs_tokens)?;
+    if std::env::var("BENCH_HOLD").is_ok() {
+        return hold(dir.path(), &scripts);
+    }
 
     let machine = machine();
     println!("load benchmark: {machine}");
@@ -158,11 +163,13 @@ fn run() -> Result<()> {
         backends.push(("PostgreSQL", pg.url.clone(), Some(pg)));
     }
     let mut pg_start = None;
+    let mut pg_server = None;
     let mut hwm = Vec::new();
     for (backend, db_url, pg) in backends {
         let server = Server::start(dir.path(), backend, &db_url)?;
-        if pg.is_some() {
+        if let Some(pg) = &pg {
             pg_start = Some(server.ready_after);
+            pg_server = Some(pg.server.clone());
         }
         let base = format!("http://{}", server.addr);
         let ceiling = measure(&settings, &server, &base, &scripts.healthz)?;
@@ -223,6 +230,7 @@ fn run() -> Result<()> {
         &rows,
         &starts,
         pg_start,
+        pg_server.as_deref(),
         &hwm,
     );
     println!("\n{report}");
@@ -230,6 +238,26 @@ fn run() -> Result<()> {
         write_report(&report)?;
         println!("written to docs/benchmarks.md");
     }
+    Ok(())
+}
+
+/// `BENCH_HOLD`: one SQLite server and the scripts, kept until Enter.
+fn hold(dir: &Path, scripts: &Scripts) -> Result<()> {
+    let db = format!("sqlite://{}", dir.join("hold.db").display());
+    let server = Server::start(dir, "hold", &db)?;
+    println!("presignd http://{} pid {}", server.addr, server.pid());
+    for script in [
+        &scripts.healthz,
+        &scripts.hs256,
+        &scripts.rs256,
+        &scripts.batch,
+    ] {
+        println!("  {}", script.display());
+    }
+    println!("tokens expire in 1 h; press Enter to stop");
+    let mut line = String::new();
+    let _ = std::io::stdin().read_line(&mut line);
+    server.stop();
     Ok(())
 }
 
@@ -425,6 +453,8 @@ struct PgDb {
     admin: String,
     name: String,
     url: String,
+    /// Version and the settings that move the numbers, for the report.
+    server: String,
 }
 
 impl PgDb {
@@ -439,7 +469,7 @@ impl PgDb {
         let admin = std::env::var("PRESIGND_TEST_DATABASE_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
         let name = format!("presignd_load_{}", uuid::Uuid::new_v4().simple());
-        Self::runtime()?.block_on(async {
+        let server = Self::runtime()?.block_on(async {
             let pool = sqlx::PgPool::connect(&admin)
                 .await
                 .map_err(|e| format!("PostgreSQL at {admin} (BENCH_SKIP_POSTGRES=1 skips): {e}"))?;
@@ -447,11 +477,26 @@ impl PgDb {
                 .execute(&pool)
                 .await
                 .map_err(|e| format!("create database: {e}"))?;
+            // autovacuum off (as on test machines) lets the outbox's dead rows pile up;
+            // ssl on means the outbox writer talks TLS (sslmode=prefer).
+            let settings: (String, String, String) = sqlx::query_as(
+                "SELECT current_setting('server_version'), current_setting('autovacuum'), \
+                 current_setting('ssl')",
+            )
+            .fetch_one(&pool)
+            .await
+            .map_err(|e| format!("server settings: {e}"))?;
             pool.close().await;
-            Ok::<_, String>(())
+            Ok::<_, String>(settings)
         })?;
+        let (version, autovacuum, ssl) = server;
         let url = with_database(&admin, &name);
-        Ok(PgDb { admin, name, url })
+        Ok(PgDb {
+            admin,
+            name,
+            url,
+            server: format!("PostgreSQL {version} (autovacuum {autovacuum}, ssl {ssl})"),
+        })
     }
 
     fn drop_db(self) {
@@ -770,6 +815,7 @@ fn report(
     rows: &[Row],
     starts: &[Duration],
     pg_start: Option<Duration>,
+    pg_server: Option<&str>,
     hwm: &[(&str, u64)],
 ) -> String {
     let mut out = String::new();
@@ -777,11 +823,12 @@ fn report(
     let _ = writeln!(out, "## Load benchmark (`load`)\n");
     let _ = writeln!(
         out,
-        "**{}-{:02}-{:02}**, {machine}; {wrk_version}; release build. The load generator, \
-         presignd and PostgreSQL share the machine's cores.\n",
+        "**{}-{:02}-{:02}**, {machine}; {wrk_version}; {}; release build. The load \
+         generator, presignd and PostgreSQL share the machine's cores.\n",
         date.year(),
         u8::from(date.month()),
-        date.day()
+        date.day(),
+        pg_server.unwrap_or("PostgreSQL skipped"),
     );
     let _ = writeln!(
         out,

@@ -112,16 +112,16 @@ pub fn object_key(
     )
 }
 
-/// Gzip NDJSON: one record per line.
+/// Gzip NDJSON: one record per line. `chunks` are NDJSON text, each made of whole lines (every
+/// line ending with `\n`), concatenated as they come.
 pub fn encode_ndjson_gz<'a>(
-    lines: impl IntoIterator<Item = &'a str>,
+    chunks: impl IntoIterator<Item = &'a str>,
 ) -> Result<Vec<u8>, AuditError> {
     // The fastest level: NDJSON still shrinks several times, at a third of the CPU of the
     // default level (measured: the default level was the shipper's largest cost).
     let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
-    for line in lines {
-        gz.write_all(line.as_bytes())?;
-        gz.write_all(b"\n")?;
+    for chunk in chunks {
+        gz.write_all(chunk.as_bytes())?;
     }
     Ok(gz.finish()?)
 }
@@ -271,7 +271,7 @@ mod tests {
 
     #[test]
     fn batches_are_gzip_ndjson() {
-        let body = encode_ndjson_gz([r#"{"id":"1"}"#, r#"{"id":"2"}"#]).expect("encode");
+        let body = encode_ndjson_gz(["{\"id\":\"1\"}\n", "{\"id\":\"2\"}\n"]).expect("encode");
         let mut text = String::new();
         flate2::read::GzDecoder::new(&body[..])
             .read_to_string(&mut text)

@@ -4,9 +4,10 @@
 //! another instance's whose claim is older than `CLAIM_LEASE`), else claims the oldest
 //! `batch_max_records` unclaimed rows. A claim names the batch and its claimer in one
 //! statement: on PostgreSQL by stamping the rows (picked `FOR UPDATE SKIP LOCKED`, so
-//! instances never claim the same row), on SQLite as one row naming a range of `seq`. The batch is split by hour partition into gzip NDJSON
-//! objects under `{instance}-{first_id}-{last_id}` keys, and its rows are deleted only after
-//! every object was stored. Rounds repeat while new batches come back full, then the task
+//! instances never claim the same row), on SQLite as one row naming a range of `seq`. The
+//! batch is split by hour partition into gzip NDJSON objects under
+//! `{instance}-{first_id}-{last_id}` keys, and its rows are deleted only after every object
+//! was stored. Rounds repeat while new batches come back full, then the task
 //! sleeps for `flush_interval` (or until someone asks for a flush). While the sink fails, it
 //! backs off exponentially with jitter, up to `MAX_BACKOFF`; the outbox grows meanwhile and
 //! drains when the sink is back.
@@ -190,21 +191,27 @@ impl Shipper {
     /// no more unclaimed rows at that point).
     async fn drain(&self) -> Result<u64, AuditError> {
         let mut shipped = 0;
+        let (store, turns, instance) = (&self.store, &self.turns, &self.settings.instance);
+        // Unfinished batches first. Only a failed round (which ends the drain) or another
+        // instance leaves one, so they are looked for once per round, not before every batch.
+        let mut resuming = true;
         loop {
-            let (store, turns, instance) = (&self.store, &self.turns, &self.settings.instance);
-            let claim = match outbox::resume(store, turns, instance, CLAIM_LEASE).await? {
-                Some(c) => Some(c),
-                None => {
-                    outbox::claim(store, turns, instance, self.settings.batch_max_records).await?
-                }
-            };
+            let mut claim = None;
+            if resuming {
+                claim = outbox::resume(store, turns, instance, CLAIM_LEASE).await?;
+                resuming = claim.is_some();
+            }
+            if claim.is_none() {
+                claim =
+                    outbox::claim(store, turns, instance, self.settings.batch_max_records).await?;
+            }
             let Some(claim) = claim else {
                 return Ok(shipped);
             };
-            let (n, fresh) = (claim.rows.len(), claim.fresh);
+            let (n, fresh) = (claim.records(), claim.fresh);
             self.ship(claim).await?;
-            shipped += n as u64;
-            if fresh && n < self.settings.batch_max_records {
+            shipped += n;
+            if fresh && n < u64::try_from(self.settings.batch_max_records).unwrap_or(u64::MAX) {
                 return Ok(shipped);
             }
         }
@@ -214,8 +221,8 @@ impl Shipper {
     /// claimed, and the next round ships the same batch again. A batch whose objects were
     /// stored before a crash interrupted its deletes is only finished.
     async fn ship(&self, mut claim: Claim) -> Result<(), AuditError> {
+        let records = claim.records();
         if !claim.shipped {
-            let n = claim.rows.len();
             let (prefix, claimed_by) = (self.settings.prefix.clone(), claim.claimed_by.clone());
             let rows = std::mem::take(&mut claim.rows);
             let objects = tokio::task::spawn_blocking(move || objects(&rows, &prefix, &claimed_by))
@@ -224,10 +231,11 @@ impl Shipper {
             for (key, body) in objects {
                 self.sink.put(&key, body).await?;
             }
-            let count = u64::try_from(n).unwrap_or(u64::MAX);
-            self.metrics.audit_shipped_total.inc_by(count);
         }
         outbox::complete(&self.store, &self.turns, &claim).await?;
+        // Counted once the rows are gone: a batch whose delete failed is shipped again (or,
+        // on SQLite, finished) by a later round, and counted by that one only.
+        self.metrics.audit_shipped_total.inc_by(records);
         let now = OffsetDateTime::now_utc();
         let ms = i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
         self.last_shipped.store(ms, Ordering::Relaxed);
@@ -250,7 +258,8 @@ impl Shipper {
 }
 
 /// Splits a batch (in `seq` order) by hour partition: one `(key, gzip NDJSON)` per hour, in
-/// the order the hours first appear.
+/// the order the hours first appear. A row's records share its hour; the key names the hour's
+/// first and last record.
 pub(crate) fn objects(
     rows: &[Pending],
     prefix: &str,
@@ -268,11 +277,11 @@ pub(crate) fn objects(
         .into_iter()
         .filter_map(|(hour, group)| Some((hour, group.first()?.id.clone(), group)))
         .map(|(hour, first, group)| {
-            let last = group.last().map_or(first.as_str(), |r| r.id.as_str());
+            let last = group.last().map_or(first.as_str(), |r| r.last_id.as_str());
             let t = OffsetDateTime::from_unix_timestamp(hour * 3600)
                 .map_err(|e| AuditError::Task(format!("record time: {e}")))?;
             let key = object_key(prefix, t, instance, &first, last);
-            let body = encode_ndjson_gz(group.iter().map(|r| r.record.as_str()))?;
+            let body = encode_ndjson_gz(group.iter().map(|r| r.lines.as_str()))?;
             Ok((key, body))
         })
         .collect()
@@ -282,23 +291,38 @@ pub(crate) fn objects(
 mod tests {
     use super::*;
 
-    fn row(seq: i64, id: &str, unix: i64) -> Pending {
+    /// A row holding the records `ids`.
+    fn row(seq: i64, ids: &[&str], unix: i64) -> Pending {
         Pending {
             seq,
-            id: id.into(),
+            id: ids[0].into(),
+            last_id: ids[ids.len() - 1].into(),
             unix,
-            record: format!(r#"{{"id":"{id}"}}"#),
+            records: ids.len() as i64,
+            lines: ids
+                .iter()
+                .map(|id| format!("{{\"id\":\"{id}\"}}\n"))
+                .collect(),
         }
+    }
+
+    fn gunzip(body: &[u8]) -> String {
+        use std::io::Read as _;
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(body)
+            .read_to_string(&mut text)
+            .expect("gzip");
+        text
     }
 
     #[test]
     fn a_batch_becomes_one_object_per_hour() {
         // 2025-03-07 04:59:59, 05:00:00, 04:59:58 (a late commit), 05:10.
         let rows = [
-            row(1, "a", 1_741_323_599),
-            row(2, "b", 1_741_323_600),
-            row(3, "c", 1_741_323_598),
-            row(4, "d", 1_741_324_200),
+            row(1, &["a", "a2"], 1_741_323_599),
+            row(2, &["b"], 1_741_323_600),
+            row(3, &["c1", "c"], 1_741_323_598),
+            row(4, &["d", "d2", "d3"], 1_741_324_200),
         ];
         let objects = objects(&rows, "audit/", "web-1").expect("objects");
         let keys: Vec<&str> = objects.iter().map(|(k, _)| k.as_str()).collect();
@@ -306,8 +330,13 @@ mod tests {
             keys,
             [
                 "audit/dt=2025-03-07/hour=04/web-1-a-c.ndjson.gz",
-                "audit/dt=2025-03-07/hour=05/web-1-b-d.ndjson.gz"
+                "audit/dt=2025-03-07/hour=05/web-1-b-d3.ndjson.gz"
             ]
+        );
+        assert_eq!(
+            gunzip(&objects[0].1),
+            "{\"id\":\"a\"}\n{\"id\":\"a2\"}\n{\"id\":\"c1\"}\n{\"id\":\"c\"}\n",
+            "the hour's rows in seq order, each record on its line"
         );
         let again = super::objects(&rows, "audit/", "web-1").expect("objects");
         assert_eq!(
