@@ -383,7 +383,8 @@ async fn insert_postgres(
 /// 128-record group took 48 ms as one statement and 92 ms as two 32 KiB ones, but 4 ms as
 /// 16 KiB statements in one transaction. Over TLS (sslmode=prefer, the default) each TLS record
 /// (at most 16 KiB of plaintext) is its own write, so a statement must fit in one record with
-/// its framing: at 16 KiB of data p99 under load was 48 ms, at 14 KiB 11–16 ms. Remove the split once sqlx sets TCP_NODELAY again.
+/// its framing: at 16 KiB of data p99 under load was 48 ms, at 14 KiB 11–16 ms. Remove the
+/// split once sqlx sets TCP_NODELAY again.
 const PG_STATEMENT_BYTES: usize = 14 * 1024;
 
 fn pg_chunks<'a>(rows: &[&'a NewRow]) -> Vec<Vec<&'a NewRow>> {
