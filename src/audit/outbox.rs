@@ -5,8 +5,9 @@
 //! `commit_max_records`, collecting for at most `commit_max_wait`), writes all of it in one
 //! transaction and then answers every waiter with the same result. It never waits for
 //! company on a timer: when the queue is empty it lets the other ready tasks run once, then
-//! commits, and the requests that arrive during that commit form the next group. Under load the groups grow by themselves, so one fsync
-//! (SQLite) or one round trip and WAL flush (PostgreSQL) serves many requests.
+//! commits, and the requests that arrive during that commit form the next group. Under load
+//! the groups grow by themselves, so one fsync (SQLite) or one round trip and WAL flush
+//! (PostgreSQL) serves many requests.
 //!
 //! The writer keeps one connection for itself (no pool checkout and liveness ping per commit)
 //! and writes a group in a single statement when it fits, so a commit is one round trip.
