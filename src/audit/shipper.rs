@@ -1,16 +1,16 @@
 //! The shipper: one background task per instance that moves outbox rows to the log sink.
 //!
-//! Each round first takes up an unfinished batch (its own, left by a failed PUT or a crash, or
-//! another instance's whose claim is older than `CLAIM_LEASE`), else claims the oldest
-//! `batch_max_records` unclaimed rows. A claim names the batch and its claimer in one
-//! statement: on PostgreSQL by stamping the rows (picked `FOR UPDATE SKIP LOCKED`, so
-//! instances never claim the same row), on SQLite as one row naming a range of `seq`. The
-//! batch is split by hour partition into gzip NDJSON objects under
-//! `{instance}-{first_id}-{last_id}` keys, and its rows are deleted only after every object
-//! was stored. Rounds repeat while new batches come back full, then the task
-//! sleeps for `flush_interval` (or until someone asks for a flush). While the sink fails, it
-//! backs off exponentially with jitter, up to `MAX_BACKOFF`; the outbox grows meanwhile and
-//! drains when the sink is back.
+//! Each round first takes up unfinished batches (its own, left by a failed PUT or a crash, or
+//! another instance's whose claim is older than `CLAIM_LEASE`), then claims the oldest
+//! unclaimed rows, up to the one that reaches `batch_max_records` records (a row holds a group
+//! commit's run of records). A claim names the batch and its claimer in one statement: on
+//! PostgreSQL by stamping the rows (locked `FOR UPDATE SKIP LOCKED`, so instances never claim
+//! the same row), on SQLite as one row naming a range of `seq`. The batch is split by hour
+//! partition into gzip NDJSON objects under `{instance}-{first_id}-{last_id}` keys, and its
+//! rows are deleted only after every object was stored. Rounds repeat while new batches come
+//! back full, then the task sleeps for `flush_interval` (or until someone asks for a flush).
+//! While the sink fails, it backs off exponentially with jitter, up to `MAX_BACKOFF`; the
+//! outbox grows meanwhile and drains when the sink is back.
 //!
 //! A batch never changes once claimed, and its keys depend only on its rows and its first
 //! claimer: shipping it again — after a failed PUT, a PUT whose answer was lost, a crash
