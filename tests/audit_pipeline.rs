@@ -715,6 +715,76 @@ fn line_ids(rows: Vec<String>) -> Vec<String> {
         .collect()
 }
 
+/// Migration 0005 turns each record of an existing PostgreSQL outbox into a run of one,
+/// keeping claims (a batch in flight ships under the same stamp) and the record bytes.
+#[tokio::test]
+async fn postgres_outbox_rows_from_before_0005_become_runs_of_one() {
+    let admin_url = postgres_admin_url();
+    let name = format!("presignd_test_{}", uuid::Uuid::new_v4().simple());
+    let admin = sqlx::PgPool::connect(&admin_url).await.expect("connect");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&admin)
+        .await
+        .expect("create database");
+    let db = sqlx::PgPool::connect(&with_database(&admin_url, &name))
+        .await
+        .expect("connect");
+    let mut migrator = sqlx::migrate!("./migrations/postgres");
+    let all = migrator.migrations.to_vec();
+    let upto = all.iter().position(|m| m.version == 5).expect("0005");
+    migrator.migrations = std::borrow::Cow::Owned(all[..upto].to_vec());
+    migrator.run(&db).await.expect("migrate to 0004");
+    // `json` keeps the text byte for byte, spacing included.
+    sqlx::query(
+        "INSERT INTO audit_outbox (id, time, record) VALUES \
+         ('a', '2025-03-07T04:05:06Z', '{\"id\": \"a\"}'), ('b', '2025-03-07T04:05:07Z', '{\"id\":\"b\"}')",
+    )
+    .execute(&db)
+    .await
+    .expect("old rows");
+    sqlx::query("UPDATE audit_outbox SET batch = 'x', claimed_by = 'web-a', claimed_at = now() WHERE id = 'a'")
+        .execute(&db)
+        .await
+        .expect("claim");
+
+    migrator.migrations = std::borrow::Cow::Owned(all);
+    migrator.run(&db).await.expect("migrate");
+    let rows: Vec<(String, String, i32, String, Option<String>)> =
+        sqlx::query_as("SELECT id, last_id, records, lines, batch FROM audit_outbox ORDER BY seq")
+            .fetch_all(&db)
+            .await
+            .expect("rows");
+    assert_eq!(
+        rows,
+        [
+            (
+                "a".into(),
+                "a".into(),
+                1,
+                "{\"id\": \"a\"}\n".into(),
+                Some("x".into())
+            ),
+            ("b".into(), "b".into(), 1, "{\"id\":\"b\"}\n".into(), None),
+        ]
+    );
+    let storage: String = sqlx::query_scalar(
+        "SELECT attstorage::text FROM pg_attribute \
+         WHERE attrelid = 'audit_outbox'::regclass AND attname = 'lines'",
+    )
+    .fetch_one(&db)
+    .await
+    .expect("storage");
+    assert_eq!(storage, "e", "out of line, uncompressed");
+    db.close().await;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&admin)
+    .await
+    .expect("drop database");
+    admin.close().await;
+}
+
 /// A batch claimed by an instance that died and never came back is shipped by another one
 /// once the claim is stale, under the dead instance's name (the key the batch always had).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
