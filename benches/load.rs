@@ -162,14 +162,13 @@ fn run() -> Result<()> {
         let pg = PgDb::create()?;
         backends.push(("PostgreSQL", pg.url.clone(), Some(pg)));
     }
-    let mut pg_start = None;
-    let mut pg_server = None;
+    // PostgreSQL's start to ready and its version/settings line.
+    let mut pg_info: Option<(Duration, String)> = None;
     let mut hwm = Vec::new();
     for (backend, db_url, pg) in backends {
         let server = Server::start(dir.path(), backend, &db_url)?;
         if let Some(pg) = &pg {
-            pg_start = Some(server.ready_after);
-            pg_server = Some(pg.server.clone());
+            pg_info = Some((server.ready_after, pg.server.clone()));
         }
         let base = format!("http://{}", server.addr);
         let ceiling = measure(&settings, &server, &base, &scripts.healthz)?;
@@ -229,8 +228,7 @@ fn run() -> Result<()> {
         &wrk_version,
         &rows,
         &starts,
-        pg_start,
-        pg_server.as_deref(),
+        pg_info.as_ref().map(|(d, s)| (*d, s.as_str())),
         &hwm,
     );
     println!("\n{report}");
@@ -814,8 +812,7 @@ fn report(
     wrk_version: &str,
     rows: &[Row],
     starts: &[Duration],
-    pg_start: Option<Duration>,
-    pg_server: Option<&str>,
+    pg: Option<(Duration, &str)>,
     hwm: &[(&str, u64)],
 ) -> String {
     let mut out = String::new();
@@ -828,7 +825,7 @@ fn report(
         date.year(),
         u8::from(date.month()),
         date.day(),
-        pg_server.unwrap_or("PostgreSQL skipped"),
+        pg.map_or("PostgreSQL skipped", |(_, server)| server),
     );
     let _ = writeln!(
         out,
@@ -888,7 +885,7 @@ fn report(
         "Start to ready (spawn → `/readyz` 200, embedded defaults, a fresh SQLite database so \
          the migrations run), five starts: {}{}.\n",
         starts_ms.join(", "),
-        pg_start.map_or(String::new(), |d| format!(
+        pg.map_or(String::new(), |(d, _)| format!(
             "; on a fresh PostgreSQL database: {}",
             ms(d)
         )),
