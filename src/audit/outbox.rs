@@ -33,8 +33,9 @@ use tokio::task::JoinHandle;
 use super::{AuditError, AuditRecord};
 use crate::store::Store;
 
-/// SQLite allows 32766 bound parameters per statement (999 before 3.32); 5 per row.
-const SQLITE_ROWS_PER_INSERT: usize = 256;
+/// SQLite allows 32766 bound parameters per statement (999 before 3.32); 5 per row. A group
+/// is a few rows (one per 12 KiB), so this is rarely reached.
+const SQLITE_ROWS_PER_INSERT: usize = 128;
 /// Bytes of NDJSON per row, at most (a single larger record gets a row of its own). Small
 /// enough that a PostgreSQL statement stays within one socket write (see `PG_STATEMENT_BYTES`).
 const ROW_BYTES: usize = 12 * 1024;
@@ -53,7 +54,9 @@ pub struct OutboxSettings {
 #[derive(Debug, Clone)]
 pub(crate) struct Encoded {
     id: String,
-    time: time::OffsetDateTime,
+    /// Unix seconds (the hour partition) and RFC 3339, UTC.
+    unix: i64,
+    time: String,
     /// The NDJSON line, `\n` included.
     line: String,
 }
@@ -155,25 +158,30 @@ impl Outbox {
     }
 }
 
+/// Per record, so that a record that cannot be stored fails its own request, not its group.
 pub(crate) fn encode(r: &AuditRecord) -> Result<Encoded, AuditError> {
+    let time = r
+        .time
+        .to_offset(time::UtcOffset::UTC)
+        .format(&time::format_description::well_known::Rfc3339)
+        .map_err(|e| AuditError::Task(format!("record time: {e}")))?;
     let mut line = serde_json::to_string(r)?;
     line.push('\n');
     Ok(Encoded {
         id: r.id.clone(),
-        time: r.time,
+        unix: r.time.unix_timestamp(),
+        time,
         line,
     })
 }
 
 /// Packs records (in append order) into rows: a new row where the hour partition changes or
 /// the row would pass `ROW_BYTES`.
-pub(crate) fn pack<'a>(
-    records: impl IntoIterator<Item = &'a Encoded>,
-) -> Result<Vec<NewRow>, AuditError> {
+pub(crate) fn pack<'a>(records: impl IntoIterator<Item = &'a Encoded>) -> Vec<NewRow> {
     let mut rows: Vec<NewRow> = Vec::new();
     let mut row_hour = None;
     for r in records {
-        let hour = r.time.unix_timestamp().div_euclid(3600);
+        let hour = r.unix.div_euclid(3600);
         match rows.last_mut() {
             Some(row) if row_hour == Some(hour) && row.lines.len() + r.line.len() <= ROW_BYTES => {
                 row.lines.push_str(&r.line);
@@ -181,16 +189,11 @@ pub(crate) fn pack<'a>(
                 row.last_id.clone_from(&r.id);
             }
             _ => {
-                let time = r
-                    .time
-                    .to_offset(time::UtcOffset::UTC)
-                    .format(&time::format_description::well_known::Rfc3339)
-                    .map_err(|e| AuditError::Task(format!("record time: {e}")))?;
                 let mut lines = String::with_capacity(ROW_BYTES.min(r.line.len() * 32));
                 lines.push_str(&r.line);
                 rows.push(NewRow {
                     id: r.id.clone(),
-                    time,
+                    time: r.time.clone(),
                     last_id: r.id.clone(),
                     records: 1,
                     lines,
@@ -199,7 +202,7 @@ pub(crate) fn pack<'a>(
             }
         }
     }
-    Ok(rows)
+    rows
 }
 
 async fn write_groups(
@@ -232,8 +235,7 @@ async fn write_groups(
             }
         }
         let commit = async {
-            let rows =
-                pack(jobs.iter().flat_map(|j| j.records.iter())).map_err(|e| e.to_string())?;
+            let rows = pack(jobs.iter().flat_map(|j| j.records.iter()));
             let rows: Vec<&NewRow> = rows.iter().collect();
             let _turn = turns.take(&writer.store).await;
             writer.commit(&rows).await.map_err(|e| e.to_string())
@@ -595,20 +597,24 @@ pub(crate) async fn claim(
             }))
         }
         Store::Postgres(pool) => {
-            // As on SQLite, the limit counts records. The cut is found first without locks
-            // (`FOR UPDATE` allows no window), then only the rows up to it are locked: each
-            // row lock is a tuple write, and a batch is a few dozen rows, not `limit`.
+            // As on SQLite, the limit counts records. How many rows that takes is counted
+            // first, without locks (`FOR UPDATE` allows no window); then that many rows are
+            // locked, skipping rows another instance is claiming, and cut again. Each row lock
+            // is a tuple write: a batch locks a few dozen rows, not `limit`.
             let rows = sqlx::query(
-                "WITH cut AS ( \
-                   SELECT max(seq) AS last FROM ( \
-                     SELECT seq, sum(records) OVER (ORDER BY seq) - records AS before FROM ( \
+                "WITH need AS ( \
+                   SELECT count(*) AS n FROM ( \
+                     SELECT sum(records) OVER (ORDER BY seq) - records AS before FROM ( \
                        SELECT seq, records FROM audit_outbox WHERE batch IS NULL \
                        ORDER BY seq LIMIT $1) r) w \
                    WHERE before < $1), \
+                 picked AS ( \
+                   SELECT seq, records FROM audit_outbox WHERE batch IS NULL \
+                   ORDER BY seq LIMIT (SELECT n FROM need) FOR UPDATE SKIP LOCKED), \
                  taken AS ( \
-                   SELECT seq FROM audit_outbox \
-                   WHERE batch IS NULL AND seq <= (SELECT last FROM cut) \
-                   ORDER BY seq FOR UPDATE SKIP LOCKED) \
+                   SELECT seq FROM ( \
+                     SELECT seq, sum(records) OVER (ORDER BY seq) - records AS before FROM picked) w \
+                   WHERE before < $1) \
                  UPDATE audit_outbox o SET batch = $2, claimed_by = $3, claimed_at = now() \
                  FROM taken WHERE o.seq = taken.seq \
                  RETURNING o.seq, o.id, o.last_id, floor(extract(epoch FROM o.time))::bigint, \
@@ -689,12 +695,14 @@ fn pending_pg(r: &sqlx::postgres::PgRow) -> Pending {
     }
 }
 
-/// Deletes a shipped batch: call only after its objects are stored.
+/// Deletes a shipped batch: call only after its objects are stored. Returns the records
+/// deleted (none when another instance that took the batch over got there first).
 pub(crate) async fn complete(
     store: &Store,
     turns: &WriteTurns,
     claim: &Claim,
-) -> Result<(), sqlx::Error> {
+) -> Result<u64, sqlx::Error> {
+    let mut deleted: i64 = 0;
     match (store, claim.seqs) {
         (Store::Sqlite(pool), Some((first, last))) => {
             // Marked first: a crash in the middle of the deletes must not ship the rest again
@@ -708,19 +716,20 @@ pub(crate) async fn complete(
             }
             loop {
                 let _turn = turns.take(store).await;
-                let deleted = sqlx::query(
+                let chunk: Vec<i64> = sqlx::query_scalar(
                     "DELETE FROM audit_outbox WHERE seq IN ( \
-                       SELECT seq FROM audit_outbox WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq LIMIT ?3)",
+                       SELECT seq FROM audit_outbox WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq LIMIT ?3) \
+                     RETURNING records",
                 )
                 .bind(first)
                 .bind(last)
                 .bind(SQLITE_DELETE_CHUNK)
-                .execute(pool)
-                .await?
-                .rows_affected();
-                if deleted == 0 {
+                .fetch_all(pool)
+                .await?;
+                if chunk.is_empty() {
                     break;
                 }
+                deleted += chunk.iter().sum::<i64>();
             }
             let _turn = turns.take(store).await;
             sqlx::query("DELETE FROM audit_outbox_batches WHERE batch = ?")
@@ -736,13 +745,16 @@ pub(crate) async fn complete(
             )));
         }
         (Store::Postgres(pool), _) => {
-            sqlx::query("DELETE FROM audit_outbox WHERE batch = $1")
-                .bind(&claim.batch)
-                .execute(pool)
-                .await?;
+            deleted = sqlx::query_scalar(
+                "WITH gone AS (DELETE FROM audit_outbox WHERE batch = $1 RETURNING records) \
+                 SELECT coalesce(sum(records), 0)::bigint FROM gone",
+            )
+            .bind(&claim.batch)
+            .fetch_one(pool)
+            .await?;
         }
     }
-    Ok(())
+    Ok(u64::try_from(deleted).unwrap_or(0))
 }
 
 /// Records not yet shipped.
@@ -819,10 +831,11 @@ mod tests {
     }
 
     fn encoded(id: &str, unix: i64, bytes: usize) -> Encoded {
+        let mut record = record(id);
+        record.time = time::OffsetDateTime::from_unix_timestamp(unix).expect("time");
         Encoded {
-            id: id.into(),
-            time: time::OffsetDateTime::from_unix_timestamp(unix).expect("time"),
             line: format!("{}\n", "x".repeat(bytes.saturating_sub(1))),
+            ..encode(&record).expect("encode")
         }
     }
 
@@ -836,8 +849,7 @@ mod tests {
             encoded("d", hour + 3601, ROW_BYTES),
             encoded("e", hour + 3602, 2 * ROW_BYTES),
             encoded("f", hour + 3599, 10),
-        ])
-        .expect("pack");
+        ]);
         let shape: Vec<(&str, &str, i64, usize)> = rows
             .iter()
             .map(|r| (r.id.as_str(), r.last_id.as_str(), r.records, r.lines.len()))
@@ -862,14 +874,14 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn packing_keeps_every_record_in_order(
-            records in proptest::collection::vec((0i64..7_200, 1usize..6_000), 0..60)
+            records in proptest::collection::vec((-7_200i64..7_200, 1usize..6_000), 0..60)
         ) {
             let records: Vec<Encoded> = records
                 .iter()
                 .enumerate()
-                .map(|(i, &(t, bytes))| encoded(&format!("r{i}"), 1_741_320_000 + t, bytes))
+                .map(|(i, &(t, bytes))| encoded(&format!("r{i}"), t, bytes))
                 .collect();
-            let rows = pack(&records).expect("pack");
+            let rows = pack(&records);
             let all: String = records.iter().map(|r| r.line.as_str()).collect();
             let packed: String = rows.iter().map(|r| r.lines.as_str()).collect();
             proptest::prop_assert_eq!(packed, all);
@@ -879,7 +891,7 @@ mod tests {
                 let run = &records[next..next + n];
                 proptest::prop_assert_eq!(&row.id, &run[0].id);
                 proptest::prop_assert_eq!(&row.last_id, &run[n - 1].id);
-                let hour = |r: &Encoded| r.time.unix_timestamp().div_euclid(3600);
+                let hour = |r: &Encoded| r.unix.div_euclid(3600);
                 proptest::prop_assert!(run.iter().all(|r| hour(r) == hour(&run[0])));
                 proptest::prop_assert!(n == 1 || row.lines.len() <= ROW_BYTES);
                 next += n;
@@ -990,9 +1002,10 @@ mod tests {
             ["b-000", "b-001", "b-002"],
             "seq keeps append order"
         );
-        complete(&store, &WriteTurns::default(), &claim)
+        let deleted = complete(&store, &WriteTurns::default(), &claim)
             .await
             .expect("delete");
+        assert_eq!(deleted, 600, "records deleted, not rows");
         assert_eq!(count(&store).await.expect("count"), 0);
         writer.abort();
     }
@@ -1090,7 +1103,8 @@ mod tests {
             (again.batch.as_str(), again.rows.len()),
             (a.batch.as_str(), 9)
         );
-        complete(&store, &turns, &again).await.expect("finish");
+        let finished = complete(&store, &turns, &again).await.expect("finish");
+        assert_eq!(finished, 9, "only what was left is counted");
         assert_eq!(count(&store).await.expect("count"), 5, "only its rows went");
         let batches: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_outbox_batches")
             .fetch_one(pool)

@@ -221,7 +221,6 @@ impl Shipper {
     /// claimed, and the next round ships the same batch again. A batch whose objects were
     /// stored before a crash interrupted its deletes is only finished.
     async fn ship(&self, mut claim: Claim) -> Result<(), AuditError> {
-        let records = claim.records();
         if !claim.shipped {
             let (prefix, claimed_by) = (self.settings.prefix.clone(), claim.claimed_by.clone());
             let rows = std::mem::take(&mut claim.rows);
@@ -232,10 +231,10 @@ impl Shipper {
                 self.sink.put(&key, body).await?;
             }
         }
-        outbox::complete(&self.store, &self.turns, &claim).await?;
-        // Counted once the rows are gone: a batch whose delete failed is shipped again (or,
-        // on SQLite, finished) by a later round, and counted by that one only.
-        self.metrics.audit_shipped_total.inc_by(records);
+        // Counted as the rows go: a batch whose delete failed part-way, or that another
+        // instance took over, is not counted twice.
+        let deleted = outbox::complete(&self.store, &self.turns, &claim).await?;
+        self.metrics.audit_shipped_total.inc_by(deleted);
         let now = OffsetDateTime::now_utc();
         let ms = i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
         self.last_shipped.store(ms, Ordering::Relaxed);
