@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::app::{
-    BUCKET, Backend, Options, TestApp, avatars, decode, mint_hs256, ndjson_gz, postgres_admin_url,
-    with_database,
+    BUCKET, Backend, Options, TestApp, avatars, create_postgres_database, decode,
+    drop_postgres_database, mint_hs256, ndjson_gz, with_database,
 };
 use common::s3::TestS3;
 use serde_json::{Value, json};
@@ -719,13 +719,7 @@ fn line_ids(rows: Vec<String>) -> Vec<String> {
 /// keeping claims (a batch in flight ships under the same stamp) and the record bytes.
 #[tokio::test]
 async fn postgres_outbox_rows_from_before_0005_become_runs_of_one() {
-    let admin_url = postgres_admin_url();
-    let name = format!("presignd_test_{}", uuid::Uuid::new_v4().simple());
-    let admin = sqlx::PgPool::connect(&admin_url).await.expect("connect");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&admin)
-        .await
-        .expect("create database");
+    let (admin_url, name) = create_postgres_database("presignd_test").await;
     let db = sqlx::PgPool::connect(&with_database(&admin_url, &name))
         .await
         .expect("connect");
@@ -776,13 +770,7 @@ async fn postgres_outbox_rows_from_before_0005_become_runs_of_one() {
     .expect("storage");
     assert_eq!(storage, "e", "out of line, uncompressed");
     db.close().await;
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-    )))
-    .execute(&admin)
-    .await
-    .expect("drop database");
-    admin.close().await;
+    drop_postgres_database(&admin_url, &name).await;
 }
 
 /// A batch claimed by an instance that died and never came back is shipped by another one
@@ -1106,14 +1094,7 @@ async fn kill_9_loses_no_issued_record(backend: Backend) {
             None,
         ),
         Backend::Postgres => {
-            let admin_url = postgres_admin_url();
-            let name = format!("presignd_crash_{}", uuid::Uuid::new_v4().simple());
-            let admin = sqlx::PgPool::connect(&admin_url).await.expect("admin");
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                .execute(&admin)
-                .await
-                .expect("create database");
-            admin.close().await;
+            let (admin_url, name) = create_postgres_database("presignd_crash").await;
             (with_database(&admin_url, &name), Some((admin_url, name)))
         }
     };
@@ -1228,15 +1209,8 @@ async fn kill_9_loses_no_issued_record(backend: Backend) {
     }
     assert!(counts.values().all(|&n| n == 1), "no record twice");
 
-    if let Some((admin_url, name)) = pg
-        && let Ok(admin) = sqlx::PgPool::connect(&admin_url).await
-    {
-        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-        )))
-        .execute(&admin)
-        .await;
-        admin.close().await;
+    if let Some((admin_url, name)) = pg {
+        drop_postgres_database(&admin_url, &name).await;
     }
 }
 on_both_backends!(crash_safety, kill_9_loses_no_issued_record);

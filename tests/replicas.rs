@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::app::{
-    AUDIENCE, BUCKET, HS_SECRET, ISSUER, mint_hs256, postgres_admin_url, with_database,
+    AUDIENCE, BUCKET, HS_SECRET, ISSUER, create_postgres_database, drop_postgres_database,
+    mint_hs256, with_database,
 };
 use common::redis::{ThrowawayRedis, clients, key_prefix, redis_url};
 use common::s3::TestS3;
@@ -38,16 +39,7 @@ struct Replica {
 
 impl Cluster {
     async fn new() -> Cluster {
-        let admin_url = postgres_admin_url();
-        let db = format!("presignd_replicas_{}", uuid::Uuid::new_v4().simple());
-        let admin = sqlx::PgPool::connect(&admin_url)
-            .await
-            .expect("connect to PostgreSQL (run the tests through scripts/test)");
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
-            .execute(&admin)
-            .await
-            .expect("create database");
-        admin.close().await;
+        let (admin_url, db) = create_postgres_database("presignd_replicas").await;
         let s3 = TestS3::start().await;
         s3.create_bucket(BUCKET).await;
         Cluster {
@@ -144,15 +136,7 @@ filter = "info"
     }
 
     async fn finish(self) {
-        if let Ok(admin) = sqlx::PgPool::connect(&self.admin_url).await {
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.db
-            )))
-            .execute(&admin)
-            .await;
-            admin.close().await;
-        }
+        drop_postgres_database(&self.admin_url, &self.db).await;
     }
 }
 

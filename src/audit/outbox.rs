@@ -487,6 +487,13 @@ impl Claim {
 /// commits wait behind, so it is kept short.
 const SQLITE_DELETE_CHUNK: i64 = 16;
 
+/// What a PostgreSQL claim or resume returns of its stamped rows, as `into_claim` reads it.
+macro_rules! pg_stamped_rows {
+    () => {
+        "RETURNING o.seq, o.id, o.last_id, floor(extract(epoch FROM o.time))::bigint, \
+                   o.records::bigint, o.lines, o.batch, o.claimed_by"
+    };
+}
 /// A batch left unfinished: this instance's own (a failed PUT, or a crash before the delete),
 /// or anyone's whose claim is older than `lease` (its instance is gone). Its claim is renewed.
 pub(crate) async fn resume(
@@ -525,24 +532,20 @@ pub(crate) async fn resume(
         }
         // No `ORDER BY`: the partial index on `batch` finds one without scanning a backlog.
         Store::Postgres(pool) => {
-            let rows = sqlx::query(
+            let rows = sqlx::query(concat!(
                 "WITH pick AS ( \
                    SELECT batch FROM audit_outbox \
                    WHERE batch IS NOT NULL \
                      AND (claimed_by = $1 OR claimed_at < now() - $2::bigint * interval '1 millisecond') \
                    LIMIT 1 FOR UPDATE SKIP LOCKED) \
-                 UPDATE audit_outbox o SET claimed_at = now() FROM pick WHERE o.batch = pick.batch \
-                 RETURNING o.seq, o.id, o.last_id, floor(extract(epoch FROM o.time))::bigint, \
-                           o.records::bigint, o.lines, o.batch, o.claimed_by",
-            )
+                 UPDATE audit_outbox o SET claimed_at = now() FROM pick WHERE o.batch = pick.batch ",
+                pg_stamped_rows!()
+            ))
             .bind(instance)
             .bind(lease_ms)
             .fetch_all(pool)
-            .await?
-            .iter()
-            .map(|r| (pending_pg(r), r.get(6), r.get(7)))
-            .collect();
-            Ok(into_claim(rows, false))
+            .await?;
+            Ok(into_claim(&rows, false))
         }
     }
 }
@@ -601,7 +604,7 @@ pub(crate) async fn claim(
             // first, without locks (`FOR UPDATE` allows no window); then that many rows are
             // locked, skipping rows another instance is claiming, and cut again. Each row lock
             // is a tuple write: a batch locks a few dozen rows, not `limit`.
-            let rows = sqlx::query(
+            let rows = sqlx::query(concat!(
                 "WITH need AS ( \
                    SELECT count(*) AS n FROM ( \
                      SELECT sum(records) OVER (ORDER BY seq) - records AS before FROM ( \
@@ -616,19 +619,15 @@ pub(crate) async fn claim(
                      SELECT seq, sum(records) OVER (ORDER BY seq) - records AS before FROM picked) w \
                    WHERE before < $1) \
                  UPDATE audit_outbox o SET batch = $2, claimed_by = $3, claimed_at = now() \
-                 FROM taken WHERE o.seq = taken.seq \
-                 RETURNING o.seq, o.id, o.last_id, floor(extract(epoch FROM o.time))::bigint, \
-                           o.records::bigint, o.lines, o.batch, o.claimed_by",
-            )
+                 FROM taken WHERE o.seq = taken.seq ",
+                pg_stamped_rows!()
+            ))
             .bind(limit)
             .bind(&batch)
             .bind(instance)
             .fetch_all(pool)
-            .await?
-            .iter()
-            .map(|r| (pending_pg(r), r.get(6), r.get(7)))
-            .collect();
-            Ok(into_claim(rows, true))
+            .await?;
+            Ok(into_claim(&rows, true))
         }
     }
 }
@@ -652,10 +651,21 @@ async fn sqlite_rows(
     .collect())
 }
 
-/// PostgreSQL: a claim from its stamped rows.
-fn into_claim(rows: Vec<(Pending, String, String)>, fresh: bool) -> Option<Claim> {
-    let (batch, claimed_by) = rows.first().map(|(_, b, c)| (b.clone(), c.clone()))?;
-    let mut rows: Vec<Pending> = rows.into_iter().map(|(p, _, _)| p).collect();
+/// PostgreSQL: a claim from its stamped rows (`pg_stamped_rows!`).
+fn into_claim(rows: &[sqlx::postgres::PgRow], fresh: bool) -> Option<Claim> {
+    let first = rows.first()?;
+    let (batch, claimed_by) = (first.get(6), first.get(7));
+    let mut rows: Vec<Pending> = rows
+        .iter()
+        .map(|r| Pending {
+            seq: r.get(0),
+            id: r.get(1),
+            last_id: r.get(2),
+            unix: r.get(3),
+            records: r.get(4),
+            lines: r.get(5),
+        })
+        .collect();
     // RETURNING has no order.
     rows.sort_by_key(|r| r.seq);
     Some(Claim {
@@ -679,17 +689,6 @@ fn pending(r: &sqlx::sqlite::SqliteRow) -> Pending {
         id: r.get(1),
         last_id: r.get(2),
         unix: r.get::<Option<i64>, _>(3).unwrap_or(0),
-        records: r.get(4),
-        lines: r.get(5),
-    }
-}
-
-fn pending_pg(r: &sqlx::postgres::PgRow) -> Pending {
-    Pending {
-        seq: r.get(0),
-        id: r.get(1),
-        last_id: r.get(2),
-        unix: r.get(3),
         records: r.get(4),
         lines: r.get(5),
     }
@@ -815,6 +814,14 @@ mod tests {
             commit_max_wait: Duration::from_millis(2),
         };
         Outbox::start(store.clone(), settings, turns.clone())
+    }
+
+    /// A new batch, which the test expects to find rows.
+    async fn claimed(store: &Store, turns: &WriteTurns, instance: &str, limit: usize) -> Claim {
+        claim(store, turns, instance, limit)
+            .await
+            .expect("claim")
+            .expect("rows")
     }
 
     /// The ids of a claim's records, in order, read from its NDJSON lines.
@@ -981,10 +988,7 @@ mod tests {
         outbox.append(&many).await.expect("append batch");
         assert_eq!(count(&store).await.expect("count"), 600);
 
-        let claim = claim(&store, &WriteTurns::default(), "t", 1000)
-            .await
-            .expect("claim")
-            .expect("rows");
+        let claim = claimed(&store, &WriteTurns::default(), "t", 1000).await;
         assert_eq!(claim.records(), 600);
         assert!(claim.rows.len() < 60, "{} rows", claim.rows.len());
         let first = &claim.rows[0];
@@ -1018,10 +1022,7 @@ mod tests {
         let first: Vec<AuditRecord> = (0..3).map(|i| record(&format!("a{i}"))).collect();
         outbox.append(&first).await.expect("append");
         let hour = Duration::from_secs(3600);
-        let a = claim(&store, &WriteTurns::default(), "web-a", 10)
-            .await
-            .expect("claim")
-            .expect("rows");
+        let a = claimed(&store, &WriteTurns::default(), "web-a", 10).await;
         assert!(a.fresh);
         // Rows arriving later never join a claimed batch.
         outbox.append(&[record("late")]).await.expect("append");
@@ -1040,10 +1041,7 @@ mod tests {
                 .is_none(),
             "another instance's batch is left alone while its claim is fresh"
         );
-        let b = claim(&store, &WriteTurns::default(), "web-b", 10)
-            .await
-            .expect("claim")
-            .expect("rows");
+        let b = claimed(&store, &WriteTurns::default(), "web-b", 10).await;
         assert_eq!(ids(&b), ["late"], "a new batch takes only unclaimed rows");
         complete(&store, &WriteTurns::default(), &b)
             .await
@@ -1077,10 +1075,7 @@ mod tests {
                 .await
                 .expect("append");
         }
-        let a = claim(&store, &turns, "web-a", 15)
-            .await
-            .expect("claim")
-            .expect("rows");
+        let a = claimed(&store, &turns, "web-a", 15).await;
         assert_eq!((a.rows.len(), a.records()), (15, 15));
         // The crash: objects stored and marked, only the first delete chunk done.
         let Store::Sqlite(pool) = &store else {
@@ -1111,10 +1106,7 @@ mod tests {
             .await
             .expect("batches");
         assert_eq!(batches, 0);
-        let b = claim(&store, &turns, "web-a", 512)
-            .await
-            .expect("claim")
-            .expect("rows");
+        let b = claimed(&store, &turns, "web-a", 512).await;
         let ids = ids(&b);
         assert_eq!(
             (ids.len(), ids[0].as_str()),
@@ -1186,10 +1178,7 @@ mod tests {
         let line = old.rows[0].lines.strip_suffix('\n').expect("a whole line");
         let parsed: AuditRecord = serde_json::from_str(line).expect("the line is the record");
         assert_eq!(parsed, record("old1"));
-        let next = claim(&store, &turns, "web-a", 100)
-            .await
-            .expect("claim")
-            .expect("rows");
+        let next = claimed(&store, &turns, "web-a", 100).await;
         assert_eq!(ids(&next), ["old3", "new"]);
         writer.abort();
     }
@@ -1204,24 +1193,15 @@ mod tests {
             let records: Vec<AuditRecord> = (0..3).map(|i| record(&format!("r{run}{i}"))).collect();
             outbox.append(&records).await.expect("append");
         }
-        let a = claim(&store, &turns, "web-a", 4)
-            .await
-            .expect("claim")
-            .expect("rows");
+        let a = claimed(&store, &turns, "web-a", 4).await;
         assert_eq!(
             (a.rows.len(), a.records()),
             (2, 6),
             "3 + 3: the second row reaches 4"
         );
-        let b = claim(&store, &turns, "web-a", 3)
-            .await
-            .expect("claim")
-            .expect("rows");
+        let b = claimed(&store, &turns, "web-a", 3).await;
         assert_eq!((b.rows.len(), b.records()), (1, 3));
-        let c = claim(&store, &turns, "web-a", 100)
-            .await
-            .expect("claim")
-            .expect("rows");
+        let c = claimed(&store, &turns, "web-a", 100).await;
         assert_eq!(
             (c.records(), ids(&c)[2].as_str()),
             (3, "r32"),

@@ -373,11 +373,7 @@ impl FastSigner {
         headers.for_each(&self.host_header, route, |prefix, name, value| {
             let value = match value {
                 HeaderValue::Host(..) => return,
-                HeaderValue::Len(n) => {
-                    let mut s = String::with_capacity(20);
-                    push_u64(&mut s, n);
-                    s
-                }
+                HeaderValue::Len(n) => itoa::Buffer::new().format(n).to_owned(),
                 HeaderValue::Raw(v) => v.to_string(),
             };
             let mut full = String::with_capacity(prefix.len() + name.len());
@@ -643,22 +639,9 @@ fn push_digits(out: &mut String, n: u32, width: u32) {
     }
 }
 
-/// `n` in decimal.
+/// `n` in decimal, without `fmt` (itoa: no padding or width machinery).
 fn push_u64(out: &mut String, n: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    for &b in &buf[i..] {
-        out.push(char::from(b));
-    }
+    out.push_str(itoa::Buffer::new().format(n));
 }
 
 /// RFC 3986 percent-encoding of everything but unreserved characters (and `/` in a path),

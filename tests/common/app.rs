@@ -69,6 +69,35 @@ pub fn postgres_admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
+/// A fresh database `{prefix}_{uuid}` on the PostgreSQL server of `postgres_admin_url()`;
+/// returns the admin URL and the name.
+pub async fn create_postgres_database(prefix: &str) -> (String, String) {
+    let admin_url = postgres_admin_url();
+    let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
+    let admin = sqlx::PgPool::connect(&admin_url)
+        .await
+        .expect("connect to PostgreSQL (run the tests through scripts/test)");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&admin)
+        .await
+        .expect("create test database");
+    admin.close().await;
+    (admin_url, name)
+}
+
+/// Drops a database made by `create_postgres_database`, connections and all; best effort (the
+/// test is over).
+pub async fn drop_postgres_database(admin_url: &str, name: &str) {
+    if let Ok(admin) = sqlx::PgPool::connect(admin_url).await {
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .execute(&admin)
+        .await;
+        admin.close().await;
+    }
+}
+
 /// Replaces the database name in a PostgreSQL URL.
 pub fn with_database(url: &str, db: &str) -> String {
     let (base, query) = match url.split_once('?') {
@@ -147,16 +176,7 @@ impl TestApp {
                 TestDb::Sqlite,
             ),
             Backend::Postgres => {
-                let admin_url = postgres_admin_url();
-                let name = format!("presignd_test_{}", uuid::Uuid::new_v4().simple());
-                let admin = sqlx::PgPool::connect(&admin_url)
-                    .await
-                    .expect("connect to PostgreSQL (run the tests through scripts/test)");
-                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                    .execute(&admin)
-                    .await
-                    .expect("create test database");
-                admin.close().await;
+                let (admin_url, name) = create_postgres_database("presignd_test").await;
                 (
                     with_database(&admin_url, &name),
                     TestDb::Postgres { admin_url, name },
@@ -280,15 +300,8 @@ reload_interval_ms = 200
             let _ = tx.send(());
         }
         let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.server).await;
-        if let TestDb::Postgres { admin_url, name } = &self.db
-            && let Ok(admin) = sqlx::PgPool::connect(admin_url).await
-        {
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-            )))
-            .execute(&admin)
-            .await;
-            admin.close().await;
+        if let TestDb::Postgres { admin_url, name } = &self.db {
+            drop_postgres_database(admin_url, name).await;
         }
     }
 
