@@ -21,6 +21,11 @@ use presignd::policy::{
 use presignd::sign::{CachedCredentials, SignRequest, Signer};
 use serde_json::json;
 
+// The allocator the presignd binary ships with (src/main.rs): allocation costs are part of
+// what is measured, so they must be the service's, not the system allocator's.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/jwt");
 
 fn fixture(name: &str) -> Vec<u8> {

@@ -486,6 +486,9 @@ impl Claim {
 /// Rows deleted per statement when a SQLite batch completes: each delete is a write the group
 /// commits wait behind, so it is kept short.
 const SQLITE_DELETE_CHUNK: i64 = 16;
+/// A batch spanning fewer `seq`s than this is deleted in one transaction (a batch of
+/// `batch_max_records` = 512 at the usual ~20 records per row is ~25 rows).
+const SQLITE_ONE_WRITE_ROWS: i64 = 64;
 
 /// What a PostgreSQL claim or resume returns of its stamped rows, as `into_claim` reads it.
 macro_rules! pg_stamped_rows {
@@ -703,6 +706,26 @@ pub(crate) async fn complete(
 ) -> Result<u64, sqlx::Error> {
     let mut deleted: i64 = 0;
     match (store, claim.seqs) {
+        (Store::Sqlite(pool), Some((first, last))) if last - first < SQLITE_ONE_WRITE_ROWS => {
+            // A usual batch (a few dozen rows): rows and batch go in one transaction, so there
+            // is no partly deleted state to mark, and the group commits wait behind one write
+            // instead of one per chunk plus the mark and the batch row.
+            let _turn = turns.take(store).await;
+            let mut tx = pool.begin().await?;
+            let gone: Vec<i64> = sqlx::query_scalar(
+                "DELETE FROM audit_outbox WHERE seq BETWEEN ?1 AND ?2 RETURNING records",
+            )
+            .bind(first)
+            .bind(last)
+            .fetch_all(&mut *tx)
+            .await?;
+            sqlx::query("DELETE FROM audit_outbox_batches WHERE batch = ?")
+                .bind(&claim.batch)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            deleted = gone.iter().sum();
+        }
         (Store::Sqlite(pool), Some((first, last))) => {
             // Marked first: a crash in the middle of the deletes must not ship the rest again
             // (its objects would replace the complete ones under the same keys).
@@ -1058,6 +1081,44 @@ mod tests {
         complete(&store, &WriteTurns::default(), &a)
             .await
             .expect("delete");
+        assert_eq!(count(&store).await.expect("count"), 0);
+        writer.abort();
+    }
+
+    #[tokio::test]
+    async fn sqlite_batches_complete_in_one_write_or_in_chunks_and_leave_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = sqlite(&dir).await;
+        let turns = WriteTurns::default();
+        let (outbox, writer) = start_writer(&store, 512, &turns);
+        // One append, one commit, one row each: batches of 5 rows (one write) and of
+        // 2 · SQLITE_ONE_WRITE_ROWS rows (marked, then deleted chunk by chunk).
+        let big = usize::try_from(2 * SQLITE_ONE_WRITE_ROWS).expect("rows");
+        for i in 0..5 + big {
+            outbox
+                .append(&[record(&format!("r{i:04}"))])
+                .await
+                .expect("append");
+        }
+        let Store::Sqlite(pool) = &store else {
+            unreachable!()
+        };
+        for (limit, first) in [(5, "r0000"), (big, "r0005")] {
+            let claim = claimed(&store, &turns, "web-a", limit).await;
+            assert_eq!((claim.rows.len(), ids(&claim)[0].as_str()), (limit, first));
+            let before = count(&store).await.expect("count");
+            let deleted = complete(&store, &turns, &claim).await.expect("complete");
+            assert_eq!(
+                deleted, limit as u64,
+                "every record of the batch is counted once"
+            );
+            assert_eq!(count(&store).await.expect("count"), before - limit as u64);
+            let batches: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_outbox_batches")
+                .fetch_one(pool)
+                .await
+                .expect("batches");
+            assert_eq!(batches, 0, "the batch row goes with its rows");
+        }
         assert_eq!(count(&store).await.expect("count"), 0);
         writer.abort();
     }
