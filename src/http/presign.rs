@@ -21,7 +21,7 @@ use crate::policy::{
     self, CompiledAccessPoint, DenyReason, Encryption, MAX_SINGLE_PUT_BYTES, Operation, Target,
     UploadRequest,
 };
-use crate::sign::{PostKey, PostRequest, Presigned, SignRequest};
+use crate::sign::{PostKey, PostRequest, Presigned, SignRequest, SignedHeaders};
 use crate::state::AppState;
 
 pub const MAX_BATCH_ITEMS: usize = 100;
@@ -83,7 +83,7 @@ pub struct PresignRequest {
 pub struct PresignResponse {
     pub url: String,
     pub method: &'static str,
-    pub headers: BTreeMap<String, String>,
+    pub headers: SignedHeaders,
     #[serde(with = "time::serde::rfc3339")]
     pub expires_at: OffsetDateTime,
     pub access_point: String,

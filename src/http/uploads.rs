@@ -28,7 +28,7 @@ use crate::audit::{AuditRecord, signature_sha256};
 use crate::policy::multipart::{self, MAX_PARTS, Plan, PlanError};
 use crate::policy::{self, CompiledAccessPoint, DenyReason, Encryption, Operation, UploadRequest};
 use crate::sign::multipart::{CreateUpload, MultipartError, PartSignRequest};
-use crate::sign::{Presigned, SignError};
+use crate::sign::{Presigned, SignError, SignedHeaders};
 use crate::state::AppState;
 use crate::store::{Claim, StoredUpload, UploadOwner};
 use crate::uploads::{ABORT_CLAIM_SECONDS, COMPLETE_CLAIM_SECONDS, unix};
@@ -76,7 +76,7 @@ pub struct PartUrl {
     pub url: String,
     pub method: &'static str,
     /// Exactly the signed headers to send (`content-length` among them).
-    pub headers: BTreeMap<String, String>,
+    pub headers: SignedHeaders,
     pub content_length: u64,
 }
 

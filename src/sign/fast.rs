@@ -10,6 +10,7 @@
 //! path, header values the SDK would reject) returns `None` from [`FastSigner::route`] and goes
 //! through the SDK.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -20,7 +21,7 @@ use aws_credential_types::Credentials;
 use aws_lc_rs::{digest, hmac};
 use time::OffsetDateTime;
 
-use super::{RECORD_ID_PARAM, SignRequest};
+use super::{RECORD_ID_PARAM, SignRequest, SignedHeaders};
 use crate::config::S3Config;
 use crate::policy::{Encryption, Operation, Target};
 
@@ -91,7 +92,7 @@ pub(super) struct Route<'a> {
 pub(super) struct Signed {
     pub url: String,
     pub signature: String,
-    pub headers: BTreeMap<String, String>,
+    pub headers: SignedHeaders,
 }
 
 impl FastSigner {
@@ -281,12 +282,11 @@ impl FastSigner {
         let expires = start..url.len();
         url.push_str("&X-Amz-SignedHeaders=");
         let start = url.len();
-        headers.for_each(&self.host_header, route, |prefix, name, _| {
+        headers.for_each(&self.host_header, route, |name, _| {
             if url.len() > start {
                 url.push_str("%3B");
             }
-            url.push_str(prefix);
-            url.push_str(name);
+            name.push_to(&mut url);
         });
         let signed_headers = start..url.len();
 
@@ -328,22 +328,20 @@ impl FastSigner {
         creq.push('=');
         creq.push_str(&url[record_id]);
         creq.push('\n');
-        headers.for_each(&self.host_header, route, |prefix, name, value| {
-            creq.push_str(prefix);
-            creq.push_str(name);
+        headers.for_each(&self.host_header, route, |name, value| {
+            name.push_to(&mut creq);
             creq.push(':');
             value.write_canonical(&mut creq, route.bucket);
             creq.push('\n');
         });
         creq.push('\n');
         let mut first = true;
-        headers.for_each(&self.host_header, route, |prefix, name, _| {
+        headers.for_each(&self.host_header, route, |name, _| {
             if !first {
                 creq.push(';');
             }
             first = false;
-            creq.push_str(prefix);
-            creq.push_str(name);
+            name.push_to(&mut creq);
         });
         creq.push('\n');
         creq.push_str(UNSIGNED_PAYLOAD);
@@ -369,16 +367,22 @@ impl FastSigner {
             url.push_str(token);
         }
 
-        let mut returned = BTreeMap::new();
-        headers.for_each(&self.host_header, route, |prefix, name, value| {
+        let mut returned = SignedHeaders::new();
+        headers.for_each(&self.host_header, route, |name, value| {
             let value = match value {
                 HeaderValue::Host(..) => return,
                 HeaderValue::Len(n) => itoa::Buffer::new().format(n).to_owned(),
                 HeaderValue::Raw(v) => v.to_string(),
             };
-            let mut full = String::with_capacity(prefix.len() + name.len());
-            full.push_str(prefix);
-            full.push_str(name);
+            let full = match name {
+                HeaderName::Fixed(name) => Cow::Borrowed(name),
+                HeaderName::Meta(name) => {
+                    let mut full = String::with_capacity(META_PREFIX.len() + name.len());
+                    full.push_str(META_PREFIX);
+                    full.push_str(name);
+                    Cow::Owned(full)
+                }
+            };
             returned.insert(full, value);
         });
         Signed {
@@ -464,6 +468,26 @@ struct Headers<'r> {
     sse: Option<&'static str>,
     kms_key_id: Option<&'r str>,
     sse_c: bool,
+}
+
+/// A signed header's (lowercase) name.
+#[derive(Clone, Copy)]
+enum HeaderName<'n> {
+    Fixed(&'static str),
+    /// `x-amz-meta-{name}`.
+    Meta(&'n str),
+}
+
+impl HeaderName<'_> {
+    fn push_to(self, out: &mut String) {
+        match self {
+            HeaderName::Fixed(name) => out.push_str(name),
+            HeaderName::Meta(name) => {
+                out.push_str(META_PREFIX);
+                out.push_str(name);
+            }
+        }
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -557,42 +581,41 @@ impl<'r> Headers<'r> {
             + if self.sse_c { 60 } else { 0 }
     }
 
-    /// Calls `f(prefix, name, value)` for every signed header, sorted by full name.
+    /// Calls `f(name, value)` for every signed header, sorted by full name.
     fn for_each<'s>(
         &'s self,
         host: &'s str,
         route: Route<'_>,
-        mut f: impl FnMut(&'static str, &'s str, HeaderValue<'s>),
+        mut f: impl FnMut(HeaderName<'s>, HeaderValue<'s>),
     ) {
+        use HeaderName::Fixed;
         if let Some(n) = self.content_length {
-            f("", "content-length", HeaderValue::Len(n));
+            f(Fixed("content-length"), HeaderValue::Len(n));
         }
         if let Some(t) = self.content_type {
-            f("", "content-type", HeaderValue::Raw(t));
+            f(Fixed("content-type"), HeaderValue::Raw(t));
         }
-        f("", "host", HeaderValue::Host(host, route.virtual_host));
+        f(Fixed("host"), HeaderValue::Host(host, route.virtual_host));
         if let Some(c) = self.checksum {
-            f("", "x-amz-checksum-sha256", HeaderValue::Raw(c));
+            f(Fixed("x-amz-checksum-sha256"), HeaderValue::Raw(c));
         }
         if let Some(meta) = self.metadata {
             for (k, v) in meta {
-                f(META_PREFIX, k, HeaderValue::Raw(v));
+                f(HeaderName::Meta(k), HeaderValue::Raw(v));
             }
         }
         if let Some(s) = self.sse {
-            f("", "x-amz-server-side-encryption", HeaderValue::Raw(s));
+            f(Fixed("x-amz-server-side-encryption"), HeaderValue::Raw(s));
         }
         if let Some(k) = self.kms_key_id {
             f(
-                "",
-                "x-amz-server-side-encryption-aws-kms-key-id",
+                Fixed("x-amz-server-side-encryption-aws-kms-key-id"),
                 HeaderValue::Raw(k),
             );
         }
         if self.sse_c {
             f(
-                "",
-                "x-amz-server-side-encryption-customer-algorithm",
+                Fixed("x-amz-server-side-encryption-customer-algorithm"),
                 HeaderValue::Raw("AES256"),
             );
         }

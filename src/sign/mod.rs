@@ -9,6 +9,7 @@ mod fast;
 pub mod multipart;
 mod post_policy;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -59,12 +60,16 @@ pub struct SignRequest<'a> {
 /// The query parameter that carries the audit record id.
 pub const RECORD_ID_PARAM: &str = "x-presignd-id";
 
+/// The headers a presigned request must be sent with, by lowercase name. Most names are
+/// fixed (`content-type`, `x-amz-server-side-encryption`, …) and borrowed, not allocated.
+pub type SignedHeaders = BTreeMap<Cow<'static, str>, String>;
+
 #[derive(Clone)]
 pub struct Presigned {
     pub url: String,
     pub method: &'static str,
     /// Exactly the signed headers the client must send.
-    pub headers: BTreeMap<String, String>,
+    pub headers: SignedHeaders,
     pub expires_at: OffsetDateTime,
     /// The `X-Amz-Signature` value (for the audit digest; never logged or stored).
     pub signature: String,
@@ -235,7 +240,7 @@ impl Signer {
         &self,
         presigned: &PresignedRequest,
         record_id: &str,
-    ) -> Result<(String, BTreeMap<String, String>, String), SignError> {
+    ) -> Result<(String, SignedHeaders, String), SignError> {
         let url = presigned.uri().to_string();
         if !url.starts_with("https://") && !self.allow_insecure {
             return Err(SignError::InsecureUrl);
@@ -248,7 +253,7 @@ impl Signer {
         }
         let headers = presigned
             .headers()
-            .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
+            .map(|(k, v)| (Cow::Owned(k.to_ascii_lowercase()), v.to_string()))
             .collect();
         Ok((url, headers, signature))
     }
@@ -571,7 +576,7 @@ mod tests {
         req.checksum_sha256 = Some("47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=");
         let p = signer.presign(&req).await.expect("presign");
         assert_eq!(p.method, "PUT");
-        let names: Vec<&str> = p.headers.keys().map(String::as_str).collect();
+        let names: Vec<&str> = p.headers.keys().map(|k| k.as_ref()).collect();
         for h in [
             "content-type",
             "content-length",
