@@ -719,10 +719,7 @@ pub(crate) async fn complete(
             .bind(last)
             .fetch_all(&mut *tx)
             .await?;
-            sqlx::query("DELETE FROM audit_outbox_batches WHERE batch = ?")
-                .bind(&claim.batch)
-                .execute(&mut *tx)
-                .await?;
+            delete_sqlite_batch_row(&mut *tx, &claim.batch).await?;
             tx.commit().await?;
             deleted = gone.iter().sum();
         }
@@ -754,10 +751,7 @@ pub(crate) async fn complete(
                 deleted += chunk.iter().sum::<i64>();
             }
             let _turn = turns.take(store).await;
-            sqlx::query("DELETE FROM audit_outbox_batches WHERE batch = ?")
-                .bind(&claim.batch)
-                .execute(pool)
-                .await?;
+            delete_sqlite_batch_row(pool, &claim.batch).await?;
         }
         (Store::Sqlite(_), None) => {
             // Every SQLite claim is made with its range; this one was not made here.
@@ -777,6 +771,18 @@ pub(crate) async fn complete(
         }
     }
     Ok(u64::try_from(deleted).unwrap_or(0))
+}
+
+/// The last step of completing a SQLite batch: its rows are gone.
+async fn delete_sqlite_batch_row<'e>(
+    executor: impl sqlx::SqliteExecutor<'e>,
+    batch: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM audit_outbox_batches WHERE batch = ?")
+        .bind(batch)
+        .execute(executor)
+        .await?;
+    Ok(())
 }
 
 /// Records not yet shipped.
@@ -858,6 +864,20 @@ mod tests {
                 r.id
             })
             .collect()
+    }
+
+    /// One append per id, each awaited: one commit and one row per record.
+    async fn append_singly(outbox: &Outbox, ids: impl IntoIterator<Item = String>) {
+        for id in ids {
+            outbox.append(&[record(&id)]).await.expect("append");
+        }
+    }
+
+    async fn batch_rows(pool: &sqlx::SqlitePool) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM audit_outbox_batches")
+            .fetch_one(pool)
+            .await
+            .expect("batches")
     }
 
     fn encoded(id: &str, unix: i64, bytes: usize) -> Encoded {
@@ -1094,12 +1114,7 @@ mod tests {
         // One append, one commit, one row each: batches of 5 rows (one write) and of
         // 2 · SQLITE_ONE_WRITE_ROWS rows (marked, then deleted chunk by chunk).
         let big = usize::try_from(2 * SQLITE_ONE_WRITE_ROWS).expect("rows");
-        for i in 0..5 + big {
-            outbox
-                .append(&[record(&format!("r{i:04}"))])
-                .await
-                .expect("append");
-        }
+        append_singly(&outbox, (0..5 + big).map(|i| format!("r{i:04}"))).await;
         let Store::Sqlite(pool) = &store else {
             unreachable!()
         };
@@ -1113,11 +1128,11 @@ mod tests {
                 "every record of the batch is counted once"
             );
             assert_eq!(count(&store).await.expect("count"), before - limit as u64);
-            let batches: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_outbox_batches")
-                .fetch_one(pool)
-                .await
-                .expect("batches");
-            assert_eq!(batches, 0, "the batch row goes with its rows");
+            assert_eq!(
+                batch_rows(pool).await,
+                0,
+                "the batch row goes with its rows"
+            );
         }
         assert_eq!(count(&store).await.expect("count"), 0);
         writer.abort();
@@ -1130,12 +1145,7 @@ mod tests {
         let turns = WriteTurns::default();
         let (outbox, writer) = start_writer(&store, 512, &turns);
         // One append, one commit, one row each.
-        for i in 0..20 {
-            outbox
-                .append(&[record(&format!("r{i:03}"))])
-                .await
-                .expect("append");
-        }
+        append_singly(&outbox, (0..20).map(|i| format!("r{i:03}"))).await;
         let a = claimed(&store, &turns, "web-a", 15).await;
         assert_eq!((a.rows.len(), a.records()), (15, 15));
         // The crash: objects stored and marked, only the first delete chunk done.
@@ -1162,11 +1172,7 @@ mod tests {
         let finished = complete(&store, &turns, &again).await.expect("finish");
         assert_eq!(finished, 9, "only what was left is counted");
         assert_eq!(count(&store).await.expect("count"), 5, "only its rows went");
-        let batches: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_outbox_batches")
-            .fetch_one(pool)
-            .await
-            .expect("batches");
-        assert_eq!(batches, 0);
+        assert_eq!(batch_rows(pool).await, 0);
         let b = claimed(&store, &turns, "web-a", 512).await;
         let ids = ids(&b);
         assert_eq!(

@@ -374,16 +374,7 @@ impl FastSigner {
                 HeaderValue::Len(n) => itoa::Buffer::new().format(n).to_owned(),
                 HeaderValue::Raw(v) => v.to_string(),
             };
-            let full = match name {
-                HeaderName::Fixed(name) => Cow::Borrowed(name),
-                HeaderName::Meta(name) => {
-                    let mut full = String::with_capacity(META_PREFIX.len() + name.len());
-                    full.push_str(META_PREFIX);
-                    full.push_str(name);
-                    Cow::Owned(full)
-                }
-            };
-            returned.insert(full, value);
+            returned.insert(name.to_cow(), value);
         });
         Signed {
             url,
@@ -485,6 +476,18 @@ impl HeaderName<'_> {
             HeaderName::Meta(name) => {
                 out.push_str(META_PREFIX);
                 out.push_str(name);
+            }
+        }
+    }
+
+    /// The name as a returned-header key: fixed names are borrowed, only metadata is built.
+    fn to_cow(self) -> Cow<'static, str> {
+        match self {
+            HeaderName::Fixed(name) => Cow::Borrowed(name),
+            HeaderName::Meta(name) => {
+                let mut full = String::with_capacity(META_PREFIX.len() + name.len());
+                self.push_to(&mut full);
+                Cow::Owned(full)
             }
         }
     }
