@@ -305,6 +305,9 @@ require_https = false
 [database]
 url = "{db_url}"
 
+[auth]
+admin_issuers = ["{HS_ISSUER}"]
+
 [[auth.issuers]]
 issuer = "{HS_ISSUER}"
 audiences = ["presignd"]

@@ -90,6 +90,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let required = cli.config.as_os_str() != "presignd.toml";
     let config = Config::load(&cli.config, required, std::env::vars())?;
     init_tracing(&config);
+    let ignored = crate::config::ignored_variables(std::env::vars());
+    if !ignored.is_empty() {
+        tracing::debug!(
+            ?ignored,
+            "PRESIGND_* variables without __ are not configuration"
+        );
+    }
     match cli.command {
         Command::Serve => {
             let app = App::build(config).await?;
@@ -121,6 +128,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{}: {} access points valid", file.display(), specs.len());
             }
             println!("configuration valid");
+            for note in config.explain() {
+                println!("- {note}");
+            }
             // What `serve` would run with: defaults, the file and PRESIGND_* overrides merged.
             // Secrets serialize as "[redacted]".
             println!(

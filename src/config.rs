@@ -63,8 +63,10 @@ pub struct ServerConfig {
     /// Refuse API requests that did not arrive over TLS (403 `https_required`). A request
     /// counts as TLS only when a trusted proxy says so with `X-Forwarded-Proto: https`.
     pub require_https: bool,
-    /// Only peers in these networks may set `X-Forwarded-For` / `X-Forwarded-Proto`.
+    /// Only peers in these networks may say who the client is and whether it used TLS.
     pub trusted_proxies: Vec<IpNet>,
+    /// Which header family those proxies write: only that one is read.
+    pub forwarded_header: ForwardedHeader,
     pub cors_allowed_origins: Vec<String>,
     pub request_timeout_ms: u64,
     pub body_limit_bytes: usize,
@@ -81,12 +83,28 @@ impl Default for ServerConfig {
             hsts_max_age_seconds: 31_536_000,
             require_https: true,
             trusted_proxies: Vec::new(),
+            forwarded_header: ForwardedHeader::XForwarded,
             cors_allowed_origins: Vec::new(),
             request_timeout_ms: 10_000,
             body_limit_bytes: 256 * 1024,
             shutdown_grace_ms: 10_000,
         }
     }
+}
+
+/// The headers a trusted proxy reports the client with (`server.forwarded_header`). A proxy
+/// writes one family and usually passes the other through from the client untouched, so
+/// reading both would let the client choose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For` (client: the rightmost untrusted hop) and `X-Forwarded-Proto` (its
+    /// last value). nginx, HAProxy, AWS ALB, Traefik, Envoy, most ingresses.
+    #[serde(rename = "x-forwarded")]
+    XForwarded,
+    /// RFC 7239 `Forwarded: for=…;proto=…` (client: the rightmost untrusted `for`, with the
+    /// `proto` of the same element).
+    #[serde(rename = "forwarded")]
+    Forwarded,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -114,12 +132,32 @@ impl Default for DatabaseConfig {
 pub struct AuthConfig {
     pub issuers: Vec<IssuerConfig>,
     pub admin_group: String,
+    /// Issuers whose tokens may carry admin rights (`admin_group` is only looked for in
+    /// their tokens). Empty with one issuer: that issuer. Required with several: a partner
+    /// IdP's group of the same name must not administer presignd.
+    pub admin_issuers: Vec<String>,
     /// Longest token lifetime accepted (`exp − iat`). Revocations are kept this long after
     /// their cut-off, so a longer-lived token could outlive its revocation: it is refused.
     pub max_token_lifetime_seconds: u64,
     /// Verified tokens remembered (by SHA-256), so a signature is checked once per token;
     /// 0 checks it on every request. Revocations apply on every request either way.
     pub token_cache_entries: usize,
+}
+
+impl AuthConfig {
+    /// Is this verified caller an administrator: in `admin_group`, in a token from one of the
+    /// admin issuers?
+    pub fn is_admin(&self, p: &crate::Principal) -> bool {
+        self.is_admin_issuer(&p.iss) && p.in_group(&self.admin_group)
+    }
+
+    /// `admin_issuers`, or with none listed, the only issuer (never any of several).
+    pub fn is_admin_issuer(&self, iss: &str) -> bool {
+        if self.admin_issuers.is_empty() {
+            return matches!(self.issuers.as_slice(), [only] if only.issuer == iss);
+        }
+        self.admin_issuers.iter().any(|a| a == iss)
+    }
 }
 
 /// Largest `auth.token_cache_entries` (an entry is a few hundred bytes).
@@ -130,6 +168,7 @@ impl Default for AuthConfig {
         Self {
             issuers: Vec::new(),
             admin_group: "presignd-admins".into(),
+            admin_issuers: Vec::new(),
             max_token_lifetime_seconds: 86_400,
             token_cache_entries: 10_000,
         }
@@ -316,7 +355,7 @@ impl Config {
         }
         let env: Vec<(String, String)> = env
             .into_iter()
-            .filter(|(k, _)| k.starts_with("PRESIGND_") && k != "PRESIGND_CONFIG")
+            .filter(|(k, _)| is_config_variable(k))
             .collect();
         fig = fig.merge(env_provider(env));
         let cfg: Config = fig
@@ -426,6 +465,23 @@ impl Config {
         if self.auth.admin_group.trim().is_empty() {
             p.push(ConfigProblem::new("auth.admin_group", "must not be empty"));
         }
+        if self.auth.admin_issuers.is_empty() && self.auth.issuers.len() > 1 {
+            p.push(ConfigProblem::new(
+                "auth.admin_issuers",
+                format!(
+                    "is required when more than one issuer is configured: list the issuer(s) whose tokens in group {:?} administer presignd (otherwise a user of any issuer in a group of that name would)",
+                    self.auth.admin_group
+                ),
+            ));
+        }
+        for (i, a) in self.auth.admin_issuers.iter().enumerate() {
+            if !self.auth.issuers.iter().any(|iss| &iss.issuer == a) {
+                p.push(ConfigProblem::new(
+                    format!("auth.admin_issuers[{i}]"),
+                    format!("{a:?} is not one of auth.issuers"),
+                ));
+            }
+        }
         if !(60..=31_536_000).contains(&self.auth.max_token_lifetime_seconds) {
             p.push(ConfigProblem::new(
                 "auth.max_token_lifetime_seconds",
@@ -523,10 +579,78 @@ impl Config {
         }
     }
 
+    /// What the security-relevant settings mean for this deployment, in words, for
+    /// `check-config`: who is an admin, and which forwarding headers are believed from whom.
+    pub fn explain(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        let admin_issuers: Vec<&str> = self
+            .auth
+            .issuers
+            .iter()
+            .map(|i| i.issuer.as_str())
+            .filter(|iss| self.auth.is_admin_issuer(iss))
+            .collect();
+        notes.push(format!(
+            "admin API: callers in group {:?} with a token from {} (auth.admin_issuers); the same group name from any other issuer grants nothing",
+            self.auth.admin_group,
+            admin_issuers.join(", ")
+        ));
+        let s = &self.server;
+        if s.trusted_proxies.is_empty() {
+            notes.push(
+                "forwarding headers: none believed (server.trusted_proxies is empty); the socket peer is the client".into(),
+            );
+        } else {
+            let from: Vec<String> = s.trusted_proxies.iter().map(ToString::to_string).collect();
+            let (read, ignored) = match s.forwarded_header {
+                ForwardedHeader::XForwarded => (
+                    "the client is the rightmost X-Forwarded-For hop outside them, TLS the last X-Forwarded-Proto value",
+                    "Forwarded",
+                ),
+                ForwardedHeader::Forwarded => (
+                    "the client is the rightmost Forwarded for= outside them, TLS that element's proto",
+                    "X-Forwarded-For and X-Forwarded-Proto",
+                ),
+            };
+            notes.push(format!(
+                "forwarding headers (server.forwarded_header = {:?}): from {}, {read}; {ignored} ignored from everyone",
+                match s.forwarded_header {
+                    ForwardedHeader::XForwarded => "x-forwarded",
+                    ForwardedHeader::Forwarded => "forwarded",
+                },
+                from.join(", ")
+            ));
+        }
+        notes
+    }
+
     /// The audit sink directory of a `file://` sink.
     pub fn audit_dir(&self) -> Option<PathBuf> {
         self.audit.sink.strip_prefix("file://").map(PathBuf::from)
     }
+}
+
+/// A configuration override is `PRESIGND_<SECTION>__<KEY>`: the double underscore marks it.
+/// Other `PRESIGND_*` names are not configuration — Kubernetes injects `PRESIGND_PORT`,
+/// `PRESIGND_SERVICE_HOST`, … into every pod of a namespace with a Service named `presignd`
+/// (its port names are DNS labels, so they never hold `__`) — and are ignored. A typo inside
+/// a real override (`PRESIGND_SERVER__LISTN`, `PRESIGND_SERVR__LISTEN`) still reaches the
+/// strict parser and fails with the key's name. `PRESIGND_CONFIG` names the file.
+pub fn is_config_variable(name: &str) -> bool {
+    name.strip_prefix("PRESIGND_")
+        .is_some_and(|rest| rest.contains("__"))
+}
+
+/// The `PRESIGND_*` names in `env` that are not configuration (see [`is_config_variable`]),
+/// for a debug line at startup.
+pub fn ignored_variables(env: impl IntoIterator<Item = (String, String)>) -> Vec<String> {
+    let mut names: Vec<String> = env
+        .into_iter()
+        .map(|(k, _)| k)
+        .filter(|k| k.starts_with("PRESIGND_") && k != "PRESIGND_CONFIG" && !is_config_variable(k))
+        .collect();
+    names.sort();
+    names
 }
 
 /// `PRESIGND_A__B=v` pairs as a figment provider, from an explicit list (not the process
@@ -676,6 +800,55 @@ hs256_secret = "0123456789abcdef0123456789abcdef"
             !c.server.require_https,
             "file value kept where env is silent"
         );
+    }
+
+    /// Kubernetes injects service variables named after a Service called `presignd`; before
+    /// the fix, `PRESIGND_PORT=tcp://…` failed startup with `port: unknown field`.
+    #[test]
+    fn kubernetes_service_variables_are_not_configuration() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, MINIMAL).expect("write");
+        let pair = |k: &str, v: &str| (k.to_string(), v.to_string());
+        let kubernetes = vec![
+            pair("PRESIGND_PORT", "tcp://10.96.0.17:8443"),
+            pair("PRESIGND_PORT_8443_TCP", "tcp://10.96.0.17:8443"),
+            pair("PRESIGND_PORT_8443_TCP_ADDR", "10.96.0.17"),
+            pair("PRESIGND_PORT_8443_TCP_PORT", "8443"),
+            pair("PRESIGND_PORT_8443_TCP_PROTO", "tcp"),
+            pair("PRESIGND_SERVICE_HOST", "10.96.0.17"),
+            pair("PRESIGND_SERVICE_PORT", "8443"),
+            pair("PRESIGND_SERVICE_PORT_HTTPS", "8443"),
+            pair("PRESIGND_CONFIG", "/etc/presignd/presignd.toml"),
+            pair("PRESIGND_S3__REGION", "eu-west-1"),
+        ];
+        let c = Config::load(&file, true, kubernetes.clone()).expect("starts");
+        assert_eq!(c.s3.region, "eu-west-1", "real overrides still apply");
+        assert_eq!(
+            ignored_variables(kubernetes),
+            [
+                "PRESIGND_PORT",
+                "PRESIGND_PORT_8443_TCP",
+                "PRESIGND_PORT_8443_TCP_ADDR",
+                "PRESIGND_PORT_8443_TCP_PORT",
+                "PRESIGND_PORT_8443_TCP_PROTO",
+                "PRESIGND_SERVICE_HOST",
+                "PRESIGND_SERVICE_PORT",
+                "PRESIGND_SERVICE_PORT_HTTPS",
+            ]
+        );
+        // A typo inside a real override still fails, naming the key.
+        for (typo, named) in [
+            ("PRESIGND_SERVER__LISTN", "listn"),
+            ("PRESIGND_SERVR__LISTEN", "servr"),
+        ] {
+            let err = Config::load(&file, true, vec![pair(typo, "127.0.0.1:1")])
+                .expect_err("typo refused");
+            assert!(
+                matches!(&err, ConfigError::Load(m) if m.contains(named)),
+                "{typo}: {err}"
+            );
+        }
     }
 
     #[test]

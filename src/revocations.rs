@@ -80,8 +80,9 @@ impl Revocations {
     /// Refuses a revoked token, and a token whose lifetime exceeds the bound revocations rely
     /// on. `now`: Unix seconds.
     pub fn check(&self, p: &Principal, now: i64) -> Result<(), AuthError> {
-        let lifetime = p.expires_at - p.issued_at.unwrap_or(now);
-        if lifetime > self.max_lifetime {
+        // Checked: `exp` near i64::MAX with a negative `iat` must not wrap into a short life.
+        let lifetime = p.expires_at.checked_sub(p.issued_at.unwrap_or(now));
+        if lifetime.is_none_or(|l| l > self.max_lifetime) {
             return Err(AuthError::LifetimeTooLong);
         }
         let set = self.set.load();
@@ -372,6 +373,21 @@ mod tests {
         let stolen = principal("carol", Some(now - 10), now + 600, Some("j-1"));
         assert_eq!(r.check(&stolen, now), Err(AuthError::Revoked));
         assert_eq!(r.len(), 2);
+    }
+
+    /// `exp = 2^64 - 1` (saturated to i64::MAX) with `iat = -1` used to wrap `exp - iat`
+    /// into a negative lifetime, which passed the bound (release builds do not check).
+    #[test]
+    fn lifetime_arithmetic_cannot_wrap() {
+        let r = Revocations::new(HOUR as u64, 0);
+        let now = 1_000_000;
+        for (iat, exp) in [(Some(-1), i64::MAX), (Some(i64::MIN), 0), (None, i64::MAX)] {
+            assert_eq!(
+                r.check(&principal("a", iat, exp, None), now),
+                Err(AuthError::LifetimeTooLong),
+                "iat {iat:?} exp {exp}"
+            );
+        }
     }
 
     #[test]

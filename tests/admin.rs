@@ -40,6 +40,17 @@ fn etag(h: &reqwest::header::HeaderMap) -> String {
         .to_string()
 }
 
+/// The version part of an ETag `"<version>-<incarnation>"`.
+fn version(h: &reqwest::header::HeaderMap) -> String {
+    let tag = etag(h);
+    let (version, incarnation) = tag
+        .trim_matches('"')
+        .split_once('-')
+        .expect("ETag is \"<version>-<incarnation>\"");
+    assert_eq!(incarnation.len(), 16, "{tag}");
+    version.to_string()
+}
+
 fn docs(max_expires_in: u32) -> Value {
     json!({
         "name": "docs",
@@ -123,7 +134,8 @@ async fn lifecycle(backend: Backend) {
     )
     .await;
     assert_eq!(status, 201, "{created}");
-    assert_eq!(etag(&h), "\"1\"");
+    assert_eq!(version(&h), "1");
+    let v1 = etag(&h);
     assert_eq!(created["name"], "docs");
     let (status, issued) = app
         .presign(&staff, "docs", json!({"operation": "get", "key": "a.txt"}))
@@ -156,7 +168,7 @@ async fn lifecycle(backend: Backend) {
     )
     .await;
     assert_eq!(status, 200);
-    assert_eq!(etag(&h), "\"1\"");
+    assert_eq!(etag(&h), v1);
     assert_eq!(got["max_expires_in"], 3600);
 
     // Update with the current ETag (name may be left out of the body).
@@ -167,12 +179,13 @@ async fn lifecycle(backend: Backend) {
         Method::PUT,
         Some(&admin),
         "/v1/admin/access-points/docs",
-        &[("if-match", "\"1\"")],
+        &[("if-match", &v1)],
         Some(body),
     )
     .await;
     assert_eq!(status, 200);
-    assert_eq!(etag(&h), "\"2\"");
+    assert_eq!(version(&h), "2");
+    let v2 = etag(&h);
     let (status, _) = app
         .presign(
             &staff,
@@ -188,7 +201,7 @@ async fn lifecycle(backend: Backend) {
         Method::PUT,
         Some(&admin),
         "/v1/admin/access-points/docs",
-        &[("if-match", "\"1\"")],
+        &[("if-match", &v1)],
         Some(docs(60)),
     )
     .await;
@@ -208,7 +221,7 @@ async fn lifecycle(backend: Backend) {
     .await;
     assert_eq!(
         (etag(&h), got["max_expires_in"].as_u64()),
-        ("\"2\"".into(), Some(7200))
+        (v2.clone(), Some(7200))
     );
 
     // An identical PUT is not a change: same version.
@@ -221,7 +234,7 @@ async fn lifecycle(backend: Backend) {
         Some(docs(7200)),
     )
     .await;
-    assert_eq!((status, etag(&h)), (200, "\"2\"".into()));
+    assert_eq!((status, etag(&h)), (200, v2.clone()));
 
     // The list shows both, with versions.
     let (status, list, _) = send(
@@ -254,7 +267,7 @@ async fn lifecycle(backend: Backend) {
         Method::DELETE,
         Some(&admin),
         "/v1/admin/access-points/docs",
-        &[("if-match", "\"1\"")],
+        &[("if-match", &v1)],
         None,
     )
     .await;
@@ -264,7 +277,7 @@ async fn lifecycle(backend: Backend) {
         Method::DELETE,
         Some(&admin),
         "/v1/admin/access-points/docs",
-        &[("if-match", "\"2\"")],
+        &[("if-match", &v2)],
         None,
     )
     .await;
@@ -346,6 +359,54 @@ async fn lifecycle(backend: Backend) {
     app.finish().await;
 }
 on_both_backends!(create_update_delete_with_etags_and_audit, lifecycle);
+
+/// Finding 4 of the hardening review (ETag ABA): versions restart at 1 after delete and
+/// re-create, so an `If-Match` held from the deleted access point used to match the new one.
+async fn etags_never_repeat(backend: Backend) {
+    use reqwest::Method;
+    let app = TestApp::spawn(backend, vec![avatars()]).await;
+    let admin = app.token("root", &[ADMIN_GROUP], false);
+    let path = "/v1/admin/access-points/docs";
+    let (status, _, h) = send(&app, Method::PUT, Some(&admin), path, &[], Some(docs(3600))).await;
+    assert_eq!(status, 201);
+    let stale = etag(&h);
+    let (status, _, _) = send(
+        &app,
+        Method::DELETE,
+        Some(&admin),
+        path,
+        &[("if-match", &stale)],
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, _, h) = send(&app, Method::PUT, Some(&admin), path, &[], Some(docs(600))).await;
+    assert_eq!((status, version(&h)), (201, "1".into()));
+    assert_ne!(etag(&h), stale, "a new incarnation, a new tag");
+    for method in [Method::PUT, Method::DELETE] {
+        let (status, problem, _) = send(
+            &app,
+            method.clone(),
+            Some(&admin),
+            path,
+            &[("if-match", &stale)],
+            (method == Method::PUT).then(|| docs(7)),
+        )
+        .await;
+        assert_eq!(
+            (status, problem["code"].as_str()),
+            (412, Some("precondition_failed")),
+            "{method}: {problem}"
+        );
+    }
+    let (_, got, _) = send(&app, Method::GET, Some(&admin), path, &[], None).await;
+    assert_eq!(got["max_expires_in"], 600, "nothing changed");
+    app.finish().await;
+}
+on_both_backends!(
+    etags_never_repeat_across_delete_and_recreate,
+    etags_never_repeat
+);
 
 async fn validation(backend: Backend) {
     let log_bucket = "audit-logs";
@@ -485,7 +546,7 @@ async fn mfa(backend: Backend) {
         "{problem}"
     );
     let (status, _, h) = put(admin_mfa.clone(), spec(json!([read, delete]))).await;
-    assert_eq!((status, etag(&h)), (200, "\"2\"".into()));
+    assert_eq!((status, version(&h)), (200, "2".into()));
     // So does dropping it (removing a rule with require_mfa).
     let (status, problem, _) = put(admin.clone(), spec(json!([read]))).await;
     assert_eq!(
@@ -661,6 +722,60 @@ async fn lifetime(backend: Backend) {
 }
 on_both_backends!(tokens_outliving_revocations_are_refused, lifetime);
 
+/// Finding 5 of the hardening review: `iat` was never validated and `exp - iat` was computed
+/// unchecked. A token with `exp = now + 10y, iat = exp - 60` passed the lifetime bound and
+/// outlived a subject revocation; `exp = 2^64 - 1, iat = -1` wrapped and was accepted.
+async fn iat_games(backend: Backend) {
+    let app = TestApp::spawn(backend, vec![avatars()]).await;
+    let admin = app.token("root", &[ADMIN_GROUP], false);
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let mint = |iat: Value, exp: Value| {
+        common::jwt::hs256(
+            common::app::HS_SECRET.as_bytes(),
+            &json!({"iss": common::app::ISSUER, "aud": common::app::AUDIENCE, "sub": "alice",
+                "groups": ["users"], "iat": iat, "exp": exp}),
+        )
+    };
+    let ten_years = now + 10 * 365 * 86_400;
+    let future = mint(json!(ten_years - 60), json!(ten_years));
+    let wrapped = mint(json!(-1), json!(u64::MAX));
+    let not_a_number = mint(json!("yesterday"), json!(now + 60));
+    let get = json!({"operation": "get", "key": "alice/a.png"});
+    for (name, token) in [
+        ("iat ten years ahead", &future),
+        ("exp 2^64-1, iat -1", &wrapped),
+        ("iat a string", &not_a_number),
+    ] {
+        let (status, problem) = app.presign(token, "avatars", get.clone()).await;
+        assert_eq!(
+            (status, problem["code"].as_str()),
+            (401, Some("unauthenticated")),
+            "{name}: {problem}"
+        );
+    }
+    // A subject revocation covers every token of that subject presented after it: the
+    // future-dated token stays refused, and so does an ordinary one issued before the cut.
+    let ordinary = app.token("alice", &["users"], false);
+    let (status, _) = app.presign(&ordinary, "avatars", get.clone()).await;
+    assert_eq!(status, 200);
+    let (status, body) = app
+        .post(&admin, "/v1/admin/revocations", json!({"sub": "alice"}))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    for token in [&ordinary, &future] {
+        let (status, problem) = app.presign(token, "avatars", get.clone()).await;
+        assert_eq!(
+            (status, problem["code"].as_str()),
+            (401, Some("unauthenticated"))
+        );
+    }
+    app.finish().await;
+}
+on_both_backends!(
+    iat_in_the_future_or_wrapping_lifetimes_are_refused,
+    iat_games
+);
+
 /// Validates `instance` against `#/components/schemas/{schema}` of openapi/openapi.yaml.
 fn matches_contract(schema: &str, instance: &Value) {
     let text =
@@ -706,7 +821,7 @@ async fn admin_responses_match_the_contract() {
     assert_eq!(status, 200);
     matches_contract("AdminAccessPointList", &list);
     for name in ["avatars", "kms"] {
-        let (status, one, _) = send(
+        let (status, one, h) = send(
             &app,
             Method::GET,
             Some(&admin),
@@ -717,17 +832,19 @@ async fn admin_responses_match_the_contract() {
         .await;
         assert_eq!(status, 200);
         matches_contract("AccessPointSpec", &one);
+        let v1 = etag(&h);
+        assert_eq!(version(&h), "1");
         // What GET returns, PUT takes back unchanged.
         let (status, _, h) = send(
             &app,
             Method::PUT,
             Some(&admin),
             &format!("/v1/admin/access-points/{name}"),
-            &[("if-match", "\"1\"")],
+            &[("if-match", &v1)],
             Some(one),
         )
         .await;
-        assert_eq!((status, etag(&h)), (200, "\"1\"".into()));
+        assert_eq!((status, etag(&h)), (200, v1));
     }
     let (status, revoked) = app
         .post(&admin, "/v1/admin/revocations", json!({"sub": "x"}))

@@ -38,6 +38,62 @@ async fn put(app: &TestApp, issued: &Value, body: &'static [u8]) -> u16 {
         .as_u16()
 }
 
+/// Finding 8 of the hardening review: `content_types: ["image/*"]` signed a PUT of
+/// `image/svg+xml` (active content on the bucket's origin), while the same type was refused
+/// as a GET's `response_content_type`. Wildcards skip active types; listing one exactly
+/// allows it.
+async fn active_content(backend: common::app::Backend) {
+    let mut svg = avatars();
+    svg.name = "drawings".into();
+    svg.upload.content_types = vec!["image/*".into(), "image/svg+xml".into()];
+    let app = TestApp::spawn(backend, vec![avatars(), svg]).await;
+    let alice = app.token("alice", &["users"], false);
+    let put = |ct: &str| json!({"operation": "put", "key": "alice/x", "content_type": ct, "content_length": 3});
+    for ct in ["image/svg+xml", "text/html", "image/svg+xml; charset=utf-8"] {
+        let (status, problem) = app.presign(&alice, "avatars", put(ct)).await;
+        assert_eq!(
+            (status, problem["code"].as_str()),
+            (400, Some("content_type_not_allowed")),
+            "{ct}: {problem}"
+        );
+    }
+    let (status, issued) = app.presign(&alice, "drawings", put("image/svg+xml")).await;
+    assert_eq!(status, 200, "{issued}");
+    assert_eq!(issued["headers"]["content-type"], "image/svg+xml");
+    let (status, issued) = app.presign(&alice, "avatars", put("image/webp")).await;
+    assert_eq!(status, 200, "{issued}");
+    app.finish().await;
+}
+on_both_backends!(wildcard_types_never_sign_active_content, active_content);
+
+/// Finding 10 of the hardening review: a subject holding `/` widened `${jwt:sub}/*` into
+/// another user's folder (`bob/public` reached `bob/public/…` inside `bob/`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subject_with_a_slash_gets_no_folder() {
+    let app = TestApp::spawn(common::app::Backend::Sqlite, vec![avatars()]).await;
+    let sneaky = app.token("bob/public", &["users"], false);
+    for key in ["bob/public/x.png", "bob/x.png"] {
+        let (status, problem) = app
+            .presign(&sneaky, "avatars", json!({"operation": "get", "key": key}))
+            .await;
+        assert_eq!(
+            (status, problem["code"].as_str()),
+            (403, Some("forbidden")),
+            "{key}: {problem}"
+        );
+    }
+    let bob = app.token("bob", &["users"], false);
+    let (status, _) = app
+        .presign(
+            &bob,
+            "avatars",
+            json!({"operation": "get", "key": "bob/public/x.png"}),
+        )
+        .await;
+    assert_eq!(status, 200, "bob's own folder, subfolders included");
+    app.finish().await;
+}
+
 async fn put_upload(backend: common::app::Backend) {
     let app = TestApp::spawn(backend, vec![avatars()]).await;
     let alice = app.token("alice", &["users"], false);

@@ -167,7 +167,8 @@ fn naive_match(p: &[Tok], k: &[char]) -> bool {
     }
 }
 
-/// Expands `${jwt:sub}` to literal characters; `None` when it is used with an empty subject.
+/// Expands `${jwt:sub}` to literal characters; `None` when it is used with a subject it
+/// cannot hold (empty, or with a `/`).
 fn expand(pattern: &str, sub: &str) -> Option<Vec<Tok>> {
     let mut out = Vec::new();
     let mut used_sub = false;
@@ -182,7 +183,7 @@ fn expand(pattern: &str, sub: &str) -> Option<Vec<Tok>> {
             c => Tok::Lit(c),
         }));
     }
-    if used_sub && sub.is_empty() {
+    if used_sub && (sub.is_empty() || sub.contains('/')) {
         None
     } else {
         Some(out)
@@ -216,12 +217,21 @@ impl Model<'_> {
         r.keys.iter().any(|k| ref_glob(k, key, &self.p.sub))
     }
 
+    /// A deny pattern applies where it matches, and wherever it uses `${jwt:sub}` for a
+    /// subject that cannot stand in it.
+    fn deny_has_key(&self, r: &Rule, key: &str) -> bool {
+        let unusable = self.p.sub.is_empty() || self.p.sub.contains('/');
+        r.keys
+            .iter()
+            .any(|k| ref_glob(k, key, &self.p.sub) || (unusable && k.contains("${jwt:sub}")))
+    }
+
     fn denies(&self, op: Operation, key: &str) -> Vec<&Rule> {
         self.spec
             .rules
             .iter()
             .filter(|r| r.effect == Effect::Deny)
-            .filter(|r| self.in_groups(r) && Self::has_op(r, op) && self.has_key(r, key))
+            .filter(|r| self.in_groups(r) && Self::has_op(r, op) && self.deny_has_key(r, key))
             .collect()
     }
 
@@ -301,7 +311,7 @@ const PATTERNS: &[&str] = &[
     "*/b",
     "${jwt:sub}?",
 ];
-const SUBS: &[&str] = &["alice", "bob", "a", "*", "?", "al"];
+const SUBS: &[&str] = &["alice", "bob", "a", "*", "?", "al", "a/b"];
 const KEYS: &[&str] = &[
     "alice/x", "bob/x", "a/b", "a/x", "*/b", "b", "bx", "alice", "?/b", "a", "alicex", "al/b",
 ];

@@ -178,3 +178,102 @@ async fn sigterm_drains_in_flight_requests_flushes_the_audit_and_exits_zero() {
         );
     }
 }
+
+const PARTNER: &str = "https://partner.example/";
+const PARTNER_SECRET: &str = "partner-idp-hs256-secret-0123456789abcdef";
+
+fn partner_issuer() -> String {
+    format!(
+        "[[auth.issuers]]\nissuer = \"{PARTNER}\"\naudiences = [\"presignd\"]\nalgorithms = [\"HS256\"]\nhs256_secret = \"{PARTNER_SECRET}\"\n"
+    )
+}
+
+fn partner_token(sub: &str, groups: &[&str]) -> String {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let claims = serde_json::json!({
+        "iss": PARTNER, "aud": "presignd", "sub": sub, "groups": groups,
+        "iat": now, "nbf": now, "exp": now + 600,
+    });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(PARTNER_SECRET.as_bytes()),
+    )
+    .expect("sign partner token")
+}
+
+/// Finding 2 of the hardening review, against the binary: with a second (partner) issuer, a
+/// partner user in a group named `presignd-admins` used to administer presignd. Now two
+/// issuers without `auth.admin_issuers` do not start, and with it only the named issuer's
+/// admin group counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_rights_come_only_from_the_admin_issuers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("access-points.yaml"), daemon::ACCESS_POINTS).expect("write");
+    let config = dir.path().join("presignd.toml");
+    std::fs::write(&config, daemon::config(dir.path(), &partner_issuer())).expect("write");
+    let out = daemon::command()
+        .arg("--config")
+        .arg(&config)
+        .arg("check-config")
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "two issuers need admin_issuers");
+    assert!(
+        stderr.contains("auth.admin_issuers: is required when more than one issuer"),
+        "{stderr}"
+    );
+    let named = [(
+        "PRESIGND_AUTH__ADMIN_ISSUERS",
+        "[\"https://idp.daemon.test/\"]",
+    )];
+    let out = daemon::command()
+        .arg("--config")
+        .arg(&config)
+        .arg("check-config")
+        .envs(named)
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains(
+            "admin API: callers in group \"presignd-admins\" with a token from https://idp.daemon.test/ (auth.admin_issuers)"
+        ),
+        "check-config explains who administers: {stdout}"
+    );
+
+    let d = Daemon::start(&partner_issuer(), &named);
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client");
+    let get = |path: &'static str, token: String| {
+        let http = http.clone();
+        let base = d.base();
+        async move {
+            let resp = http
+                .get(format!("{base}{path}"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("request");
+            let status = resp.status().as_u16();
+            (
+                status,
+                resp.json::<serde_json::Value>().await.expect("json"),
+            )
+        }
+    };
+    let outsider = partner_token("mallory", &["presignd-admins"]);
+    let (s, b) = get("/v1/admin/access-points", outsider.clone()).await;
+    assert_eq!((s, b["code"].as_str()), (404, Some("not_found")), "{b}");
+    let (s, b) = get("/v1/whoami", outsider).await;
+    assert_eq!((s, b["admin"].as_bool()), (200, Some(false)), "{b}");
+    let insider = token("root", &["presignd-admins"], 600);
+    let (s, b) = get("/v1/admin/access-points", insider.clone()).await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = get("/v1/whoami", insider).await;
+    assert_eq!(b["admin"].as_bool(), Some(true), "{s} {b}");
+}

@@ -251,7 +251,7 @@ async fn changes_through_one_instance_are_enforced_by_the_other_within_a_second(
         json!({"bucket": BUCKET, "prefix": "docs/",
                "rules": [{"effect": "allow", "groups": ["staff"], "operations": ops}]})
     };
-    let (status, body, _) = a
+    let (status, body, created) = a
         .call(
             http,
             reqwest::Method::PUT,
@@ -262,6 +262,11 @@ async fn changes_through_one_instance_are_enforced_by_the_other_within_a_second(
         )
         .await;
     assert_eq!(status, 201, "{body}");
+    let v1 = created
+        .get("etag")
+        .and_then(|v| v.to_str().ok())
+        .expect("ETag")
+        .to_string();
     let done = Instant::now();
     // ... served by B within a second.
     let took = within(done, "B serves the new access point", || async {
@@ -279,7 +284,7 @@ async fn changes_through_one_instance_are_enforced_by_the_other_within_a_second(
             reqwest::Method::PUT,
             "/v1/admin/access-points/docs",
             &admin,
-            &[("if-match", "\"1\"")],
+            &[("if-match", v1.as_str())],
             Some(spec(json!(["get"]))),
         )
         .await;
@@ -298,7 +303,7 @@ async fn changes_through_one_instance_are_enforced_by_the_other_within_a_second(
             reqwest::Method::PUT,
             "/v1/admin/access-points/docs",
             &admin,
-            &[("if-match", "\"1\"")],
+            &[("if-match", v1.as_str())],
             Some(spec(json!(["get", "put"]))),
         )
         .await;

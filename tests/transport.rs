@@ -161,6 +161,117 @@ async fn forwarded_proto_is_honoured_from_a_trusted_proxy() {
     app.finish().await;
 }
 
+/// Finding 1 of the hardening review, reproduced: behind a proxy that writes
+/// `X-Forwarded-For` / `X-Forwarded-Proto` and passes `Forwarded` through (nginx, ALB), a
+/// client-sent `Forwarded: for=10.1.2.3;proto=https` used to win, so `allowed_cidrs`,
+/// `require_https` and the SSE-C HTTPS rule fell to a plain-HTTP caller from anywhere (200).
+/// Only `server.forwarded_header` counts now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_sent_forwarded_header_does_not_override_the_proxys_x_forwarded() {
+    let mut internal = avatars();
+    internal.network.allowed_cidrs = vec!["10.0.0.0/8".parse().expect("cidr")];
+    let mut opts = Options::new(Backend::Sqlite, vec![internal]);
+    opts.require_https = true;
+    opts.trusted_proxies = vec!["127.0.0.0/8".into()];
+    let app = TestApp::spawn_with(opts).await;
+    let alice = app.token("alice", &["users"], false);
+    let send = |forwarded: &'static str, xff: &'static str, xfp: &'static str| {
+        app.http
+            .post(format!("{}/v1/access-points/avatars/presign", app.base))
+            .bearer_auth(&alice)
+            .header("forwarded", forwarded)
+            .header("x-forwarded-for", xff)
+            .header("x-forwarded-proto", xfp)
+            .json(&presign_body())
+            .send()
+    };
+    // The proxy saw plain HTTP from the internet; the client claims TLS from inside.
+    let (s, b) = decode(
+        send("for=10.1.2.3;proto=https", "203.0.113.9", "http")
+            .await
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (403, Some("https_required")),
+        "{b}"
+    );
+    // Over TLS at the proxy, but from outside the allowed network.
+    let (s, b) = decode(
+        send("for=10.1.2.3;proto=https", "203.0.113.9", "https")
+            .await
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (403, Some("network_denied")),
+        "{b}"
+    );
+    // The real thing: the proxy says TLS from inside.
+    let (s, b) = decode(
+        send("for=203.0.113.9;proto=http", "10.1.2.3", "https")
+            .await
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    let sources: Vec<_> = app
+        .audit_records()
+        .iter()
+        .map(|r| (r["source_ip"].clone(), r["tls"].clone()))
+        .collect();
+    assert_eq!(
+        sources,
+        [
+            (json!("203.0.113.9"), json!(false)),
+            (json!("203.0.113.9"), json!(true)),
+            (json!("10.1.2.3"), json!(true)),
+        ]
+    );
+    app.finish().await;
+}
+
+/// The same deployment with a proxy that writes RFC 7239 `Forwarded`
+/// (`server.forwarded_header = "forwarded"`): `X-Forwarded-*` from the client are ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_forwarded_configured_client_sent_x_forwarded_headers_are_ignored() {
+    let mut internal = avatars();
+    internal.network.allowed_cidrs = vec!["10.0.0.0/8".parse().expect("cidr")];
+    let mut opts = Options::new(Backend::Sqlite, vec![internal]);
+    opts.require_https = true;
+    opts.trusted_proxies = vec!["127.0.0.0/8".into()];
+    opts.server_extra = "forwarded_header = \"forwarded\"\n".into();
+    let app = TestApp::spawn_with(opts).await;
+    let alice = app.token("alice", &["users"], false);
+    let send = |forwarded: &'static str| {
+        app.http
+            .post(format!("{}/v1/access-points/avatars/presign", app.base))
+            .bearer_auth(&alice)
+            .header("forwarded", forwarded)
+            .header("x-forwarded-for", "10.1.2.3")
+            .header("x-forwarded-proto", "https")
+            .json(&presign_body())
+            .send()
+    };
+    let (s, b) = decode(send("for=203.0.113.9;proto=http").await.expect("request")).await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (403, Some("https_required")),
+        "{b}"
+    );
+    let (s, b) = decode(send("for=203.0.113.9;proto=https").await.expect("request")).await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (403, Some("network_denied")),
+        "{b}"
+    );
+    let (s, b) = decode(send("for=10.1.2.3;proto=https").await.expect("request")).await;
+    assert_eq!(s, 200, "{b}");
+    app.finish().await;
+}
+
 #[test]
 fn certificate_reload_swaps_the_key_and_keeps_it_on_failure() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -33,6 +33,10 @@ pub enum AuthError {
     /// `exp` is further from `iat` than `auth.max_token_lifetime_seconds`.
     #[error("token lifetime exceeds auth.max_token_lifetime_seconds")]
     LifetimeTooLong,
+    /// `iat` is later than now plus the issuer's leeway: a token cannot claim to be issued in
+    /// the future (it would pass as issued after a revocation and shrink `exp - iat`).
+    #[error("token issued in the future")]
+    IssuedInFuture,
 }
 
 impl AuthError {
@@ -60,6 +64,7 @@ impl AuthError {
             AuthError::KeysUnavailable => "keys_unavailable",
             AuthError::Revoked => "revoked",
             AuthError::LifetimeTooLong => "lifetime_too_long",
+            AuthError::IssuedInFuture => "issued_in_future",
         }
     }
 
@@ -81,6 +86,7 @@ impl AuthError {
             AuthError::LifetimeTooLong => {
                 "the token lives longer than this service accepts (exp - iat is too large)"
             }
+            AuthError::IssuedInFuture => "the token's iat is in the future",
         }
     }
 }

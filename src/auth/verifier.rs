@@ -336,6 +336,14 @@ impl Verifier {
             None => i64::MIN,
         };
         let principal = issuer.principal(data.claims)?;
+        // `iat` is not checked by `jsonwebtoken`. A future one would shrink `exp - iat` under
+        // the lifetime bound and pass as issued after a subject revocation.
+        if principal
+            .issued_at
+            .is_some_and(|iat| iat > crate::revocations::unix_now().saturating_add(issuer.leeway))
+        {
+            return Err(AuthError::IssuedInFuture);
+        }
         Ok(Verified {
             valid_from,
             valid_until: principal.expires_at.saturating_add(issuer.leeway),
@@ -452,12 +460,19 @@ impl Issuer {
         };
         let expires_at = claims::numeric_date(&claims, "exp")
             .ok_or(AuthError::Invalid("the exp claim must be a number"))?;
+        let issued_at = match claims.get("iat") {
+            None => None,
+            Some(_) => Some(
+                claims::numeric_date(&claims, "iat")
+                    .ok_or(AuthError::Invalid("the iat claim must be a number"))?,
+            ),
+        };
         Ok(Principal {
             sub,
             iss: self.name.clone(),
             groups: claims::groups(&claims, &self.groups_claim),
             mfa: claims::mfa(&claims, &self.mfa_claim),
-            issued_at: claims::numeric_date(&claims, "iat"),
+            issued_at,
             expires_at,
             jti: claims.get("jti").and_then(Value::as_str).map(str::to_owned),
         })

@@ -1,8 +1,9 @@
 //! The admin API, for callers in `auth.admin_group` (anyone else gets 404):
 //!
 //! - `GET /v1/admin/access-points`, `GET|PUT|DELETE /v1/admin/access-points/{name}`: access
-//!   points in SQL, with `ETag` = version and `If-Match` / `If-None-Match` for optimistic
-//!   concurrency (412 on a stale write);
+//!   points in SQL, with `ETag` = `"<version>-<incarnation>"` (never repeated for a name, even
+//!   across delete and re-create) and `If-Match` / `If-None-Match` for optimistic concurrency
+//!   (412 on a stale write);
 //! - `POST|GET /v1/admin/revocations`: refuse a subject's tokens issued before a time, or one
 //!   token by `jti`.
 //!
@@ -31,11 +32,14 @@ use crate::policy::{
 };
 use crate::revocations::{RevocationRequest, RevocationView, unix_now};
 use crate::state::AppState;
+use crate::store::{StoredAccessPoint, etag};
 
 #[derive(Debug, Serialize)]
 pub struct AdminAccessPoint {
     pub name: String,
     pub version: i64,
+    /// What `GET` of this access point would send as `ETag` (for `If-Match`).
+    pub etag: String,
     /// False when the stored document no longer validates (it is then not served).
     pub served: bool,
     pub spec: AccessPointSpec,
@@ -59,6 +63,7 @@ pub async fn list_access_points(
         .map(|stored| AdminAccessPoint {
             name: stored.spec.name.clone(),
             version: stored.version,
+            etag: stored.etag(),
             served: catalog.get(&stored.spec.name).is_some(),
             spec: stored.spec,
         })
@@ -76,7 +81,7 @@ pub async fn get_access_point(
         .get_access_point(&name)
         .await?
         .ok_or(ApiError::NotFound)?;
-    Ok(with_etag(StatusCode::OK, stored.version, &stored.spec))
+    Ok(with_etag(StatusCode::OK, &stored.etag(), &stored.spec))
 }
 
 pub async fn put_access_point(
@@ -91,14 +96,14 @@ pub async fn put_access_point(
     // Preconditions first (RFC 9110 §13.2.1: before the content is processed).
     let conditions = Conditions::from_headers(&headers)?;
     let before = state.store().get_access_point(&name).await?;
-    conditions.check(before.as_ref().map(|b| b.version))?;
+    conditions.check(before.as_ref().map(StoredAccessPoint::etag).as_deref())?;
     let spec = spec_from_body(&name, body)?;
     check(&state, &spec)?;
     if let Some(before) = &before
         && before.spec == spec
     {
         // Nothing changes: no write, no new version, nothing to audit.
-        return Ok(with_etag(StatusCode::OK, before.version, &before.spec));
+        return Ok(with_etag(StatusCode::OK, &before.etag(), &before.spec));
     }
 
     let mut record = admin_record(&state, &client, &admin, "admin.put_access_point", &spec);
@@ -123,9 +128,13 @@ pub async fn put_access_point(
 
     let written = match &before {
         None => state.store().insert_access_point(&spec).await?,
-        Some(b) => state.store().replace_access_point(&spec, b.version).await?,
+        Some(b) => state
+            .store()
+            .replace_access_point(&spec, b.version, &b.incarnation)
+            .await?
+            .map(|v| (v, b.incarnation.clone())),
     };
-    let Some(version) = written else {
+    let Some((version, incarnation)) = written else {
         // Someone else changed it between our read and our write: the audited change did
         // not happen; say so in the trail too.
         record.id = AuditRecord::new_id();
@@ -140,7 +149,7 @@ pub async fn put_access_point(
     } else {
         StatusCode::OK
     };
-    Ok(with_etag(status, version, &spec))
+    Ok(with_etag(status, &etag(version, &incarnation), &spec))
 }
 
 pub async fn delete_access_point(
@@ -152,7 +161,7 @@ pub async fn delete_access_point(
 ) -> Result<StatusCode, ApiError> {
     let conditions = Conditions::from_headers(&headers)?;
     let before = state.store().get_access_point(&name).await?;
-    conditions.check(before.as_ref().map(|b| b.version))?;
+    conditions.check(before.as_ref().map(StoredAccessPoint::etag).as_deref())?;
     let Some(before) = before else {
         return Err(ApiError::NotFound);
     };
@@ -172,7 +181,7 @@ pub async fn delete_access_point(
     audit(&state, record.clone()).await?;
     if !state
         .store()
-        .delete_access_point_at(&name, before.version)
+        .delete_access_point_at(&name, before.version, &before.incarnation)
         .await?
     {
         record.id = AuditRecord::new_id();
@@ -348,7 +357,7 @@ fn mfa_sensitive(
     None
 }
 
-/// `If-Match` / `If-None-Match` (RFC 9110 §13.1), on `ETag: "<version>"`.
+/// `If-Match` / `If-None-Match` (RFC 9110 §13.1), on `ETag: "<version>-<incarnation>"`.
 struct Conditions {
     if_match: Option<Tags>,
     if_none_match: Option<Tags>,
@@ -356,7 +365,8 @@ struct Conditions {
 
 enum Tags {
     Any,
-    Versions(Vec<i64>),
+    /// Strong tags, quotes included.
+    Strong(Vec<String>),
 }
 
 impl Tags {
@@ -369,18 +379,20 @@ impl Tags {
             return Ok(Tags::Any);
         }
         // Weak tags (W/"…") never match: these comparisons are strong.
-        Ok(Tags::Versions(
+        Ok(Tags::Strong(
             text.split(',')
-                .filter_map(|t| t.trim().strip_prefix('"')?.strip_suffix('"')?.parse().ok())
+                .map(str::trim)
+                .filter(|t| t.len() >= 2 && t.starts_with('"') && t.ends_with('"'))
+                .map(str::to_string)
                 .collect(),
         ))
     }
 
-    fn matches(&self, current: Option<i64>) -> bool {
+    fn matches(&self, current: Option<&str>) -> bool {
         match (self, current) {
             (_, None) => false,
             (Tags::Any, Some(_)) => true,
-            (Tags::Versions(v), Some(c)) => v.contains(&c),
+            (Tags::Strong(tags), Some(c)) => tags.iter().any(|t| t == c),
         }
     }
 }
@@ -394,7 +406,8 @@ impl Conditions {
         })
     }
 
-    fn check(&self, current: Option<i64>) -> Result<(), ApiError> {
+    /// `current`: the stored access point's ETag, `None` when it does not exist.
+    fn check(&self, current: Option<&str>) -> Result<(), ApiError> {
         let failed = self.if_match.as_ref().is_some_and(|t| !t.matches(current))
             || self
                 .if_none_match
@@ -402,8 +415,7 @@ impl Conditions {
                 .is_some_and(|t| t.matches(current));
         if failed {
             Err(ApiError::PreconditionFailed {
-                current: current
-                    .map_or_else(|| "none (it does not exist)".into(), |v| v.to_string()),
+                current: current.map_or_else(|| "none (it does not exist)".into(), str::to_string),
             })
         } else {
             Ok(())
@@ -422,9 +434,9 @@ impl Conditions {
     }
 }
 
-fn with_etag(status: StatusCode, version: i64, spec: &AccessPointSpec) -> Response {
+fn with_etag(status: StatusCode, etag: &str, spec: &AccessPointSpec) -> Response {
     let mut resp = (status, Json(spec)).into_response();
-    if let Ok(v) = HeaderValue::from_str(&format!("\"{version}\"")) {
+    if let Ok(v) = HeaderValue::from_str(etag) {
         resp.headers_mut().insert(header::ETAG, v);
     }
     resp
@@ -545,19 +557,35 @@ mod tests {
             m.insert(name, HeaderValue::from_str(v).expect("header"));
             Conditions::from_headers(&m).expect("parses")
         };
-        assert!(h(header::IF_MATCH, "\"3\"").check(Some(3)).is_ok());
-        assert!(h(header::IF_MATCH, "\"2\", \"3\"").check(Some(3)).is_ok());
-        assert!(h(header::IF_MATCH, "\"2\"").check(Some(3)).is_err());
-        assert!(h(header::IF_MATCH, "W/\"3\"").check(Some(3)).is_err());
+        let v3 = Some("\"3-ab\"");
+        assert!(h(header::IF_MATCH, "\"3-ab\"").check(v3).is_ok());
+        assert!(h(header::IF_MATCH, "\"2-ab\", \"3-ab\"").check(v3).is_ok());
+        assert!(h(header::IF_MATCH, "\"2-ab\"").check(v3).is_err());
+        assert!(h(header::IF_MATCH, "W/\"3-ab\"").check(v3).is_err());
         assert!(h(header::IF_MATCH, "*").check(None).is_err());
-        assert!(h(header::IF_MATCH, "*").check(Some(1)).is_ok());
+        assert!(h(header::IF_MATCH, "*").check(Some("\"1-cd\"")).is_ok());
         assert!(h(header::IF_NONE_MATCH, "*").check(None).is_ok());
-        assert!(h(header::IF_NONE_MATCH, "*").check(Some(1)).is_err());
+        assert!(
+            h(header::IF_NONE_MATCH, "*")
+                .check(Some("\"1-cd\""))
+                .is_err()
+        );
         assert!(
             Conditions::from_headers(&HeaderMap::new())
                 .expect("none")
-                .check(Some(9))
+                .check(Some("\"9-ef\""))
                 .is_ok()
+        );
+        // The same version of another incarnation (deleted and created again) is another tag.
+        assert!(
+            h(header::IF_MATCH, "\"1-aaaa\"")
+                .check(Some("\"1-bbbb\""))
+                .is_err()
+        );
+        assert!(
+            h(header::IF_MATCH, "\"1\"")
+                .check(Some("\"1-bbbb\""))
+                .is_err()
         );
     }
 

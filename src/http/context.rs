@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 use tracing::field::Empty;
 
-use super::client::{ClientInfo, acceptable_request_id};
+use super::client::{ClientInfo, Proxies, acceptable_request_id};
 use super::error::{ApiError, PROBLEM_JSON, Problem, ProblemExt};
 use crate::audit::{AuditRecord, Decision};
 use crate::state::AppState;
@@ -55,12 +55,16 @@ pub async fn context(State(state): State<AppState>, mut req: Request, next: Next
         .extensions()
         .get::<crate::serve::NativeTls>()
         .is_some_and(|t| t.0);
+    let proxies = Proxies {
+        trusted: trusted_proxies,
+        header: state.config().server.forwarded_header,
+    };
     let client = ClientInfo::from_request(
         request_id.clone(),
         peer,
         native_tls,
         req.headers(),
-        trusted_proxies,
+        &proxies,
     );
     let hsts = client.tls && state.config().server.hsts_max_age_seconds > 0;
     let route = req

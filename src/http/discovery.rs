@@ -61,7 +61,7 @@ pub async fn whoami(
     State(state): State<AppState>,
     Authenticated(p): Authenticated,
 ) -> Json<WhoAmI> {
-    let admin = p.in_group(&state.config().auth.admin_group);
+    let admin = state.config().auth.is_admin(&p);
     Json(WhoAmI {
         sub: p.sub,
         iss: p.iss,

@@ -50,7 +50,7 @@ pub enum ApiError {
     #[error("internal error")]
     Internal(String),
     #[error(
-        "the access point is at version {current}, not the one in If-Match or If-None-Match; fetch it again and reapply your change"
+        "the access point's ETag is {current}, not one that If-Match or If-None-Match allows; fetch it again and reapply your change"
     )]
     PreconditionFailed { current: String },
     #[error("the access point was changed by another request meanwhile; fetch it again and retry")]

@@ -51,8 +51,8 @@ async fn authenticate(state: &AppState, token: &str) -> Result<Principal, crate:
     Ok(principal)
 }
 
-/// A verified caller in `auth.admin_group`. Anyone else gets 404: the admin API is not
-/// visible to them.
+/// A verified caller in `auth.admin_group`, with a token from one of the admin issuers
+/// (`auth.admin_issuers`). Anyone else gets 404: the admin API is not visible to them.
 pub struct Admin(pub Principal);
 
 impl FromRequestParts<AppState> for Admin {
@@ -60,7 +60,7 @@ impl FromRequestParts<AppState> for Admin {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let Authenticated(principal) = Authenticated::from_request_parts(parts, state).await?;
-        if principal.in_group(&state.config().auth.admin_group) {
+        if state.config().auth.is_admin(&principal) {
             Ok(Admin(principal))
         } else {
             Err(ApiError::NoRoute)

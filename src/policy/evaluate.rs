@@ -119,11 +119,15 @@ fn decide_by(
     denies: impl Fn(&KeyPattern, &str) -> bool,
 ) -> Decision {
     let sub = p.sub.as_str();
-    if ap
-        .rules
-        .iter()
-        .any(|r| r.deny_applies(p, mfa, op) && r.keys.iter().any(|k| denies(k, sub)))
-    {
+    // A subject that `${jwt:sub}` cannot stand for (empty, or holding `/`) matches no allow
+    // pattern that uses it, and every deny pattern that does: deny wins.
+    let unusable = !super::glob::subject_usable(sub);
+    if ap.rules.iter().any(|r| {
+        r.deny_applies(p, mfa, op)
+            && r.keys
+                .iter()
+                .any(|k| denies(k, sub) || (unusable && k.uses_subject()))
+    }) {
         return Decision::Deny(DenyReason::ExplicitDeny);
     }
     let granted = ap.rules.iter().any(|r| {

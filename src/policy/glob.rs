@@ -92,10 +92,12 @@ impl KeyPattern {
 
     /// Does `key` (relative to the prefix) match, with `${jwt:sub}` replaced by `sub`?
     ///
-    /// A pattern that uses `${jwt:sub}` never matches for an empty subject: otherwise
-    /// `${jwt:sub}*` would become `*`.
+    /// A pattern that uses `${jwt:sub}` never matches for a subject it cannot hold (see
+    /// [`subject_usable`]): otherwise `${jwt:sub}*` would become `*` for an empty one, and a
+    /// subject `bob/public` would reach into `bob`'s folder. (A deny rule treats such a
+    /// subject the other way round: see `policy::evaluate`.)
     pub fn matches(&self, key: &str, sub: &str) -> bool {
-        if sub.is_empty() && self.uses_subject() {
+        if self.uses_subject() && !subject_usable(sub) {
             return false;
         }
         if let Some(decided) = self.literal_start(key, sub) {
@@ -153,7 +155,7 @@ impl KeyPattern {
     /// remaining pattern suffix matches some string, so it suffices that the pattern can
     /// consume all of `prefix`.
     pub fn matches_some_extension(&self, prefix: &str, sub: &str) -> bool {
-        if sub.is_empty() && self.uses_subject() {
+        if self.uses_subject() && !subject_usable(sub) {
             return false;
         }
         let items = self.items(sub);
@@ -190,6 +192,13 @@ impl KeyPattern {
         }
         true
     }
+}
+
+/// Can `sub` stand for `${jwt:sub}`? Not when empty, and not when it holds `/`: a key
+/// pattern's `${jwt:sub}/*` is one folder per user, and a subject with a `/` would name a
+/// folder inside another user's (`bob/public` inside `bob`).
+pub fn subject_usable(sub: &str) -> bool {
+    !sub.is_empty() && !sub.contains('/')
 }
 
 /// The classic two-pointer wildcard match: O(len(pattern) * len(key)) in the worst case,
@@ -283,6 +292,13 @@ mod tests {
     #[test]
     fn subject_wildcards_are_literal() {
         assert!(!m("${jwt:sub}/*", "bob/x", "*"));
+        // A subject with `/` would widen the folder into another user's: no match at all.
+        assert!(!m("${jwt:sub}/*", "bob/public/x", "bob/public"));
+        assert!(!m("${jwt:sub}", "a/b", "a/b"));
+        assert!(
+            m("bob/*", "bob/public/x", "bob/public"),
+            "literal patterns are unaffected"
+        );
         assert!(m("${jwt:sub}/*", "*/x", "*"));
         assert!(!m("${jwt:sub}/*", "b/x", "?"));
         assert!(m("${jwt:sub}/*", "?/x", "?"));

@@ -160,15 +160,20 @@ pub fn check_metadata(metadata: &BTreeMap<String, String>) -> Result<(), Constra
     Ok(())
 }
 
-/// Media types a browser would run as active content on the bucket's origin: a GET must not
-/// turn a stored object into one of them.
-const ACTIVE_CONTENT: &[&str] = &[
-    "text/html",
-    "application/xhtml+xml",
-    "image/svg+xml",
-    "text/xml",
-    "application/xml",
-];
+/// Media types a browser runs as active content (script, markup, stylesheets-with-script)
+/// when served from the bucket's origin: HTML, any XML (`*/xml`, `*/*+xml`: SVG, XHTML, XSLT,
+/// feeds), and script types. `essence` is `type/subtype`, any case.
+pub fn is_active_content(essence: &str) -> bool {
+    let essence = essence.to_ascii_lowercase();
+    let sub = essence.split_once('/').map_or("", |(_, sub)| sub);
+    essence == "text/html"
+        || essence == "text/xsl"
+        || sub == "xml"
+        || sub.ends_with("+xml")
+        || sub.contains("javascript")
+        || sub.contains("ecmascript")
+        || sub.contains("jscript")
+}
 
 /// Overrides of a GET's response headers: the content type stays within the access point's
 /// upload types (when it has any) and is never active content; the disposition is `inline`
@@ -180,11 +185,7 @@ pub fn check_response_overrides(
 ) -> Result<(), ConstraintError> {
     if let Some(ct) = content_type {
         let (ty, sub) = parse_content_type(ct).ok_or(ConstraintError::InvalidContentType)?;
-        let essence = format!("{ty}/{sub}").to_ascii_lowercase();
-        if ACTIVE_CONTENT.contains(&essence.as_str())
-            || essence.contains("javascript")
-            || essence.contains("ecmascript")
-        {
+        if is_active_content(&format!("{ty}/{sub}")) {
             return Err(ConstraintError::ContentTypeNotAllowed);
         }
         let patterns = &ap.upload.content_types;
@@ -213,14 +214,18 @@ pub(crate) fn is_metadata_name(name: &str) -> bool {
 }
 
 /// Does `content_type` (parameters ignored, case-insensitive) match one of `patterns`
-/// (`type/subtype`, `type/*`, `*/*`)? An unparsable content type matches nothing.
+/// (`type/subtype`, `type/*`, `*/*`)? An unparsable content type matches nothing. A wildcard
+/// never matches active content ([`is_active_content`]): `image/*` means pictures, not an
+/// `image/svg+xml` that runs script on the bucket's origin. An access point that wants such a
+/// type lists it exactly.
 pub fn content_type_allowed(patterns: &[String], content_type: &str) -> bool {
     let Some((ty, sub)) = parse_content_type(content_type) else {
         return false;
     };
+    let active = is_active_content(&format!("{ty}/{sub}"));
     patterns.iter().any(|p| match p.split_once('/') {
-        Some(("*", "*")) => true,
-        Some((pt, "*")) => pt.eq_ignore_ascii_case(ty),
+        Some(("*", "*")) => !active,
+        Some((pt, "*")) => !active && pt.eq_ignore_ascii_case(ty),
         Some((pt, ps)) => pt.eq_ignore_ascii_case(ty) && ps.eq_ignore_ascii_case(sub),
         None => false,
     })
@@ -559,6 +564,42 @@ mod response_override_tests {
             check_response_overrides(&ap(&[]), Some("application/pdf"), None),
             Ok(())
         );
+    }
+
+    /// Finding 8 of the hardening review: with `content_types: ["image/*"]` a PUT of
+    /// `image/svg+xml` used to be signed. Wildcards no longer match active content; an exact
+    /// entry still does.
+    #[test]
+    fn wildcards_never_match_active_content() {
+        let patterns = |p: &[&str]| p.iter().map(|t| t.to_string()).collect::<Vec<_>>();
+        for (allowed, ct) in [
+            (&["image/*"][..], "image/svg+xml"),
+            (&["image/*"][..], "IMAGE/SVG+XML; charset=utf-8"),
+            (&["*/*"][..], "text/html"),
+            (&["text/*"][..], "text/html"),
+            (&["text/*"][..], "text/xml"),
+            (&["text/*"][..], "text/javascript"),
+            (&["application/*"][..], "application/xhtml+xml"),
+            (&["application/*"][..], "application/xml"),
+            (&["application/*"][..], "application/rss+xml"),
+            (&["application/*"][..], "application/javascript"),
+        ] {
+            assert!(
+                !content_type_allowed(&patterns(allowed), ct),
+                "{allowed:?} {ct}"
+            );
+        }
+        for (allowed, ct) in [
+            (&["image/*"][..], "image/png"),
+            (&["*/*"][..], "application/pdf"),
+            (&["image/*", "image/svg+xml"][..], "image/svg+xml"),
+            (&["text/html"][..], "text/html; charset=utf-8"),
+        ] {
+            assert!(
+                content_type_allowed(&patterns(allowed), ct),
+                "{allowed:?} {ct}"
+            );
+        }
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! The `access_points` table: the admin API's JSON document per name, with a version that
-//! increments on every change.
+//! increments on every change and an incarnation drawn at random when the name is created, so
+//! that `"<version>-<incarnation>"` (the ETag) never repeats for a name across delete and
+//! re-create.
 
 use sqlx::Row;
 
@@ -12,6 +14,25 @@ use crate::policy::AccessPointSpec;
 pub struct StoredAccessPoint {
     pub spec: AccessPointSpec,
     pub version: i64,
+    pub incarnation: String,
+}
+
+impl StoredAccessPoint {
+    /// The strong entity tag, quotes included.
+    pub fn etag(&self) -> String {
+        etag(self.version, &self.incarnation)
+    }
+}
+
+/// `"<version>-<incarnation>"`.
+pub fn etag(version: i64, incarnation: &str) -> String {
+    format!("\"{version}-{incarnation}\"")
+}
+
+/// A fresh incarnation for a newly created access point: 64 random bits, hex.
+pub(super) fn new_incarnation() -> String {
+    let id = uuid::Uuid::new_v4();
+    hex::encode(&id.as_bytes()[8..16])
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,29 +44,29 @@ pub enum Upsert {
 
 impl Store {
     pub async fn list_access_points(&self) -> Result<Vec<StoredAccessPoint>, StoreError> {
-        let rows: Vec<(String, String, i64)> = match self {
-            Store::Sqlite(pool) => {
-                sqlx::query("SELECT name, spec, version FROM access_points ORDER BY name")
-                    .fetch_all(pool)
-                    .await?
-                    .into_iter()
-                    .map(|r| (r.get(0), r.get(1), r.get(2)))
-                    .collect()
-            }
-            Store::Postgres(pool) => {
-                sqlx::query("SELECT name, spec::text, version FROM access_points ORDER BY name")
-                    .fetch_all(pool)
-                    .await?
-                    .into_iter()
-                    .map(|r| (r.get(0), r.get(1), r.get(2)))
-                    .collect()
-            }
+        let rows: Vec<(String, String, i64, String)> = match self {
+            Store::Sqlite(pool) => sqlx::query(
+                "SELECT name, spec, version, incarnation FROM access_points ORDER BY name",
+            )
+            .fetch_all(pool)
+            .await?
+            .into_iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect(),
+            Store::Postgres(pool) => sqlx::query(
+                "SELECT name, spec::text, version, incarnation FROM access_points ORDER BY name",
+            )
+            .fetch_all(pool)
+            .await?
+            .into_iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect(),
         };
         // A row that no longer parses is skipped, not fatal: the others keep being served.
         Ok(rows
             .into_iter()
-            .filter_map(|(name, spec, version)| match serde_json::from_str(&spec) {
-                Ok(spec) => Some(StoredAccessPoint { spec, version }),
+            .filter_map(|(name, spec, version, incarnation)| match serde_json::from_str(&spec) {
+                Ok(spec) => Some(StoredAccessPoint { spec, version, incarnation }),
                 Err(error) => {
                     tracing::error!(access_point = %name, %error, "stored access point does not parse; not served");
                     None
@@ -58,28 +79,32 @@ impl Store {
         &self,
         name: &str,
     ) -> Result<Option<StoredAccessPoint>, StoreError> {
-        let row: Option<(String, i64)> = match self {
+        let row: Option<(String, i64, String)> = match self {
             Store::Sqlite(pool) => {
-                sqlx::query("SELECT spec, version FROM access_points WHERE name = ?")
+                sqlx::query("SELECT spec, version, incarnation FROM access_points WHERE name = ?")
                     .bind(name)
                     .fetch_optional(pool)
                     .await?
-                    .map(|r| (r.get(0), r.get(1)))
+                    .map(|r| (r.get(0), r.get(1), r.get(2)))
             }
-            Store::Postgres(pool) => {
-                sqlx::query("SELECT spec::text, version FROM access_points WHERE name = $1")
-                    .bind(name)
-                    .fetch_optional(pool)
-                    .await?
-                    .map(|r| (r.get(0), r.get(1)))
-            }
+            Store::Postgres(pool) => sqlx::query(
+                "SELECT spec::text, version, incarnation FROM access_points WHERE name = $1",
+            )
+            .bind(name)
+            .fetch_optional(pool)
+            .await?
+            .map(|r| (r.get(0), r.get(1), r.get(2))),
         };
-        row.map(|(spec, version)| {
+        row.map(|(spec, version, incarnation)| {
             let spec = serde_json::from_str(&spec).map_err(|source| StoreError::Corrupt {
                 name: name.to_string(),
                 source,
             })?;
-            Ok(StoredAccessPoint { spec, version })
+            Ok(StoredAccessPoint {
+                spec,
+                version,
+                incarnation,
+            })
         })
         .transpose()
     }
@@ -95,7 +120,7 @@ impl Store {
         let version: Option<i64> = match self {
             Store::Sqlite(pool) => {
                 sqlx::query_scalar(
-                    "INSERT INTO access_points (name, spec) VALUES (?, ?) \
+                    "INSERT INTO access_points (name, spec, incarnation) VALUES (?, ?, ?) \
                      ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, \
                      version = access_points.version + 1, \
                      updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') \
@@ -104,12 +129,14 @@ impl Store {
                 )
                 .bind(&spec.name)
                 .bind(&doc)
+                .bind(new_incarnation())
                 .fetch_optional(pool)
                 .await?
             }
             Store::Postgres(pool) => {
                 sqlx::query_scalar(
-                    "INSERT INTO access_points (name, spec) VALUES ($1, $2::jsonb) \
+                    "INSERT INTO access_points (name, spec, incarnation) \
+                     VALUES ($1, $2::jsonb, $3) \
                      ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, \
                      version = access_points.version + 1, updated_at = now() \
                      WHERE access_points.spec IS DISTINCT FROM excluded.spec \
@@ -117,6 +144,7 @@ impl Store {
                 )
                 .bind(&spec.name)
                 .bind(&doc)
+                .bind(new_incarnation())
                 .fetch_optional(pool)
                 .await?
             }

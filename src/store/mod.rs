@@ -14,7 +14,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
-pub use access_points::{StoredAccessPoint, Upsert};
+pub use access_points::{StoredAccessPoint, Upsert, etag};
 pub use notify::{CHANGES_CHANNEL, Change};
 pub use revocations::{RevocationKind, StoredRevocation};
 pub use uploads::{Claim, StoredUpload, UploadOwner};

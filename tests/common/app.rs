@@ -207,6 +207,10 @@ cors_allowed_origins = ["https://app.example.com"]
 [database]
 url = "{db_url}"
 
+[auth]
+# Tests add issuers through extra_toml; admin rights stay with the test issuer.
+admin_issuers = ["{ISSUER}"]
+
 [[auth.issuers]]
 issuer = "{ISSUER}"
 audiences = ["{AUDIENCE}"]

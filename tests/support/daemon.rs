@@ -84,8 +84,8 @@ pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_presignd")
 }
 
-/// `presignd` without any `PRESIGND_*` variable of the test environment (scripts/test sets
-/// `PRESIGND_TEST_DATABASE_URL`, which presignd would read as an unknown config key).
+/// `presignd` without any `PRESIGND_*` variable of the test environment: the test decides
+/// every override the daemon sees.
 pub fn command() -> Command {
     let mut cmd = Command::new(binary());
     for (k, _) in std::env::vars() {
