@@ -79,6 +79,9 @@ impl App {
                 "applied access points from {}",
                 file.display()
             );
+            for change in &summary.mfa_sensitive {
+                tracing::warn!(%change, "the access point file changed MFA protection (the admin API would have required an MFA token)");
+            }
         }
         let catalog = catalog::load(&store, &config.s3).await?;
         let log_loops = crate::audit::check_log_destination(

@@ -6,7 +6,9 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::config::S3Config;
-use crate::policy::{AccessPointSpec, Catalog, CompiledAccessPoint, FieldError, SpecErrors};
+use crate::policy::{
+    AccessPointSpec, Catalog, CompiledAccessPoint, FieldError, SpecErrors, mfa_sensitive_change,
+};
 use crate::store::{Store, StoreError, Upsert};
 
 /// The file shape of `presignd apply -f` (YAML or TOML).
@@ -40,6 +42,9 @@ pub struct ApplySummary {
     pub updated: Vec<String>,
     pub unchanged: Vec<String>,
     pub deleted: Vec<String>,
+    /// `name: why` for every change the admin API would accept only from an MFA-bearing
+    /// token (`policy::mfa_sensitive_change`): an apply has no token, so it says so instead.
+    pub mfa_sensitive: Vec<String>,
 }
 
 /// Validates a spec and checks that its target can be signed for with this S3 configuration.
@@ -97,19 +102,32 @@ pub async fn apply(
     prune: bool,
 ) -> Result<ApplySummary, ApplyError> {
     let mut summary = ApplySummary::default();
+    let before = store.list_access_points().await?;
+    let stored = |name: &str| before.iter().find(|b| b.spec.name == name).map(|b| &b.spec);
     for spec in specs {
         let name = spec.name.clone();
-        match store.upsert_access_point(spec).await? {
+        let upsert = store.upsert_access_point(spec).await?;
+        if upsert != Upsert::Unchanged
+            && let Some(why) = mfa_sensitive_change(stored(&name), Some(spec))
+        {
+            summary.mfa_sensitive.push(format!("{name}: {why}"));
+        }
+        match upsert {
             Upsert::Created => summary.created.push(name),
             Upsert::Updated => summary.updated.push(name),
             Upsert::Unchanged => summary.unchanged.push(name),
         }
     }
     if prune {
-        for stored in store.list_access_points().await? {
-            if !specs.iter().any(|s| s.name == stored.spec.name) {
-                store.delete_access_point(&stored.spec.name).await?;
-                summary.deleted.push(stored.spec.name);
+        for old in &before {
+            if !specs.iter().any(|s| s.name == old.spec.name) {
+                store.delete_access_point(&old.spec.name).await?;
+                if let Some(why) = mfa_sensitive_change(Some(&old.spec), None) {
+                    summary
+                        .mfa_sensitive
+                        .push(format!("{}: {why}", old.spec.name));
+                }
+                summary.deleted.push(old.spec.name.clone());
             }
         }
     }

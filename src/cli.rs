@@ -119,6 +119,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 "created: {:?}\nupdated: {:?}\nunchanged: {:?}\ndeleted: {:?}",
                 s.created, s.updated, s.unchanged, s.deleted
             );
+            // What the admin API would have accepted only from an MFA-bearing token.
+            for change in &s.mfa_sensitive {
+                println!("weakens or moves MFA protection: {change}");
+            }
         }
         Command::CheckConfig => {
             if let Some(file) = &config.access_points.file {

@@ -575,6 +575,97 @@ async fn mfa(backend: Backend) {
 }
 on_both_backends!(enabling_delete_or_dropping_mfa_needs_an_mfa_token, mfa);
 
+/// Finding 3 of the hardening review: removing `require_mfa` needed MFA, but deleting the
+/// access point (and re-creating it without the rule) or moving its prefix or bucket did not
+/// (a moderator deleted `reports/q3.pdf` through `avatars` after its prefix was set to `""`).
+async fn mfa_moves(backend: Backend) {
+    use reqwest::Method;
+    let app = TestApp::spawn(backend, vec![avatars()]).await;
+    let admin = app.token("root", &[ADMIN_GROUP], false);
+    let admin_mfa = app.token("root", &[ADMIN_GROUP], true);
+    let path = "/v1/admin/access-points/avatars";
+    let (_, current, _) = send(&app, Method::GET, Some(&admin), path, &[], None).await;
+    let with = |field: &str, value: Value| {
+        let mut doc = current.clone();
+        doc[field] = value;
+        doc
+    };
+    for (what, doc) in [
+        ("prefix", with("prefix", json!(""))),
+        ("bucket", with("bucket", json!("other-bucket"))),
+    ] {
+        let (status, problem, _) =
+            send(&app, Method::PUT, Some(&admin), path, &[], Some(doc)).await;
+        assert_eq!(
+            (status, problem["code"].as_str()),
+            (403, Some("mfa_required")),
+            "{what}: {problem}"
+        );
+    }
+    let (status, problem, _) = send(&app, Method::DELETE, Some(&admin), path, &[], None).await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (403, Some("mfa_required")),
+        "delete: {problem}"
+    );
+    // Nothing moved: a moderator's delete URL still stays inside avatars/.
+    let moderator = app.token("mod", &["moderators"], true);
+    let (status, issued) = app
+        .presign(
+            &moderator,
+            "avatars",
+            json!({"operation": "delete", "key": "x.png"}),
+        )
+        .await;
+    assert_eq!(
+        (status, issued["key"].as_str()),
+        (200, Some("avatars/x.png"))
+    );
+    // With a second factor both are allowed.
+    let (status, _, _) = send(
+        &app,
+        Method::PUT,
+        Some(&admin_mfa),
+        path,
+        &[],
+        Some(with("prefix", json!("pics/"))),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _, _) = send(&app, Method::DELETE, Some(&admin_mfa), path, &[], None).await;
+    assert_eq!(status, 204);
+    let refused: Vec<String> = app
+        .audit_records()
+        .into_iter()
+        .filter(|r| {
+            r["decision"] == "deny"
+                && r["operation"]
+                    .as_str()
+                    .is_some_and(|o| o.starts_with("admin."))
+        })
+        .map(|r| {
+            format!(
+                "{} {}",
+                r["operation"].as_str().unwrap_or(""),
+                r["reason"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    assert_eq!(
+        refused,
+        [
+            "admin.put_access_point mfa_required: the change moves rules with require_mfa to another bucket or prefix",
+            "admin.put_access_point mfa_required: the change moves rules with require_mfa to another bucket or prefix",
+            "admin.delete_access_point mfa_required: the change deletes an access point with require_mfa rules",
+        ]
+    );
+    app.finish().await;
+}
+on_both_backends!(
+    deleting_or_moving_mfa_protected_rules_needs_an_mfa_token,
+    mfa_moves
+);
+
 async fn revocations(backend: Backend) {
     let app = TestApp::spawn(backend, vec![avatars()]).await;
     let admin = app.token("root", &[ADMIN_GROUP], false);

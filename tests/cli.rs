@@ -220,6 +220,57 @@ fn apply_is_idempotent_and_prunes() {
     );
 }
 
+/// Finding 3 of the hardening review, through `apply --prune`: an apply has no token to carry
+/// a second factor, so it must say which MFA protection it weakens or moves.
+#[test]
+fn apply_says_what_it_does_to_mfa_protected_rules() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("c.toml"), HS_CONFIG).expect("write");
+    let guarded = r#"
+access_points:
+  - name: avatars
+    bucket: acme-user-content
+    prefix: avatars/
+    rules:
+      - { effect: allow, groups: ["moderators"], operations: ["delete"], require_mfa: true }
+  - name: vault
+    bucket: acme-vault
+    rules:
+      - { effect: allow, groups: ["ops"], operations: ["delete"], require_mfa: true }
+"#;
+    std::fs::write(dir.path().join("guarded.yaml"), guarded).expect("write");
+    let out = presignd(
+        dir.path(),
+        &["--config", "c.toml", "apply", "-f", "guarded.yaml"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("weakens or moves MFA protection: avatars: grants delete"),
+        "{stdout}"
+    );
+    // Move avatars to the bucket's root, drop vault.
+    let moved = guarded
+        .replace("prefix: avatars/", "prefix: \"\"")
+        .split("  - name: vault")
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    std::fs::write(dir.path().join("moved.yaml"), moved).expect("write");
+    let out = presignd(
+        dir.path(),
+        &["--config", "c.toml", "apply", "-f", "moved.yaml", "--prune"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    for line in [
+        "weakens or moves MFA protection: avatars: moves rules with require_mfa to another bucket or prefix",
+        "weakens or moves MFA protection: vault: deletes an access point with require_mfa rules",
+    ] {
+        assert!(stdout.contains(line), "{line}\n{stdout}");
+    }
+}
+
 #[test]
 fn bucket_policy_and_cors_are_derived_from_the_access_point() {
     let dir = tempfile::tempdir().expect("tempdir");

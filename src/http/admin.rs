@@ -27,9 +27,7 @@ use super::presign::base_record;
 use crate::Principal;
 use crate::audit::{AuditRecord, Decision};
 use crate::catalog;
-use crate::policy::{
-    AccessPointSpec, Effect, FieldError, Operation, OperationPattern, Rule, Target,
-};
+use crate::policy::{AccessPointSpec, FieldError, Target, mfa_sensitive_change};
 use crate::revocations::{RevocationRequest, RevocationView, unix_now};
 use crate::state::AppState;
 use crate::store::{StoredAccessPoint, etag};
@@ -107,7 +105,7 @@ pub async fn put_access_point(
     }
 
     let mut record = admin_record(&state, &client, &admin, "admin.put_access_point", &spec);
-    if let Some(why) = mfa_sensitive(before.as_ref().map(|b| &b.spec), &spec)
+    if let Some(why) = mfa_sensitive_change(before.as_ref().map(|b| &b.spec), Some(&spec))
         && !admin.mfa
     {
         record.reason = format!("mfa_required: the change {why}");
@@ -172,6 +170,13 @@ pub async fn delete_access_point(
         "admin.delete_access_point",
         &before.spec,
     );
+    if let Some(why) = mfa_sensitive_change(Some(&before.spec), None)
+        && !admin.mfa
+    {
+        record.reason = format!("mfa_required: the change {why}");
+        audit(&state, record).await?;
+        return Err(ApiError::MfaRequired);
+    }
     record.decision = Decision::Allow;
     record.reason = format!(
         "access_point deleted (was v{}): {}",
@@ -322,39 +327,6 @@ fn check(state: &AppState, spec: &AccessPointSpec) -> Result<(), ApiError> {
     } else {
         Err(ApiError::InvalidAccessPoint(errors))
     }
-}
-
-/// Why a change needs an MFA-bearing token, if it does: it adds a rule that grants `delete`
-/// (S3 MFA Delete: only the MFA-authenticated owner may enable it), or it removes or
-/// rewrites any rule with `require_mfa` (which lowers or drops a second-factor demand).
-fn mfa_sensitive(
-    before: Option<&AccessPointSpec>,
-    after: &AccessPointSpec,
-) -> Option<&'static str> {
-    let grants_delete = |r: &Rule| {
-        r.effect == Effect::Allow
-            && r.operations.iter().any(|op| {
-                matches!(
-                    op,
-                    OperationPattern::Any | OperationPattern::Op(Operation::Delete)
-                )
-            })
-    };
-    let old: &[Rule] = before.map_or(&[], |b| &b.rules);
-    if after
-        .rules
-        .iter()
-        .any(|r| grants_delete(r) && !old.contains(r))
-    {
-        return Some("grants delete");
-    }
-    if old
-        .iter()
-        .any(|r| r.require_mfa && !after.rules.contains(r))
-    {
-        return Some("removes or changes a rule with require_mfa");
-    }
-    None
 }
 
 /// `If-Match` / `If-None-Match` (RFC 9110 §13.1), on `ETag: "<version>-<incarnation>"`.
@@ -523,31 +495,6 @@ mod tests {
     fn spec(rules: serde_json::Value) -> AccessPointSpec {
         serde_json::from_value(serde_json::json!({"name": "a", "bucket": "bkt", "rules": rules}))
             .expect("spec")
-    }
-
-    #[test]
-    fn enabling_delete_or_dropping_mfa_needs_mfa() {
-        let read = serde_json::json!({"effect": "allow", "groups": ["u"], "operations": ["get"]});
-        let del = serde_json::json!({"effect": "allow", "groups": ["m"], "operations": ["delete"], "require_mfa": true});
-        let deny_unless_mfa = serde_json::json!({"effect": "deny", "groups": ["m"], "operations": ["put"], "require_mfa": true});
-        let plain = spec(serde_json::json!([read]));
-        let with_delete = spec(serde_json::json!([read, del]));
-        let guarded = spec(serde_json::json!([read, deny_unless_mfa]));
-        assert_eq!(mfa_sensitive(None, &plain), None);
-        assert_eq!(mfa_sensitive(None, &with_delete), Some("grants delete"));
-        assert_eq!(
-            mfa_sensitive(Some(&plain), &with_delete),
-            Some("grants delete")
-        );
-        assert_eq!(mfa_sensitive(Some(&with_delete), &with_delete), None);
-        assert_eq!(
-            mfa_sensitive(Some(&with_delete), &plain),
-            Some("removes or changes a rule with require_mfa")
-        );
-        assert!(mfa_sensitive(Some(&guarded), &plain).is_some());
-        // Reordering rules is not a change of substance.
-        let reordered = spec(serde_json::json!([del, read]));
-        assert_eq!(mfa_sensitive(Some(&with_delete), &reordered), None);
     }
 
     #[test]

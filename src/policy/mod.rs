@@ -4,9 +4,11 @@
 //! - `target`: the bucket or access point ARN an access point signs for;
 //! - `key` and `glob`: object keys and the patterns rules match them with;
 //! - `compiled`: validated access points ready to evaluate, and the catalog of them;
-//! - `evaluate`: the IAM-style decision; `request`: per-request limits (expiry, uploads).
+//! - `evaluate`: the IAM-style decision; `request`: per-request limits (expiry, uploads);
+//! - `changes`: which access point changes need a second factor.
 
 mod access_point;
+mod changes;
 mod compiled;
 mod evaluate;
 mod glob;
@@ -21,6 +23,7 @@ pub use access_point::{
     AccessPointSpec, Effect, Encryption, NetworkRestriction, Operation, OperationPattern, Rule,
     UnknownOperation, UploadConstraints,
 };
+pub use changes::mfa_sensitive_change;
 pub use compiled::{Catalog, CompiledAccessPoint};
 pub use evaluate::{Decision, DenyReason, allowed_operations, can_see, evaluate, evaluate_prefix};
 pub use glob::{GlobError, KeyPattern};
