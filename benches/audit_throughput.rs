@@ -164,6 +164,8 @@ async fn serve(scenario: Scenario, dir: &std::path::Path, pg_admin: &str) -> Ser
         .expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let limits =
+        presignd::serve::ConnectionLimits::from_config(&state.config().server, state.metrics_arc());
     let router = presignd::http::router(state);
     tasks.push(tokio::spawn(async move {
         let _ = presignd::serve::serve(
@@ -174,6 +176,7 @@ async fn serve(scenario: Scenario, dir: &std::path::Path, pg_admin: &str) -> Ser
                 let _ = stopped.await;
             },
             Duration::from_secs(2),
+            limits,
         )
         .await;
     }));

@@ -253,6 +253,10 @@ impl App {
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let grace = Duration::from_millis(self.state.config().server.shutdown_grace_ms);
+        let limits = crate::serve::ConnectionLimits::from_config(
+            &self.state.config().server,
+            self.state.metrics_arc(),
+        );
         let router = crate::http::router(self.state.clone());
         // The metrics listener (if any) stops with the main one.
         let (stopping, stopped) = tokio::sync::watch::channel(false);
@@ -268,6 +272,7 @@ impl App {
                 self.tls.clone(),
                 stop,
                 grace,
+                limits.clone(),
             ))
         });
         let stop = async move {
@@ -275,7 +280,8 @@ impl App {
             let _ = stopping.send(true);
             tracing::info!("shutting down: draining in-flight requests");
         };
-        let result = crate::serve::serve(self.listener, router, self.tls, stop, grace).await;
+        let result =
+            crate::serve::serve(self.listener, router, self.tls, stop, grace, limits).await;
         if let Some(server) = metrics_server {
             let _ = server.await;
         }

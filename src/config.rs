@@ -69,6 +69,16 @@ pub struct ServerConfig {
     pub forwarded_header: ForwardedHeader,
     pub cors_allowed_origins: Vec<String>,
     pub request_timeout_ms: u64,
+    /// A connection must deliver a request's headers within this long: of being accepted (its
+    /// first request), or of that request's first byte (later ones). Slow-header clients are
+    /// closed.
+    pub header_read_timeout_ms: u64,
+    /// How long a keep-alive connection may wait for its next request.
+    pub idle_timeout_ms: u64,
+    /// How long a TLS handshake may take (from the accept).
+    pub tls_handshake_timeout_ms: u64,
+    /// Open connections at most; further ones wait in the listen backlog until one closes.
+    pub max_connections: usize,
     pub body_limit_bytes: usize,
     pub shutdown_grace_ms: u64,
 }
@@ -86,6 +96,10 @@ impl Default for ServerConfig {
             forwarded_header: ForwardedHeader::XForwarded,
             cors_allowed_origins: Vec::new(),
             request_timeout_ms: 10_000,
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            tls_handshake_timeout_ms: 10_000,
+            max_connections: 4_096,
             body_limit_bytes: 256 * 1024,
             shutdown_grace_ms: 10_000,
         }
@@ -382,6 +396,27 @@ impl Config {
             p.push(ConfigProblem::new(
                 "server.request_timeout_ms",
                 "must be at least 1",
+            ));
+        }
+        for (key, ms) in [
+            ("server.header_read_timeout_ms", s.header_read_timeout_ms),
+            ("server.idle_timeout_ms", s.idle_timeout_ms),
+            (
+                "server.tls_handshake_timeout_ms",
+                s.tls_handshake_timeout_ms,
+            ),
+        ] {
+            if !(100..=600_000).contains(&ms) {
+                p.push(ConfigProblem::new(
+                    key,
+                    "must be between 100 and 600000 (10 minutes)",
+                ));
+            }
+        }
+        if !(1..=1_000_000).contains(&s.max_connections) {
+            p.push(ConfigProblem::new(
+                "server.max_connections",
+                "must be between 1 and 1000000",
             ));
         }
         if s.body_limit_bytes < 1024 {

@@ -156,6 +156,8 @@ pub struct Metrics {
     pub ratelimit_fallback_total: IntCounter,
     pub dependency_up: IntGaugeVec,
     pub build_info: IntGaugeVec,
+    pub http_connections_open: IntGauge,
+    pub http_connection_timeouts_total: IntCounterVec,
 }
 
 impl Metrics {
@@ -249,6 +251,16 @@ impl Metrics {
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
+        let http_connections_open = IntGauge::new(
+            "presignd_http_connections_open",
+            "Open client connections (at most server.max_connections).",
+        )?;
+        registry.register(Box::new(http_connections_open.clone()))?;
+        let http_connection_timeouts_total = counter_vec(
+            "presignd_http_connection_timeouts_total",
+            "Connections closed by a deadline, by phase: header (request headers too slow), idle (keep-alive), tls_handshake.",
+            &["phase"],
+        )?;
         Ok(Metrics {
             registry,
             http_requests_total,
@@ -265,6 +277,8 @@ impl Metrics {
             ratelimit_fallback_total,
             dependency_up,
             build_info,
+            http_connections_open,
+            http_connection_timeouts_total,
         })
     }
 

@@ -122,6 +122,9 @@ impl AppState {
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
     }
+    pub fn metrics_arc(&self) -> Arc<Metrics> {
+        Arc::clone(&self.inner.metrics)
+    }
     pub fn openapi_json(&self) -> axum::body::Bytes {
         self.inner.openapi_json.clone()
     }

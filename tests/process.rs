@@ -4,6 +4,8 @@
 
 #[path = "support/daemon.rs"]
 mod daemon;
+#[path = "common/tls.rs"]
+mod tls;
 
 use std::time::{Duration, Instant};
 
@@ -276,4 +278,136 @@ async fn admin_rights_come_only_from_the_admin_issuers() {
     assert_eq!(s, 200, "{b}");
     let (s, b) = get("/v1/whoami", insider).await;
     assert_eq!(b["admin"].as_bool(), Some(true), "{s} {b}");
+}
+
+/// Reads until the server closes the connection (EOF or reset); `None` if it is still open
+/// after `within`. Returns what was read.
+async fn closed_within(tcp: &mut TcpStream, within: Duration) -> Option<Vec<u8>> {
+    let mut seen = Vec::new();
+    let read_all = async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(within, read_all).await.ok()?;
+    Some(seen)
+}
+
+/// Finding 7 of the hardening review, against the binary with raw sockets: connections
+/// sending partial headers were still open after 77 s, TLS handshakes had no timeout, and
+/// there was no cap on connections. Now each is bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_idle_and_excess_connections_are_bounded() {
+    let certs = tempfile::tempdir().expect("tempdir");
+    let cert = tls::issue(certs.path(), "server");
+    let (cert_path, key_path) = (
+        cert.cert.display().to_string(),
+        cert.key.display().to_string(),
+    );
+    let d = Daemon::start(
+        "",
+        &[
+            ("PRESIGND_SERVER__HEADER_READ_TIMEOUT_MS", "600"),
+            ("PRESIGND_SERVER__IDLE_TIMEOUT_MS", "900"),
+            ("PRESIGND_SERVER__TLS_HANDSHAKE_TIMEOUT_MS", "600"),
+            ("PRESIGND_SERVER__MAX_CONNECTIONS", "3"),
+            ("PRESIGND_SERVER__TLS_CERT", &cert_path),
+            ("PRESIGND_SERVER__TLS_KEY", &key_path),
+        ],
+    );
+    let addr = d.addr;
+    let limit = Duration::from_secs(10);
+
+    // Slowloris: a partial request, then one more header byte every 100 ms. The headers are
+    // due 600 ms after the accept, however the bytes trickle.
+    let mut slow = Vec::new();
+    for _ in 0..3 {
+        let mut tcp = TcpStream::connect(addr).await.expect("connect");
+        tcp.write_all(b"GET /healthz HTTP/1.1\r\nhost: presignd\r\nx-slow: ")
+            .await
+            .expect("write");
+        slow.push(tcp);
+    }
+    let trickle = async {
+        for _ in 0..100 {
+            for tcp in slow.iter_mut() {
+                if tcp.write_all(b"a").await.is_err() {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let _ = tokio::time::timeout(limit, trickle).await;
+    for tcp in slow.iter_mut() {
+        let seen = closed_within(tcp, Duration::from_secs(2)).await;
+        assert!(seen.is_some(), "a slow-header connection is closed");
+    }
+
+    // A TLS handshake that stalls after its first bytes.
+    let mut stalled = TcpStream::connect(addr).await.expect("connect");
+    stalled.write_all(&[0x16, 0x03, 0x01]).await.expect("write");
+    assert!(
+        closed_within(&mut stalled, limit).await.is_some(),
+        "a stalled TLS handshake is closed"
+    );
+
+    // A keep-alive connection is served, then closed once idle.
+    let mut idle = TcpStream::connect(addr).await.expect("connect");
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nhost: presignd\r\n\r\n")
+        .await
+        .expect("write");
+    let seen = closed_within(&mut idle, limit)
+        .await
+        .expect("an idle keep-alive connection is closed");
+    let seen = String::from_utf8_lossy(&seen);
+    assert!(seen.starts_with("HTTP/1.1 200"), "served first: {seen}");
+
+    // max_connections = 3: three silent connections hold every slot; a fourth client is
+    // answered only once the server has closed one of them (header deadline).
+    let mut holders = Vec::new();
+    for _ in 0..3 {
+        holders.push(TcpStream::connect(addr).await.expect("connect"));
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client");
+    let resp = http
+        .get(format!("{}/healthz", d.base()))
+        .timeout(limit)
+        .send()
+        .await
+        .expect("the fourth client is served once a slot frees");
+    assert_eq!(resp.status().as_u16(), 200);
+    // Probed right away: a holder the server closed reads EOF at once.
+    let mut closed = 0;
+    for h in holders.iter_mut() {
+        let mut probe = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_millis(50), h.read(&mut probe)).await;
+        if matches!(read, Ok(Ok(0) | Err(_))) {
+            closed += 1;
+        }
+    }
+    assert!(
+        closed >= 1,
+        "answered only after a held connection was closed ({closed} closed)"
+    );
+    let metrics = http
+        .get(format!("{}/metrics", d.base()))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for phase in ["header", "idle", "tls_handshake"] {
+        let line = format!("presignd_http_connection_timeouts_total{{phase=\"{phase}\"}}");
+        assert!(metrics.contains(&line), "{line} counted:\n{metrics}");
+    }
 }
