@@ -168,6 +168,10 @@ impl App {
         }
         background.extend(limiter.spawn_background());
         background.extend(audit_tasks);
+        background.push(tokio::spawn(write_refusal_summaries_every(
+            state.clone(),
+            Duration::from_secs(state.config().limits.refusal_summary_interval_seconds),
+        )));
         Ok((state, background))
     }
 
@@ -285,8 +289,11 @@ impl App {
         if let Some(server) = metrics_server {
             let _ = server.await;
         }
-        // No request is in flight any more: ship what the outbox holds (bounded; whatever
-        // remains ships at the next start).
+        // No request is in flight any more: count the last refusals past their limits, then
+        // ship what the outbox holds (bounded; whatever remains ships at the next start).
+        if let Err(error) = crate::http::write_refusal_summaries(&self.state).await {
+            tracing::warn!(%error, "refusal summaries not written at shutdown");
+        }
         let flush = Duration::from_millis(self.state.config().audit.shutdown_flush_ms);
         match self.state.audit().flush(flush).await {
             Ok(()) => tracing::info!("audit outbox flushed"),
@@ -297,6 +304,20 @@ impl App {
         }
         self.state.store().close().await;
         result
+    }
+}
+
+/// Writes the refusal summaries (`crate::limits::RefusalLimiter`) every `interval`.
+async fn write_refusal_summaries_every(state: AppState, interval: Duration) {
+    loop {
+        tokio::time::sleep(interval).await;
+        match crate::http::write_refusal_summaries(&state).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(callers = n, "refusals past their limits summarized"),
+            Err(error) => {
+                tracing::warn!(%error, "refusal summaries not written; retried next round")
+            }
+        }
     }
 }
 

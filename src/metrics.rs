@@ -156,6 +156,7 @@ pub struct Metrics {
     pub ratelimit_fallback_total: IntCounter,
     pub dependency_up: IntGaugeVec,
     pub build_info: IntGaugeVec,
+    pub audit_refusals_summarized_total: IntCounter,
     pub http_connections_open: IntGauge,
     pub http_connection_timeouts_total: IntCounterVec,
 }
@@ -251,6 +252,11 @@ impl Metrics {
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
+        let audit_refusals_summarized_total = IntCounter::new(
+            "presignd_audit_refusals_summarized_total",
+            "Refusals past their caller's limit counted into a summary record instead of a record each.",
+        )?;
+        registry.register(Box::new(audit_refusals_summarized_total.clone()))?;
         let http_connections_open = IntGauge::new(
             "presignd_http_connections_open",
             "Open client connections (at most server.max_connections).",
@@ -277,6 +283,7 @@ impl Metrics {
             ratelimit_fallback_total,
             dependency_up,
             build_info,
+            audit_refusals_summarized_total,
             http_connections_open,
             http_connection_timeouts_total,
         })

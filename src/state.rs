@@ -7,7 +7,7 @@ use arc_swap::ArcSwap;
 use crate::audit::AuditSink;
 use crate::auth::Verifier;
 use crate::config::Config;
-use crate::limits::Limiter;
+use crate::limits::{Limiter, RefusalLimiter};
 use crate::metrics::Metrics;
 use crate::policy::Catalog;
 use crate::revocations::Revocations;
@@ -33,6 +33,8 @@ struct Inner {
     limiter: Limiter,
     /// Revoked tokens in memory: the verify path never reads SQL.
     revocations: Arc<Revocations>,
+    /// Refused callers past their limit: counted into summaries, not recorded one by one.
+    refusals: Arc<RefusalLimiter>,
     /// Catalog reloads run one at a time, so a slow one never replaces a newer catalog.
     catalog_reload: Arc<tokio::sync::Mutex<()>>,
     /// The latest bucket CORS check's warnings (`crate::bucket_check`), shown on `/readyz`.
@@ -55,6 +57,7 @@ pub struct Parts {
 
 impl AppState {
     pub fn new(p: Parts) -> AppState {
+        let refusals = Arc::new(RefusalLimiter::new(p.config.limits.refusals()));
         AppState {
             inner: Arc::new(Inner {
                 config: p.config,
@@ -68,6 +71,7 @@ impl AppState {
                 metrics: p.metrics,
                 limiter: p.limiter,
                 revocations: p.revocations,
+                refusals,
                 catalog_reload: Arc::new(tokio::sync::Mutex::new(())),
                 bucket_warnings: Arc::new(ArcSwap::from_pointee(Vec::new())),
             }),
@@ -108,10 +112,14 @@ impl AppState {
                 metrics: Arc::clone(&i.metrics),
                 limiter: i.limiter.clone(),
                 revocations: Arc::clone(&i.revocations),
+                refusals: Arc::clone(&i.refusals),
                 catalog_reload: Arc::clone(&i.catalog_reload),
                 bucket_warnings: Arc::clone(&i.bucket_warnings),
             }),
         }
+    }
+    pub fn refusals(&self) -> &RefusalLimiter {
+        &self.inner.refusals
     }
     pub fn store(&self) -> &Store {
         &self.inner.store

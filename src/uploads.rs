@@ -160,6 +160,7 @@ fn sweep_record(state: &AppState, upload: &StoredUpload, now: SystemTime) -> Aud
         sse: ap.map(|ap| ap.spec.encryption.mode().to_string()),
         signature_sha256: None,
         instance: state.instance().to_string(),
+        count: None,
     }
 }
 

@@ -384,3 +384,106 @@ async fn readiness_reports_redis_and_fails_only_when_closed() {
     assert!(body["checks"].get("redis").is_none(), "{body}");
     app.finish().await;
 }
+
+/// Finding 6 of the hardening review: refused callers were unlimited — 100 anonymous
+/// requests wrote 100 durable records, 5 batches of 100 denied items wrote 500 in 40 ms —
+/// while allowed requests were already limited. Past `limits.refusals_burst`, refusals are
+/// answered 429 and counted into one summary record per caller instead of one record each;
+/// every refusal is still accounted for, and the caller's allowed requests still go through.
+async fn refused_callers(backend: Backend) {
+    let (app, _) = spawn(
+        backend,
+        None,
+        "refusals_per_minute = 60\nrefusals_burst = 10\nrefusal_summary_interval_seconds = 3600",
+    )
+    .await;
+    // Anonymous: no token at all, from one address.
+    let mut anonymous = Vec::new();
+    for _ in 0..30 {
+        let resp = app
+            .http
+            .post(format!("{}/v1/access-points/avatars/presign", app.base))
+            .json(&json!({"operation": "get", "key": "alice/a.png"}))
+            .send()
+            .await
+            .expect("request");
+        anonymous.push(resp.status().as_u16());
+    }
+    assert_eq!(&anonymous[..10], [401; 10]);
+    assert_eq!(&anonymous[10..], [429; 20], "{anonymous:?}");
+
+    // Authenticated: two batches of 20 items denied by the rules (another user's folder).
+    let mallory = app.token("mallory", &["users"], false);
+    let denied: Vec<Value> = (0..20)
+        .map(|i| json!({"access_point": "avatars", "operation": "get", "key": format!("alice/{i}.png")}))
+        .collect();
+    let mut statuses = Vec::new();
+    for _ in 0..2 {
+        let (status, body) = app
+            .post(&mallory, "/v1/presign/batch", json!({"items": denied}))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        statuses.extend(
+            body["results"]
+                .as_array()
+                .expect("results")
+                .iter()
+                .map(|r| r["status"].as_u64().unwrap_or(0)),
+        );
+    }
+    assert_eq!(&statuses[..10], [403; 10]);
+    assert_eq!(&statuses[10..], [429; 30], "{statuses:?}");
+    // What mallory may do is still issued (and recorded).
+    let (status, body) = get(&app, &mallory, "avatars", "mallory/me.png").await;
+    assert_eq!(status, 200, "{body}");
+
+    let written = presignd::http::write_refusal_summaries(&app.state)
+        .await
+        .expect("summaries written");
+    assert_eq!(written, 2, "one summary per caller");
+    let records = app.audit_records();
+    let denies: Vec<&Value> = records.iter().filter(|r| r["decision"] == "deny").collect();
+    let accounted = |who: &dyn Fn(&Value) -> bool| -> u64 {
+        denies
+            .iter()
+            .filter(|r| who(r))
+            .map(|r| r["count"].as_u64().unwrap_or(1))
+            .sum()
+    };
+    assert_eq!(
+        accounted(&|r| r["subject"].is_null()),
+        30,
+        "every anonymous refusal is accounted for"
+    );
+    assert_eq!(
+        accounted(&|r| r["subject"] == "mallory"),
+        40,
+        "every denied item is accounted for"
+    );
+    assert!(
+        denies.len() <= 2 * (10 + 1 + 1),
+        "at most burst + opening + summary records per caller, not one per refusal: {}",
+        denies.len()
+    );
+    let summaries: Vec<&&Value> = denies
+        .iter()
+        .filter(|r| r["operation"] == "refusals")
+        .collect();
+    assert_eq!(summaries.len(), 2);
+    for s in &summaries {
+        assert!(
+            s["reason"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("refusals_summarized (")),
+            "{s}"
+        );
+    }
+    assert!(
+        records
+            .iter()
+            .any(|r| r["decision"] == "allow" && r["subject"] == "mallory"),
+        "the allowed request is recorded"
+    );
+    app.finish().await;
+}
+on_both_backends!(refused_callers_are_limited_and_counted, refused_callers);

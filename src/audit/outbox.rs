@@ -829,6 +829,7 @@ mod tests {
             sse: None,
             signature_sha256: None,
             instance: "t".into(),
+            count: None,
         }
     }
 

@@ -37,6 +37,10 @@ pub struct AuditRecord {
     pub sse: Option<String>,
     pub signature_sha256: Option<String>,
     pub instance: String,
+    /// Only on `refusals` summary records: how many refusals past the caller's limit this one
+    /// record stands for (`crate::limits::RefusalLimiter`). Absent: one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
 }
 
 impl AuditRecord {

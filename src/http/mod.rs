@@ -1,6 +1,7 @@
 //! HTTP: routes, extractors, errors and middleware.
 
 mod admin;
+mod audited;
 mod client;
 mod context;
 mod discovery;
@@ -22,6 +23,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::timeout::TimeoutLayer;
 
+pub use audited::write_refusal_summaries;
 pub use client::ClientInfo;
 pub use error::{ApiError, Problem};
 pub use metrics_endpoint::CONTENT_TYPE as METRICS_CONTENT_TYPE;

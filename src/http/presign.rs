@@ -116,13 +116,9 @@ pub async fn presign_one(
     let ApiJson(req) = body?;
     let now = SystemTime::now();
     let (outcome, record) = decide_and_sign(&state, &principal, &client, &name, &req, now).await;
-    state
-        .audit()
-        .append(std::slice::from_ref(&record))
+    super::audited::commit_one(&state, outcome, record)
         .await
-        .map_err(|e| ApiError::AuditUnavailable(e.to_string()))?;
-    super::context::observe_decisions(&state, std::slice::from_ref(&record));
-    outcome.map(Json)
+        .map(Json)
 }
 
 #[derive(Debug, Deserialize)]
@@ -206,17 +202,9 @@ pub async fn presign_batch(
             }
         }
     });
-    let (outcomes, records): (Vec<_>, Vec<_>) = futures_util::future::join_all(decisions)
-        .await
-        .into_iter()
-        .unzip();
+    let decided = futures_util::future::join_all(decisions).await;
     // One durable append for the whole batch; if it fails, nothing is issued.
-    state
-        .audit()
-        .append(&records)
-        .await
-        .map_err(|e| ApiError::AuditUnavailable(e.to_string()))?;
-    super::context::observe_decisions(state, &records);
+    let outcomes = super::audited::commit(state, decided).await?;
     let results = outcomes
         .into_iter()
         .enumerate()
@@ -284,6 +272,7 @@ async fn decide_and_sign(
         sse: ap.as_ref().map(|ap| ap.spec.encryption.mode().to_string()),
         signature_sha256: None,
         instance: state.instance().to_string(),
+        count: None,
     };
     let outcome = match ap {
         None => Err(ApiError::NotFound),
@@ -336,12 +325,13 @@ pub(super) fn base_record(
         sse: None,
         signature_sha256: None,
         instance: state.instance().to_string(),
+        count: None,
     }
 }
 
 /// Records a presign request refused before any access point was consulted (no valid token,
-/// not over HTTPS) and returns the error to answer with — or `audit_unavailable` if even the
-/// refusal cannot be recorded.
+/// not over HTTPS) and returns the error to answer with — `rate_limited` past the source's
+/// refusal limit, or `audit_unavailable` if even the refusal cannot be recorded.
 pub async fn audit_refusal(
     state: &AppState,
     client: &ClientInfo,
@@ -352,12 +342,9 @@ pub async fn audit_refusal(
     let mut record = base_record(state, client, None, operation, SystemTime::now());
     record.access_point = access_point.map(bounded);
     record.reason = error.code().to_string();
-    match state.audit().append(std::slice::from_ref(&record)).await {
-        Ok(()) => {
-            super::context::observe_decisions(state, std::slice::from_ref(&record));
-            error
-        }
-        Err(e) => ApiError::AuditUnavailable(e.to_string()),
+    match super::audited::commit_one(state, Err::<(), _>(error), record).await {
+        Ok(()) => ApiError::Internal("a refusal was committed as allowed".into()),
+        Err(e) => e,
     }
 }
 

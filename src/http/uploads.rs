@@ -249,13 +249,7 @@ async fn finish<T>(
     outcome: Result<T, ApiError>,
 ) -> Result<T, ApiError> {
     super::presign::name_decision(&mut record, &outcome);
-    state
-        .audit()
-        .append(std::slice::from_ref(&record))
-        .await
-        .map_err(|e| ApiError::AuditUnavailable(e.to_string()))?;
-    super::context::observe_decisions(state, std::slice::from_ref(&record));
-    outcome
+    super::audited::commit_one(state, outcome, record).await
 }
 
 /// The access point (visible to the caller) and the network rule.

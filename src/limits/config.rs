@@ -67,6 +67,15 @@ pub struct LimitsConfig {
     pub sse_kms_burst: Option<u32>,
     /// `local` (default) or `deny`: what happens while Redis is configured but unreachable.
     pub on_redis_error: OnRedisError,
+    /// Refused requests (deny records) one caller may have recorded one by one per minute:
+    /// an authenticated caller by issuer + subject, an anonymous one by source address (IPv6
+    /// by /64). Past it, refusals are answered 429 and counted into one summary record per
+    /// caller per `refusal_summary_interval_seconds`. Per instance. 0: unlimited.
+    pub refusals_per_minute: u32,
+    /// How many refusals may come at once (a batch's denied items count one each).
+    pub refusals_burst: u32,
+    /// How often summaries of the refusals past the limit are written to the audit outbox.
+    pub refusal_summary_interval_seconds: u64,
 }
 
 impl Default for LimitsConfig {
@@ -79,6 +88,9 @@ impl Default for LimitsConfig {
             sse_kms_per_second: 1_000,
             sse_kms_burst: None,
             on_redis_error: OnRedisError::Local,
+            refusals_per_minute: 600,
+            refusals_burst: 300,
+            refusal_summary_interval_seconds: 60,
         }
     }
 }
@@ -86,6 +98,11 @@ impl Default for LimitsConfig {
 impl LimitsConfig {
     pub fn per_subject(&self) -> Option<Quota> {
         Quota::per_minute(self.per_subject_per_minute, self.per_subject_burst)
+    }
+
+    /// `None` when refusals are not limited.
+    pub fn refusals(&self) -> Option<Quota> {
+        Quota::per_minute(self.refusals_per_minute, self.refusals_burst)
     }
 
     pub fn validate(&self) -> Vec<ConfigProblem> {
@@ -104,6 +121,24 @@ impl LimitsConfig {
                     format!("must be at most {MAX_RATE} (0 disables the limit)"),
                 ));
             }
+        }
+        if self.refusals_per_minute > MAX_RATE {
+            p.push(ConfigProblem::new(
+                "limits.refusals_per_minute",
+                format!("must be at most {MAX_RATE} (0 disables the limit)"),
+            ));
+        }
+        if self.refusals_per_minute > 0 && self.refusals_burst == 0 {
+            p.push(ConfigProblem::new(
+                "limits.refusals_burst",
+                "must be at least 1 while limits.refusals_per_minute is set",
+            ));
+        }
+        if !(1..=3_600).contains(&self.refusal_summary_interval_seconds) {
+            p.push(ConfigProblem::new(
+                "limits.refusal_summary_interval_seconds",
+                "must be between 1 and 3600",
+            ));
         }
         if self.per_subject_per_minute > 0 && self.per_subject_burst == 0 {
             p.push(ConfigProblem::new(

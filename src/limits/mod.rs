@@ -5,11 +5,13 @@
 //!
 //! - `config`: `[redis]` and `[limits]`;
 //! - `gcra`: the algorithm (`gcra.lua` is its Redis twin);
-//! - `local` and `shared` (Redis): the two places buckets live.
+//! - `local` and `shared` (Redis): the two places buckets live;
+//! - `refusals`: the limit on refused callers (their audit records), kept in this process.
 
 mod config;
 mod gcra;
 mod local;
+mod refusals;
 mod shared;
 
 use std::sync::{Arc, Mutex};
@@ -21,6 +23,7 @@ use sha2::{Digest, Sha256};
 pub use config::{LimitsConfig, MAX_RATE, OnRedisError, RedisConfig};
 pub use gcra::Quota;
 pub use local::LocalLimiter;
+pub use refusals::{Admission, Caller, RefusalLimiter};
 
 use crate::Principal;
 use crate::metrics::Metrics;
