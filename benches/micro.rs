@@ -13,10 +13,11 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use futures_util::FutureExt;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use presignd::Principal;
+use presignd::catalog::Catalog;
 use presignd::config::S3Config;
 use presignd::policy::{
-    AccessPointSpec, Catalog, CompiledAccessPoint, Decision, Encryption, Operation, Target,
-    evaluate, validate_key,
+    AccessPointSpec, CompiledAccessPoint, Decision, Encryption, Operation, Target, evaluate,
+    validate_key,
 };
 use presignd::sign::{CachedCredentials, SignRequest, Signer};
 use serde_json::json;

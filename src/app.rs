@@ -12,11 +12,11 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::audit::{Audit, AuditError};
+use crate::auth::revocations::Revocations;
 use crate::auth::{AuthSetupError, Verifier};
 use crate::catalog::{self, ApplyError};
 use crate::config::Config;
 use crate::limits::Limiter;
-use crate::revocations::Revocations;
 use crate::sign::Signer;
 use crate::state::{AppState, Parts};
 use crate::store::{Store, StoreError};
@@ -155,13 +155,13 @@ impl App {
         let mut background = vec![
             verifier.spawn_background_refresh(),
             // Access points and revocations: change notifications + the periodic reload.
-            tokio::spawn(crate::sync::run(state.clone(), reload)),
+            tokio::spawn(crate::catalog::sync::run(state.clone(), reload)),
             // Aborts multipart uploads abandoned for `uploads.abandon_after_seconds`.
             tokio::spawn(crate::uploads::run_sweeper(state.clone())),
         ];
         let cors_check = state.config().s3.cors_check_interval_seconds;
         if cors_check > 0 {
-            background.push(tokio::spawn(crate::bucket_check::run(
+            background.push(tokio::spawn(crate::bucket::check::run(
                 state.clone(),
                 Duration::from_secs(cors_check),
             )));
@@ -180,10 +180,10 @@ impl App {
         let tls = match (&config.server.tls_cert, &config.server.tls_key) {
             (Some(cert), Some(key)) => {
                 let cert = Arc::new(
-                    crate::tls::ReloadableCert::load(cert, key)
+                    crate::serve::tls::ReloadableCert::load(cert, key)
                         .map_err(|e| StartupError::Config(format!("server.tls_cert: {e}")))?,
                 );
-                let acceptor = crate::tls::acceptor(Arc::clone(&cert))
+                let acceptor = crate::serve::tls::acceptor(Arc::clone(&cert))
                     .map_err(|e| StartupError::Config(format!("server.tls_cert: {e}")))?;
                 Some((acceptor, cert))
             }
@@ -204,13 +204,13 @@ impl App {
         let reload_every = state.config().server.tls_reload_interval_seconds;
         let tls = tls.map(|(acceptor, cert)| {
             if reload_every > 0 {
-                background.push(crate::tls::reload_on_change(
+                background.push(crate::serve::tls::reload_on_change(
                     Arc::clone(&cert),
                     Duration::from_secs(reload_every),
                 ));
             }
             #[cfg(unix)]
-            background.push(crate::tls::reload_on_sighup(cert));
+            background.push(crate::serve::tls::reload_on_sighup(cert));
             #[cfg(not(unix))]
             let _ = cert;
             acceptor

@@ -163,7 +163,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let doc = serde_json::json!({ "CORSRules": [&rule] });
             println!("{}", serde_json::to_string_pretty(&doc)?);
             if apply {
-                crate::bucket_apply::apply_cors(&config, &ap, rule).await?;
+                crate::bucket::apply::apply_cors(&config, &ap, rule).await?;
                 println!("applied to bucket {}", ap.target.sdk_bucket());
             }
         }

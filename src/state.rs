@@ -6,11 +6,11 @@ use arc_swap::ArcSwap;
 
 use crate::audit::AuditSink;
 use crate::auth::Verifier;
+use crate::auth::revocations::Revocations;
+use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::limits::{Limiter, RefusalLimiter};
 use crate::metrics::Metrics;
-use crate::policy::Catalog;
-use crate::revocations::Revocations;
 use crate::sign::Signer;
 use crate::store::Store;
 
@@ -57,7 +57,9 @@ pub struct Parts {
 
 impl AppState {
     pub fn new(p: Parts) -> AppState {
-        let refusals = Arc::new(RefusalLimiter::new(p.config.limits.refusals()));
+        let refusals = Arc::new(RefusalLimiter::new(crate::limits::refusal_quota(
+            &p.config.limits,
+        )));
         AppState {
             inner: Arc::new(Inner {
                 config: p.config,

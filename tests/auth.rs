@@ -17,9 +17,10 @@ use jwt::{
 };
 use presignd::Principal;
 use presignd::auth::{
-    Algorithm, AuthError, AuthSetupError, DevTokenError, IssuerConfig, Verifier, bearer_token,
-    find_dev_issuer, mint_dev_token,
+    AuthError, AuthSetupError, DevTokenError, Verifier, bearer_token, find_dev_issuer,
+    mint_dev_token,
 };
+use presignd::config::{Algorithm, IssuerConfig};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 

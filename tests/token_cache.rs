@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use common::app::{Backend, TestApp, avatars};
 use common::jwt::{JwksServer, RSA1, RSA2, claims, http_client, issuer_config, jwks, now};
-use presignd::auth::{Algorithm, AuthError, IssuerConfig, Verifier, VerifierOptions};
+use presignd::auth::{AuthError, Verifier, VerifierOptions};
+use presignd::config::{Algorithm, IssuerConfig};
 use serde_json::json;
 
 const IDP: &str = "https://idp.test/";

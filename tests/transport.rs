@@ -276,9 +276,11 @@ async fn with_forwarded_configured_client_sent_x_forwarded_headers_are_ignored()
 fn certificate_reload_swaps_the_key_and_keeps_it_on_failure() {
     let dir = tempfile::tempdir().expect("tempdir");
     let first = common::tls::issue(dir.path(), "server");
-    let reloadable = presignd::tls::ReloadableCert::load(&first.cert, &first.key).expect("load");
-    let leaf =
-        |r: &presignd::tls::ReloadableCert| r.current().end_entity_cert().expect("leaf").to_vec();
+    let reloadable =
+        presignd::serve::tls::ReloadableCert::load(&first.cert, &first.key).expect("load");
+    let leaf = |r: &presignd::serve::tls::ReloadableCert| {
+        r.current().end_entity_cert().expect("leaf").to_vec()
+    };
     let before = leaf(&reloadable);
 
     // Renewed certificate written over the same files.

@@ -16,58 +16,6 @@ use crate::policy::{AccessPointSpec, Target};
 
 use super::SinkLocation;
 
-/// The `[audit]` keys on their own and against `[s3]` (`audit.instance` is checked with
-/// the rest of the configuration).
-pub fn check_audit_config(config: &Config) -> Vec<ConfigProblem> {
-    let a = &config.audit;
-    let mut p = Vec::new();
-    if let Err(m) = SinkLocation::parse(&a.sink) {
-        p.push(ConfigProblem::new("audit.sink", m));
-    }
-    if let Some(region) = &a.region {
-        let valid = !region.is_empty()
-            && region
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-        if !valid {
-            p.push(ConfigProblem::new(
-                "audit.region",
-                "must be a region name such as us-east-1",
-            ));
-        } else if *region != config.s3.region
-            && !a.allow_cross_region
-            && a.sink.starts_with("s3://")
-        {
-            p.push(ConfigProblem::new(
-                "audit.region",
-                format!(
-                    "the log bucket's region {region} differs from s3.region {}, where the served buckets are; records would leave that region. Use a log bucket in {}, or set audit.allow_cross_region = true",
-                    config.s3.region, config.s3.region
-                ),
-            ));
-        }
-    }
-    let mut range = |key: &str, v: u64, min: u64, max: u64| {
-        if !(min..=max).contains(&v) {
-            p.push(ConfigProblem::new(
-                format!("audit.{key}"),
-                format!("must be between {min} and {max}"),
-            ));
-        }
-    };
-    range("batch_max_records", a.batch_max_records as u64, 1, 100_000);
-    range("flush_interval_ms", a.flush_interval_ms, 10, 3_600_000);
-    range(
-        "commit_max_records",
-        a.commit_max_records as u64,
-        1,
-        100_000,
-    );
-    range("commit_max_wait_ms", a.commit_max_wait_ms, 0, 1_000);
-    range("shutdown_flush_ms", a.shutdown_flush_ms, 0, 600_000);
-    p
-}
-
 /// Problems with `audit.sink` given the access points that will be served.
 pub fn check_log_destination<'a>(
     config: &Config,
@@ -156,35 +104,6 @@ mod tests {
             p[0].message
         );
         assert!(check_log_destination(&config("file:///tmp/a"), [("oops", &served)]).is_empty());
-    }
-
-    #[test]
-    fn audit_keys_are_validated_and_named() {
-        let mut c = config("s3://acme-logs/");
-        assert!(check_audit_config(&c).is_empty(), "defaults are valid");
-        c.audit.region = Some("eu-west-1".into());
-        let p = check_audit_config(&c);
-        assert_eq!(p.len(), 1, "{p:?}");
-        assert_eq!(p[0].key, "audit.region");
-        assert!(
-            p[0].message.contains("eu-west-1") && p[0].message.contains("us-east-1"),
-            "names both regions: {}",
-            p[0].message
-        );
-        c.audit.allow_cross_region = true;
-        assert!(check_audit_config(&c).is_empty());
-        c.audit.sink = "s3://x".into();
-        c.audit.batch_max_records = 0;
-        c.audit.commit_max_wait_ms = 5_000;
-        let keys: Vec<String> = check_audit_config(&c).into_iter().map(|p| p.key).collect();
-        assert_eq!(
-            keys,
-            [
-                "audit.sink",
-                "audit.batch_max_records",
-                "audit.commit_max_wait_ms"
-            ]
-        );
     }
 
     #[test]

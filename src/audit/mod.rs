@@ -24,7 +24,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 pub use file_sink::FileSink;
-pub use guard::{check_audit_config, check_log_destination, refuse_log_loops};
+pub use guard::{check_log_destination, refuse_log_loops};
 pub use log_sink::{LogSink, SinkLocation, object_key};
 pub use outbox::{Outbox, OutboxSettings};
 pub use pipeline::Audit;

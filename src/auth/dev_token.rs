@@ -6,7 +6,7 @@ use jsonwebtoken::{EncodingKey, Header};
 use secrecy::ExposeSecret;
 use serde_json::{Map, Value, json};
 
-use crate::auth::config::{Algorithm, IssuerConfig, MIN_HS256_SECRET_BYTES};
+use crate::config::{Algorithm, IssuerConfig, MIN_HS256_SECRET_BYTES};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DevTokenError {

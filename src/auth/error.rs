@@ -1,7 +1,7 @@
 //! Authentication errors. Every `AuthError` is a 401; `code()` and `detail()` are what the
 //! client sees, `Display` is for the log. Neither ever contains the token.
 
-use crate::auth::config::ConfigProblem;
+use crate::config::ConfigProblem;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {

@@ -11,7 +11,8 @@ use jsonwebtoken::jwk::{
 use serde::Deserialize;
 use sha2::Digest;
 
-use crate::auth::config::{Algorithm, check_jwks_url};
+use crate::config::Algorithm;
+use crate::config::issuers::check_jwks_url;
 
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_JWKS_BYTES: usize = 1024 * 1024;

@@ -17,10 +17,10 @@ use tokio::time::Instant;
 use crate::Principal;
 use crate::auth::bearer::check_compact_jws;
 use crate::auth::claims;
-use crate::auth::config::{Algorithm, IssuerConfig, decoding_key_from_pem};
 use crate::auth::jwks::{self, KeyEntry};
 use crate::auth::token_cache::{self, TokenCache};
 use crate::auth::{AuthError, AuthSetupError};
+use crate::config::{Algorithm, IssuerConfig, decoding_key_from_pem};
 
 /// Verifies bearer JWTs. Cheap to clone: all state is behind one `Arc`.
 #[derive(Clone)]
@@ -267,7 +267,7 @@ impl Verifier {
         // entry under the old epoch, where it misses.
         let epoch = self.inner.key_epoch.load(Ordering::Acquire);
         let key = token_cache::digest(token);
-        let now = crate::revocations::unix_now();
+        let now = crate::auth::revocations::unix_now();
         let observe = |result| {
             if let Some(observer) = &self.inner.cache_observer {
                 observer(result);
@@ -338,10 +338,9 @@ impl Verifier {
         let principal = issuer.principal(data.claims)?;
         // `iat` is not checked by `jsonwebtoken`. A future one would shrink `exp - iat` under
         // the lifetime bound and pass as issued after a subject revocation.
-        if principal
-            .issued_at
-            .is_some_and(|iat| iat > crate::revocations::unix_now().saturating_add(issuer.leeway))
-        {
+        if principal.issued_at.is_some_and(|iat| {
+            iat > crate::auth::revocations::unix_now().saturating_add(issuer.leeway)
+        }) {
             return Err(AuthError::IssuedInFuture);
         }
         Ok(Verified {

@@ -26,9 +26,9 @@ use super::extract::{Admin, ApiJson};
 use super::presign::base_record;
 use crate::Principal;
 use crate::audit::{AuditRecord, Decision};
+use crate::auth::revocations::{RevocationRequest, RevocationView, unix_now};
 use crate::catalog;
 use crate::policy::{AccessPointSpec, FieldError, Target, mfa_sensitive_change};
-use crate::revocations::{RevocationRequest, RevocationView, unix_now};
 use crate::state::AppState;
 use crate::store::{StoredAccessPoint, etag};
 
@@ -258,7 +258,7 @@ pub async fn create_revocation(
     audit(&state, record).await?;
     let stored = state.store().upsert_revocation(&row).await?;
     // Refuse here at once; the other instances reload on the database's notification.
-    if let Err(error) = crate::sync::reload_revocations(&state).await {
+    if let Err(error) = crate::catalog::sync::reload_revocations(&state).await {
         tracing::warn!(%error, "revocation stored but not reloaded; the periodic reload will");
     }
     Ok((StatusCode::CREATED, Json(RevocationView::from(&stored))))
@@ -438,7 +438,7 @@ async fn audit(state: &AppState, record: AuditRecord) -> Result<(), ApiError> {
 
 /// Serves the change from this instance at once.
 async fn apply_locally(state: &AppState) {
-    if let Err(error) = crate::sync::reload_catalog(state).await {
+    if let Err(error) = crate::catalog::sync::reload_catalog(state).await {
         tracing::warn!(%error, "access point stored but not reloaded; the periodic reload will");
     }
 }

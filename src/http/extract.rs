@@ -47,7 +47,7 @@ async fn authenticate(state: &AppState, token: &str) -> Result<Principal, crate:
     // In memory: revoked tokens, and tokens living longer than revocations can cover.
     state
         .revocations()
-        .check(&principal, crate::revocations::unix_now())?;
+        .check(&principal, crate::auth::revocations::unix_now())?;
     Ok(principal)
 }
 

@@ -25,12 +25,12 @@ use super::extract::{ApiJson, Authenticated};
 use super::presign::{audit_refusal, base_record};
 use crate::Principal;
 use crate::audit::{AuditRecord, signature_sha256};
-use crate::policy::multipart::{self, MAX_PARTS, Plan, PlanError};
 use crate::policy::{self, CompiledAccessPoint, DenyReason, Encryption, Operation, UploadRequest};
 use crate::sign::multipart::{CreateUpload, MultipartError, PartSignRequest};
 use crate::sign::{Presigned, SignError, SignedHeaders};
 use crate::state::AppState;
 use crate::store::{Claim, StoredUpload, UploadOwner};
+use crate::uploads::plan::{self, MAX_PARTS, Plan, PlanError};
 use crate::uploads::{ABORT_CLAIM_SECONDS, COMPLETE_CLAIM_SECONDS, unix};
 
 const OP_CREATE: &str = "multipart_create";
@@ -430,7 +430,7 @@ async fn create(
             "this access point requires checksum_sha256, which multipart part URLs cannot carry; use a presigned put".into(),
         ));
     }
-    let plan = multipart::plan(
+    let plan = plan::plan(
         req.content_length,
         req.part_size,
         spec.upload.max_content_length,

@@ -3,12 +3,10 @@
 //! request) when `redis.url` is set; otherwise, and as the fallback while Redis is unreachable,
 //! kept in this process with the same arithmetic.
 //!
-//! - `config`: `[redis]` and `[limits]`;
 //! - `gcra`: the algorithm (`gcra.lua` is its Redis twin);
 //! - `local` and `shared` (Redis): the two places buckets live;
 //! - `refusals`: the limit on refused callers (their audit records), kept in this process.
 
-mod config;
 mod gcra;
 mod local;
 mod refusals;
@@ -20,12 +18,12 @@ use std::time::{Duration, Instant};
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 
-pub use config::{LimitsConfig, MAX_RATE, OnRedisError, RedisConfig};
 pub use gcra::Quota;
 pub use local::LocalLimiter;
 pub use refusals::{Admission, Caller, RefusalLimiter};
 
 use crate::Principal;
+use crate::config::{LimitsConfig, OnRedisError, RedisConfig};
 use crate::metrics::Metrics;
 use crate::policy::{CompiledAccessPoint, Encryption, Operation};
 
@@ -197,7 +195,7 @@ impl Limiter {
                 .get_or_insert_with(|| subject_key(&principal.iss, &principal.sub))
                 .clone()
         };
-        if let Some(quota) = cfg.per_subject() {
+        if let Some(quota) = Quota::per_minute(cfg.per_subject_per_minute, cfg.per_subject_burst) {
             out.push(Bucket {
                 key: format!("{}rl:s:{}", self.inner.prefix, subject_hash()),
                 quota,
@@ -322,6 +320,11 @@ impl Limiter {
                 LOG_INTERVAL.as_secs());
         }
     }
+}
+
+/// The refusal limit (`limits.refusals_per_minute` / `refusals_burst`); `None`: unlimited.
+pub fn refusal_quota(cfg: &LimitsConfig) -> Option<Quota> {
+    Quota::per_minute(cfg.refusals_per_minute, cfg.refusals_burst)
 }
 
 /// An access point's own `(rate, burst)` when it sets a rate, else the global default; a

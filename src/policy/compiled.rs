@@ -1,11 +1,8 @@
-//! Validated access points with their patterns parsed once, and the catalog that serves them.
+//! Validated access points with their patterns parsed once.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-
+use super::errors::{FieldError, SpecErrors};
 use super::glob::KeyPattern;
 use super::target::Target;
-use super::validate::{FieldError, SpecErrors};
 use super::{AccessPointSpec, Effect, OperationPattern};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -78,40 +75,6 @@ fn one_error(field: &str, e: impl std::fmt::Display) -> SpecErrors {
     }])
 }
 
-/// An immutable snapshot of the served access points, by name. Reloads build a new one.
-#[derive(Debug, Clone, Default)]
-pub struct Catalog {
-    by_name: BTreeMap<String, Arc<CompiledAccessPoint>>,
-}
-
-impl Catalog {
-    /// Names are unique in the store; should two entries share one, the later wins.
-    pub fn new(access_points: Vec<CompiledAccessPoint>) -> Catalog {
-        let by_name = access_points
-            .into_iter()
-            .map(|ap| (ap.spec.name.clone(), Arc::new(ap)))
-            .collect();
-        Catalog { by_name }
-    }
-
-    pub fn get(&self, name: &str) -> Option<&Arc<CompiledAccessPoint>> {
-        self.by_name.get(name)
-    }
-
-    /// In name order.
-    pub fn iter(&self) -> impl Iterator<Item = &Arc<CompiledAccessPoint>> {
-        self.by_name.values()
-    }
-
-    pub fn len(&self) -> usize {
-        self.by_name.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_name.is_empty()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,21 +125,5 @@ mod tests {
         let err = CompiledAccessPoint::compile(s).expect_err("invalid");
         let fields: Vec<&str> = err.0.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["name", "bucket", "rules[0].keys[0]"]);
-    }
-
-    #[test]
-    fn catalog_looks_up_and_iterates_by_name() {
-        let aps = ["zeta", "alpha", "mid"]
-            .iter()
-            .map(|n| CompiledAccessPoint::compile(spec(n, "bucket")).expect("valid"))
-            .collect();
-        let catalog = Catalog::new(aps);
-        assert_eq!(catalog.len(), 3);
-        assert!(!catalog.is_empty());
-        assert_eq!(catalog.get("mid").map(|ap| ap.name()), Some("mid"));
-        assert!(catalog.get("nope").is_none());
-        let names: Vec<&str> = catalog.iter().map(|ap| ap.name()).collect();
-        assert_eq!(names, ["alpha", "mid", "zeta"]);
-        assert!(Catalog::default().is_empty());
     }
 }

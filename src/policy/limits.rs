@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::validate::FieldError;
+use super::errors::FieldError;
 
 /// Largest rate an access point may set (per second or per minute).
 pub const MAX_LIMIT_RATE: u32 = 1_000_000;

@@ -10,11 +10,11 @@
 mod access_point;
 mod changes;
 mod compiled;
+mod errors;
 mod evaluate;
 mod glob;
 mod key;
 mod limits;
-pub mod multipart;
 mod request;
 mod target;
 mod validate;
@@ -24,14 +24,16 @@ pub use access_point::{
     UnknownOperation, UploadConstraints,
 };
 pub use changes::mfa_sensitive_change;
-pub use compiled::{Catalog, CompiledAccessPoint};
+pub use compiled::CompiledAccessPoint;
+pub use errors::{FieldError, SpecErrors};
 pub use evaluate::{Decision, DenyReason, allowed_operations, can_see, evaluate, evaluate_prefix};
 pub use glob::{GlobError, KeyPattern};
 pub use key::{KeyError, MAX_KEY_BYTES, validate_key};
 pub use limits::{AccessPointLimits, MAX_LIMIT_RATE};
 pub use request::{
-    ConstraintError, MAX_EXPIRES_IN, MAX_METADATA_BYTES, MAX_SINGLE_PUT_BYTES, UploadRequest,
-    check_metadata, check_response_overrides, check_upload, content_type_allowed, resolve_expires,
+    ConstraintError, MAX_EXPIRES_IN, MAX_METADATA_BYTES, MAX_OBJECT_SIZE, MAX_SINGLE_PUT_BYTES,
+    UploadRequest, check_metadata, check_response_overrides, check_upload, content_type_allowed,
+    resolve_expires,
 };
 pub use target::{Arn, Target, TargetError};
-pub use validate::{FieldError, MAX_PREFIX_BYTES, SpecErrors, check_origin};
+pub use validate::{MAX_PREFIX_BYTES, check_origin};

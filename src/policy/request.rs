@@ -11,6 +11,8 @@ use super::AccessPointSpec;
 pub const MAX_EXPIRES_IN: u32 = 604_800;
 /// S3's largest single PUT: 5 GiB.
 pub const MAX_SINGLE_PUT_BYTES: u64 = 5 * 1024 * 1024 * 1024;
+/// S3's largest object (a multipart upload): 5 TiB.
+pub const MAX_OBJECT_SIZE: u64 = 5 * 1024 * 1024 * 1024 * 1024;
 /// S3's limit on user-defined metadata: names plus values, in bytes.
 pub const MAX_METADATA_BYTES: usize = 2048;
 

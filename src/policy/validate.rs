@@ -1,43 +1,14 @@
 //! `AccessPointSpec::validate`: every problem at once, each naming its field.
 
-use std::fmt;
-
-use serde::{Deserialize, Serialize};
-
+use super::errors::{FieldError, SpecErrors};
 use super::glob::KeyPattern;
 use super::key::check_path;
-use super::multipart::MAX_OBJECT_SIZE;
-use super::request::{MAX_EXPIRES_IN, is_metadata_name, is_token};
+use super::request::{MAX_EXPIRES_IN, MAX_OBJECT_SIZE, is_metadata_name, is_token};
 use super::target::{Target, is_dns_label};
 use super::{AccessPointSpec, Effect, Encryption, Operation, OperationPattern};
 
 /// Prefixes leave room under S3's 1024-byte key limit for the key itself.
 pub const MAX_PREFIX_BYTES: usize = 1000;
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FieldError {
-    /// A path into the spec: `name`, `rules[2].keys[0]`, `encryption.kms_key_id`.
-    pub field: String,
-    pub message: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct SpecErrors(pub Vec<FieldError>);
-
-impl fmt::Display for SpecErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str("; ")?;
-            }
-            write!(f, "{}: {}", e.field, e.message)?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for SpecErrors {}
 
 #[derive(Default)]
 struct Errors(Vec<FieldError>);

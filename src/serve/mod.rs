@@ -3,11 +3,14 @@
 //! gets a clear `https_required` problem (and health probes work) instead of a dropped
 //! connection. Every request carries the peer address and whether it arrived over TLS.
 //!
+//! Native TLS (`tls`): the certificate is reloaded when its files change or on SIGHUP.
+//!
 //! Slow and idle clients cannot hold connections: at most `server.max_connections` are open
 //! (further ones wait in the listen backlog), a TLS handshake must finish within
 //! `server.tls_handshake_timeout_ms`, and `deadlines` bounds header reads and keep-alive idle.
 
 mod deadlines;
+pub mod tls;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -15,7 +15,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use presignd::auth::IssuerConfig;
+use presignd::config::IssuerConfig;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;

@@ -7,8 +7,7 @@ pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
 pub const MAX_PART_SIZE: u64 = 5 * 1024 * 1024 * 1024;
 /// S3's most parts per upload.
 pub const MAX_PARTS: u32 = 10_000;
-/// S3's largest object: 5 TiB.
-pub const MAX_OBJECT_SIZE: u64 = 5 * 1024 * 1024 * 1024 * 1024;
+pub use crate::policy::MAX_OBJECT_SIZE;
 /// The part size chosen when the caller names none (grown to fit `MAX_PARTS`).
 pub const DEFAULT_PART_SIZE: u64 = 8 * 1024 * 1024;
 /// Part URLs one request may ask for.

@@ -3,8 +3,7 @@
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use super::gcra::Quota;
-use crate::config::ConfigProblem;
+use super::ConfigProblem;
 
 /// Largest configurable rate (per second or per minute): the GCRA interval must stay ≥ 1 µs.
 pub const MAX_RATE: u32 = 1_000_000;
@@ -96,15 +95,6 @@ impl Default for LimitsConfig {
 }
 
 impl LimitsConfig {
-    pub fn per_subject(&self) -> Option<Quota> {
-        Quota::per_minute(self.per_subject_per_minute, self.per_subject_burst)
-    }
-
-    /// `None` when refusals are not limited.
-    pub fn refusals(&self) -> Option<Quota> {
-        Quota::per_minute(self.refusals_per_minute, self.refusals_burst)
-    }
-
     pub fn validate(&self) -> Vec<ConfigProblem> {
         let mut p = Vec::new();
         for (key, rate) in [

@@ -1,15 +1,11 @@
-//! Multipart uploads: the `[uploads]` configuration and the sweeper that aborts abandoned
-//! uploads. The API is in `http::uploads`, the part planning in `policy::multipart`, the S3
-//! calls in `sign::multipart`, the rows in `store::uploads`.
+//! The sweeper: aborts multipart uploads nobody touched for `uploads.abandon_after_seconds`
+//! (and takes over claims whose instance died), audits each abort, forgets the upload.
 
 use std::time::{Duration, SystemTime};
 
-use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::audit::{AuditRecord, Decision};
-use crate::config::ConfigProblem;
-use crate::policy::multipart::MAX_PART_URLS_PER_REQUEST;
 use crate::sign::multipart::MultipartError;
 use crate::state::AppState;
 use crate::store::StoredUpload;
@@ -21,53 +17,6 @@ pub const COMPLETE_CLAIM_SECONDS: i64 = 3_600;
 pub const ABORT_CLAIM_SECONDS: i64 = 600;
 /// Uploads one sweep claims at most (the next sweep takes the rest).
 const SWEEP_BATCH: u32 = 100;
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct UploadsConfig {
-    /// Part URLs returned when an upload is created (the first parts); the others come from
-    /// `POST …/uploads/{upload_id}/parts`.
-    pub initial_part_urls: usize,
-    /// An upload with no activity (creation or part URLs) for this long is aborted.
-    pub abandon_after_seconds: u64,
-    /// How often each instance looks for abandoned uploads.
-    pub sweep_interval_ms: u64,
-}
-
-impl Default for UploadsConfig {
-    fn default() -> Self {
-        Self {
-            initial_part_urls: 100,
-            abandon_after_seconds: 86_400,
-            sweep_interval_ms: 300_000,
-        }
-    }
-}
-
-impl UploadsConfig {
-    pub fn validate(&self) -> Vec<ConfigProblem> {
-        let mut p = Vec::new();
-        if self.initial_part_urls > MAX_PART_URLS_PER_REQUEST {
-            p.push(ConfigProblem::new(
-                "uploads.initial_part_urls",
-                format!("must be at most {MAX_PART_URLS_PER_REQUEST}"),
-            ));
-        }
-        if !(1..=31_536_000).contains(&self.abandon_after_seconds) {
-            p.push(ConfigProblem::new(
-                "uploads.abandon_after_seconds",
-                "must be between 1 and 31536000 (one year)",
-            ));
-        }
-        if self.sweep_interval_ms < 100 {
-            p.push(ConfigProblem::new(
-                "uploads.sweep_interval_ms",
-                "must be at least 100",
-            ));
-        }
-        p
-    }
-}
 
 pub fn unix(t: SystemTime) -> i64 {
     OffsetDateTime::from(t).unix_timestamp()
@@ -161,29 +110,5 @@ fn sweep_record(state: &AppState, upload: &StoredUpload, now: SystemTime) -> Aud
         signature_sha256: None,
         instance: state.instance().to_string(),
         count: None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::UploadsConfig;
-
-    #[test]
-    fn defaults_are_valid_and_bad_values_name_their_key() {
-        assert!(UploadsConfig::default().validate().is_empty());
-        let bad = UploadsConfig {
-            initial_part_urls: 1001,
-            abandon_after_seconds: 0,
-            sweep_interval_ms: 10,
-        };
-        let keys: Vec<String> = bad.validate().into_iter().map(|p| p.key).collect();
-        assert_eq!(
-            keys,
-            [
-                "uploads.initial_part_urls",
-                "uploads.abandon_after_seconds",
-                "uploads.sweep_interval_ms"
-            ]
-        );
     }
 }

@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use crate::auth::revocations::unix_now;
 use crate::catalog;
-use crate::revocations::unix_now;
 use crate::state::AppState;
 use crate::store::{Change, StoreError};
 

@@ -7,6 +7,8 @@ use jsonwebtoken::DecodingKey;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
+use super::ConfigProblem;
+
 /// The JWS algorithms presignd accepts; anything else (including `none`) is refused.
 #[allow(clippy::upper_case_acronyms)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
@@ -88,14 +90,7 @@ fn default_min_refetch() -> u64 {
     30
 }
 
-/// One configuration error, naming the full key (`auth.issuers[0].jwks_url`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigProblem {
-    pub key: String,
-    pub message: String,
-}
-
-pub(crate) const MIN_HS256_SECRET_BYTES: usize = 32;
+pub const MIN_HS256_SECRET_BYTES: usize = 32;
 const MAX_LEEWAY_SECONDS: u64 = 300;
 const MIN_REFRESH_SECONDS: u64 = 10;
 

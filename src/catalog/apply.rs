@@ -1,13 +1,13 @@
 //! Loading access points from SQL into the in-memory catalog, and applying declarative files.
-//! (Keeping every instance's catalog current is `crate::sync`.)
 
 use std::path::Path;
 
 use serde::Deserialize;
 
+use super::Catalog;
 use crate::config::S3Config;
 use crate::policy::{
-    AccessPointSpec, Catalog, CompiledAccessPoint, FieldError, SpecErrors, mfa_sensitive_change,
+    AccessPointSpec, CompiledAccessPoint, FieldError, SpecErrors, mfa_sensitive_change,
 };
 use crate::store::{Store, StoreError, Upsert};
 

@@ -1,0 +1,158 @@
+//! `[server]`: the listener, native TLS, which proxies are believed about the client, CORS,
+//! and what bounds a request and a connection.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use super::ConfigProblem;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// PEM certificate chain and private key: both set = serve TLS natively (reloaded when the
+    /// files change and on SIGHUP). Plain HTTP on the same port is still answered, with 403
+    /// `https_required`.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// How often the certificate files are checked for changes (reloaded when their contents
+    /// differ); 0 turns the watch off, leaving SIGHUP.
+    pub tls_reload_interval_seconds: u64,
+    /// `Strict-Transport-Security: max-age=…` on responses to TLS requests; 0 disables it.
+    pub hsts_max_age_seconds: u64,
+    /// Refuse API requests that did not arrive over TLS (403 `https_required`). A request
+    /// counts as TLS only when a trusted proxy says so with `X-Forwarded-Proto: https`.
+    pub require_https: bool,
+    /// Only peers in these networks may say who the client is and whether it used TLS.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Which header family those proxies write: only that one is read.
+    pub forwarded_header: ForwardedHeader,
+    pub cors_allowed_origins: Vec<String>,
+    pub request_timeout_ms: u64,
+    /// A connection must deliver a request's headers within this long: of being accepted (its
+    /// first request), or of that request's first byte (later ones). Slow-header clients are
+    /// closed.
+    pub header_read_timeout_ms: u64,
+    /// How long a keep-alive connection may wait for its next request.
+    pub idle_timeout_ms: u64,
+    /// How long a TLS handshake may take (from the accept).
+    pub tls_handshake_timeout_ms: u64,
+    /// Open connections at most; further ones wait in the listen backlog until one closes.
+    pub max_connections: usize,
+    pub body_limit_bytes: usize,
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            tls_cert: None,
+            tls_key: None,
+            tls_reload_interval_seconds: 10,
+            hsts_max_age_seconds: 31_536_000,
+            require_https: true,
+            trusted_proxies: Vec::new(),
+            forwarded_header: ForwardedHeader::XForwarded,
+            cors_allowed_origins: Vec::new(),
+            request_timeout_ms: 10_000,
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            tls_handshake_timeout_ms: 10_000,
+            max_connections: 4_096,
+            body_limit_bytes: 256 * 1024,
+            shutdown_grace_ms: 10_000,
+        }
+    }
+}
+
+/// The headers a trusted proxy reports the client with (`server.forwarded_header`). A proxy
+/// writes one family and usually passes the other through from the client untouched, so
+/// reading both would let the client choose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For` (client: the rightmost untrusted hop) and `X-Forwarded-Proto` (its
+    /// last value). nginx, HAProxy, AWS ALB, Traefik, Envoy, most ingresses.
+    #[serde(rename = "x-forwarded")]
+    XForwarded,
+    /// RFC 7239 `Forwarded: for=…;proto=…` (client: the rightmost untrusted `for`, with the
+    /// `proto` of the same element).
+    #[serde(rename = "forwarded")]
+    Forwarded,
+}
+
+impl ServerConfig {
+    pub(super) fn validate(&self) -> Vec<ConfigProblem> {
+        let mut p = Vec::new();
+        let s = self;
+        if s.request_timeout_ms == 0 {
+            p.push(ConfigProblem::new(
+                "server.request_timeout_ms",
+                "must be at least 1",
+            ));
+        }
+        for (key, ms) in [
+            ("server.header_read_timeout_ms", s.header_read_timeout_ms),
+            ("server.idle_timeout_ms", s.idle_timeout_ms),
+            (
+                "server.tls_handshake_timeout_ms",
+                s.tls_handshake_timeout_ms,
+            ),
+        ] {
+            if !(100..=600_000).contains(&ms) {
+                p.push(ConfigProblem::new(
+                    key,
+                    "must be between 100 and 600000 (10 minutes)",
+                ));
+            }
+        }
+        if !(1..=1_000_000).contains(&s.max_connections) {
+            p.push(ConfigProblem::new(
+                "server.max_connections",
+                "must be between 1 and 1000000",
+            ));
+        }
+        if s.body_limit_bytes < 1024 {
+            p.push(ConfigProblem::new(
+                "server.body_limit_bytes",
+                "must be at least 1024",
+            ));
+        }
+        match (&s.tls_cert, &s.tls_key) {
+            (Some(cert), Some(key)) => {
+                if let Err(e) = crate::serve::tls::load_certified_key(cert, key) {
+                    p.push(ConfigProblem::new("server.tls_cert", e.to_string()));
+                }
+            }
+            (Some(_), None) => p.push(ConfigProblem::new(
+                "server.tls_key",
+                "is required when server.tls_cert is set",
+            )),
+            (None, Some(_)) => p.push(ConfigProblem::new(
+                "server.tls_cert",
+                "is required when server.tls_key is set",
+            )),
+            (None, None) => {}
+        }
+        if s.require_https && s.tls_cert.is_none() && s.trusted_proxies.is_empty() {
+            // Without native TLS or a trusted TLS-terminating proxy every API request would be
+            // refused.
+            p.push(ConfigProblem::new(
+                "server.require_https",
+                "is true but neither server.tls_cert/tls_key nor server.trusted_proxies are set, so no request can prove it arrived over TLS; serve TLS natively, put presignd behind a TLS-terminating proxy listed in server.trusted_proxies, or set require_https = false for local development",
+            ));
+        }
+        for (i, o) in s.cors_allowed_origins.iter().enumerate() {
+            if let Err(m) = crate::policy::check_origin(o) {
+                p.push(ConfigProblem::new(
+                    format!("server.cors_allowed_origins[{i}]"),
+                    m,
+                ));
+            }
+        }
+        p
+    }
+}
