@@ -1,4 +1,4 @@
-//! The audit pipeline end to end (DESIGN §4): the durable outbox in real SQLite and real
+//! The audit pipeline end to end (docs/audit.md): the durable outbox in real SQLite and real
 //! PostgreSQL, the shipper, and the log bucket on the in-process S3 server (s3s-fs, verifying
 //! SigV4). Records are read back from the bucket the way Athena would: gzip NDJSON objects
 //! under `dt=…/hour=…/`.

@@ -570,10 +570,19 @@ fn problem_codes_are_documented() {
     ] {
         let source = std::fs::read_to_string(format!("{}/{file}", env!("CARGO_MANIFEST_DIR")))
             .expect("read source");
-        for body in source.split("fn code(&self) -> &'static str {").skip(1) {
+        // `code()`, or the `(status, code)` table of `ApiError`: every literal there is a code.
+        let bodies = source
+            .split("fn code(&self) -> &'static str {")
+            .skip(1)
+            .chain(
+                source
+                    .split("fn status_and_code(&self) -> (StatusCode, &'static str) {")
+                    .skip(1),
+            );
+        for body in bodies {
             let body = &body[..body.find("\n    }\n").expect("end of code()")];
-            for piece in body.split("=> \"").skip(1) {
-                sent.insert(piece[..piece.find('"').expect("quote")].to_string());
+            for piece in body.split('"').skip(1).step_by(2) {
+                sent.insert(piece.to_string());
             }
         }
     }

@@ -1,5 +1,5 @@
 //! Audit: every decision becomes a record, and a URL is returned only after its record is
-//! durable (DESIGN §4).
+//! durable (docs/audit.md).
 //!
 //! Two stages. The **outbox** (`outbox`) is a table in the configured database: `append`
 //! returns once the record is committed there, many concurrent requests sharing one

@@ -5,12 +5,13 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
-use super::outbox::{self, Outbox, OutboxSettings, WriteTurns};
+use super::outbox::{Outbox, OutboxSettings};
 use super::shipper::{ShipperHandle, ShipperSettings};
 use super::{AuditError, AuditRecord, AuditSink, AuditStatus, BoxFuture, LogSink, SinkLocation};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::store::Store;
+use crate::store::outbox::{self, WriteTurns};
 
 pub struct Audit {
     outbox: Outbox,

@@ -1,4 +1,4 @@
-//! The audit record (DESIGN §4). It never holds the URL or its signature: the URL is a bearer
+//! The audit record (docs/audit.md). It never holds the URL or its signature: the URL is a bearer
 //! credential. `signature_sha256` lets a leaked URL be traced back to its record.
 
 use serde::{Deserialize, Serialize};

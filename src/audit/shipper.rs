@@ -26,10 +26,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::log_sink::{encode_ndjson_gz, object_key};
-use super::outbox::{self, Claim, Pending, WriteTurns};
 use super::{AuditError, LogSink};
 use crate::metrics::Metrics;
 use crate::store::Store;
+use crate::store::outbox::{self, Claim, Pending, WriteTurns};
 
 const MIN_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);

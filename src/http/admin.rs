@@ -20,10 +20,10 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::audited;
 use super::client::ClientInfo;
 use super::error::ApiError;
 use super::extract::{Admin, ApiJson};
-use super::presign::base_record;
 use crate::Principal;
 use crate::audit::{AuditRecord, Decision};
 use crate::auth::revocations::{RevocationRequest, RevocationView, unix_now};
@@ -234,7 +234,7 @@ pub async fn create_revocation(
         .map_err(ApiError::InvalidAccessPoint)?;
     let view = RevocationView::from(&row);
 
-    let mut record = base_record(
+    let mut record = audited::record(
         &state,
         &client,
         Some(&admin),
@@ -421,19 +421,16 @@ fn admin_record(
     operation: &str,
     spec: &AccessPointSpec,
 ) -> AuditRecord {
-    let mut record = base_record(state, client, Some(admin), operation, SystemTime::now());
+    let mut record = audited::record(state, client, Some(admin), operation, SystemTime::now());
     record.access_point = Some(spec.name.clone());
     record.bucket = Some(spec.bucket.clone());
     record.sse = Some(spec.encryption.mode().to_string());
     record
 }
 
+/// Makes an admin decision's record durable before the change is made (or refused).
 async fn audit(state: &AppState, record: AuditRecord) -> Result<(), ApiError> {
-    state
-        .audit()
-        .append(std::slice::from_ref(&record))
-        .await
-        .map_err(|e| ApiError::AuditUnavailable(e.to_string()))
+    audited::commit_one(state, Ok(()), record).await
 }
 
 /// Serves the change from this instance at once.

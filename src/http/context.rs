@@ -20,7 +20,6 @@ use tracing::field::Empty;
 
 use super::client::{ClientInfo, Proxies, acceptable_request_id};
 use super::error::{ApiError, PROBLEM_JSON, Problem, ProblemExt};
-use crate::audit::{AuditRecord, Decision};
 use crate::state::AppState;
 
 /// Paths that answer over plain HTTP even when `require_https` is on (probes from the
@@ -121,41 +120,12 @@ pub async fn context(State(state): State<AppState>, mut req: Request, next: Next
     response
 }
 
-/// Counts presign decisions whose audit records are durable, and names them on the request
-/// span: the access point (or `multiple` for a batch across several), the decision (`allow`,
-/// `deny`, or `mixed` for a batch) and, for a single decision, the reason code.
-pub fn observe_decisions(state: &AppState, records: &[AuditRecord]) {
-    state.metrics().observe_decisions(&state.catalog(), records);
-    let Some(first) = records.first() else {
-        return;
-    };
-    let span = tracing::Span::current();
-    let same_access_point = records.iter().all(|r| r.access_point == first.access_point);
-    match (&first.access_point, same_access_point) {
-        (Some(name), true) => span.record("access_point", name.as_str()),
-        (None, true) => span.record("access_point", "none"),
-        (_, false) => span.record("access_point", "multiple"),
-    };
-    let decision = |d: &Decision| match d {
-        Decision::Allow => "allow",
-        Decision::Deny => "deny",
-    };
-    if records.iter().all(|r| r.decision == first.decision) {
-        span.record("decision", decision(&first.decision));
-    } else {
-        span.record("decision", "mixed");
-    }
-    if records.len() == 1 {
-        span.record("reason", first.reason.as_str());
-    }
-}
-
 /// A presign or multipart upload request over plain HTTP is a refused decision, and so it is
 /// audited.
 async fn refuse_plain_http(state: &AppState, client: &ClientInfo, path: &str) -> ApiError {
     let access_point = super::issuing_access_point(path);
     if access_point.is_some() || path == "/v1/presign/batch" {
-        super::presign::audit_refusal(
+        super::audited::refuse(
             state,
             client,
             access_point,

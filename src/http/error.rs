@@ -11,6 +11,9 @@ use crate::policy::{ConstraintError, FieldError};
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
+/// What caused a 5xx: kept as an error source, so the log shows the whole chain.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{}", .0.detail())]
@@ -44,11 +47,11 @@ pub enum ApiError {
     #[error("expected a JSON body (content-type: application/json)")]
     UnsupportedMediaType,
     #[error("the audit record could not be made durable; nothing was issued")]
-    AuditUnavailable(String),
+    AuditUnavailable(#[source] Cause),
     #[error("a dependency is unavailable")]
-    Unavailable(String),
+    Unavailable(#[source] Cause),
     #[error("internal error")]
-    Internal(String),
+    Internal(#[source] Cause),
     #[error(
         "the access point's ETag is {current}, not one that If-Match or If-None-Match allows; fetch it again and reapply your change"
     )]
@@ -72,12 +75,72 @@ pub enum ApiError {
     #[error("S3 refused the listed parts: {0}")]
     InvalidParts(String),
     #[error("S3 failed the request")]
-    Upstream(String),
+    Upstream(#[source] Cause),
 }
 
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
-        ApiError::Unavailable(format!("database: {e}"))
+        ApiError::Unavailable(Box::new(e))
+    }
+}
+
+impl From<crate::audit::AuditError> for ApiError {
+    fn from(e: crate::audit::AuditError) -> Self {
+        ApiError::AuditUnavailable(Box::new(e))
+    }
+}
+
+impl From<crate::policy::Refusal> for ApiError {
+    fn from(r: crate::policy::Refusal) -> Self {
+        use crate::policy::{DenyReason, Refusal};
+        match r {
+            Refusal::Network => ApiError::NetworkDenied,
+            Refusal::Key(e) => ApiError::InvalidKey(e.to_string()),
+            Refusal::Rules {
+                reason: DenyReason::MfaRequired,
+                ..
+            } => ApiError::MfaRequired,
+            Refusal::Rules { .. } => ApiError::Forbidden,
+        }
+    }
+}
+
+impl From<crate::sign::SignError> for ApiError {
+    fn from(e: crate::sign::SignError) -> Self {
+        match e {
+            crate::sign::SignError::InsecureUrl => ApiError::HttpsRequired,
+            other => ApiError::Unavailable(Box::new(other)),
+        }
+    }
+}
+
+impl From<crate::sign::multipart::MultipartError> for ApiError {
+    fn from(e: crate::sign::multipart::MultipartError) -> Self {
+        use crate::sign::multipart::MultipartError;
+        match e {
+            MultipartError::NoSuchUpload => ApiError::UploadNotFound,
+            MultipartError::InvalidParts { code, message } => {
+                ApiError::InvalidParts(format!("{code}: {message}"))
+            }
+            MultipartError::Upstream(cause) => ApiError::Upstream(cause.into()),
+        }
+    }
+}
+
+impl From<crate::uploads::plan::PlanError> for ApiError {
+    fn from(e: crate::uploads::plan::PlanError) -> Self {
+        use crate::uploads::plan::PlanError;
+        match e {
+            PlanError::TooLarge { max } => ApiError::UploadTooLarge { max },
+            PlanError::PartSizeOutOfRange | PlanError::TooManyParts { .. } => {
+                ApiError::InvalidPartSize(e.to_string())
+            }
+            PlanError::Empty => ApiError::InvalidRequest(e.to_string()),
+            PlanError::PartNumberCount
+            | PlanError::PartNumberOutOfRange(..)
+            | PlanError::DuplicatePart(_)
+            | PlanError::IncompleteParts(_) => ApiError::InvalidPartNumbers(e.to_string()),
+        }
     }
 }
 
@@ -88,79 +151,58 @@ impl From<crate::limits::LimitError> for ApiError {
                 scope: scope.as_str(),
                 retry_after: retry_after.as_secs_f64().ceil().max(1.0) as u64,
             },
-            crate::limits::LimitError::Unavailable => ApiError::Unavailable(e.to_string()),
+            crate::limits::LimitError::Unavailable => ApiError::Unavailable(Box::new(e)),
         }
     }
 }
 
 impl ApiError {
-    pub fn status(&self) -> StatusCode {
+    /// The HTTP status and the stable machine-readable `code` (documented in openapi/ and
+    /// docs/errors.md): the one table from errors to answers.
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        use StatusCode as S;
         match self {
             // The token may be fine: presignd cannot check it yet. Not the client's fault.
-            ApiError::Auth(AuthError::KeysUnavailable) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Auth(_) => StatusCode::UNAUTHORIZED,
-            ApiError::NotFound | ApiError::NoRoute => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Forbidden
-            | ApiError::MfaRequired
-            | ApiError::HttpsRequired
-            | ApiError::NetworkDenied => StatusCode::FORBIDDEN,
-            ApiError::InvalidKey(_)
-            | ApiError::InvalidRequest(_)
-            | ApiError::InvalidAccessPoint(_)
-            | ApiError::PostUnsupported(_) => StatusCode::BAD_REQUEST,
-            ApiError::Constraint(c) => match c.code() {
-                "payload_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
-                _ => StatusCode::BAD_REQUEST,
-            },
-            ApiError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::AuditUnavailable(_) | ApiError::Unavailable(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
+            ApiError::Auth(AuthError::KeysUnavailable) => (S::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::Auth(e) => (S::UNAUTHORIZED, e.code()),
+            ApiError::NotFound | ApiError::NoRoute => (S::NOT_FOUND, "not_found"),
+            ApiError::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            ApiError::Forbidden => (S::FORBIDDEN, "forbidden"),
+            ApiError::MfaRequired => (S::FORBIDDEN, "mfa_required"),
+            ApiError::HttpsRequired => (S::FORBIDDEN, "https_required"),
+            ApiError::NetworkDenied => (S::FORBIDDEN, "network_denied"),
+            ApiError::InvalidKey(_) => (S::BAD_REQUEST, "invalid_key"),
+            ApiError::InvalidRequest(_) | ApiError::InvalidAccessPoint(_) => {
+                (S::BAD_REQUEST, "invalid_request")
             }
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            ApiError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
-            ApiError::Conflict => StatusCode::CONFLICT,
-            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::UploadNotFound => StatusCode::NOT_FOUND,
-            ApiError::InvalidPartNumbers(_)
-            | ApiError::InvalidPartSize(_)
-            | ApiError::InvalidParts(_) => StatusCode::BAD_REQUEST,
-            ApiError::UploadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            ApiError::PostUnsupported(_) => (S::BAD_REQUEST, "post_unsupported"),
+            ApiError::Constraint(c) => match c.code() {
+                code @ "payload_too_large" => (S::PAYLOAD_TOO_LARGE, code),
+                code => (S::BAD_REQUEST, code),
+            },
+            ApiError::BodyTooLarge => (S::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::UnsupportedMediaType => (S::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            ApiError::AuditUnavailable(_) => (S::SERVICE_UNAVAILABLE, "audit_unavailable"),
+            ApiError::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
+            ApiError::PreconditionFailed { .. } => (S::PRECONDITION_FAILED, "precondition_failed"),
+            ApiError::Conflict => (S::CONFLICT, "conflict"),
+            ApiError::RateLimited { .. } => (S::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::UploadNotFound => (S::NOT_FOUND, "upload_not_found"),
+            ApiError::InvalidPartNumbers(_) => (S::BAD_REQUEST, "invalid_part_numbers"),
+            ApiError::InvalidPartSize(_) => (S::BAD_REQUEST, "invalid_part_size"),
+            ApiError::UploadTooLarge { .. } => (S::PAYLOAD_TOO_LARGE, "upload_too_large"),
+            ApiError::InvalidParts(_) => (S::BAD_REQUEST, "invalid_parts"),
+            ApiError::Upstream(_) => (S::BAD_GATEWAY, "upstream_error"),
         }
     }
 
-    /// The stable machine-readable code (documented in openapi/ and docs/errors.md).
+    pub fn status(&self) -> StatusCode {
+        self.status_and_code().0
+    }
+
     pub fn code(&self) -> &'static str {
-        match self {
-            ApiError::Auth(AuthError::KeysUnavailable) => "unavailable",
-            ApiError::Auth(e) => e.code(),
-            ApiError::NotFound | ApiError::NoRoute => "not_found",
-            ApiError::MethodNotAllowed => "method_not_allowed",
-            ApiError::Forbidden => "forbidden",
-            ApiError::MfaRequired => "mfa_required",
-            ApiError::HttpsRequired => "https_required",
-            ApiError::NetworkDenied => "network_denied",
-            ApiError::InvalidKey(_) => "invalid_key",
-            ApiError::InvalidRequest(_) | ApiError::InvalidAccessPoint(_) => "invalid_request",
-            ApiError::Constraint(c) => c.code(),
-            ApiError::PostUnsupported(_) => "post_unsupported",
-            ApiError::BodyTooLarge => "payload_too_large",
-            ApiError::UnsupportedMediaType => "unsupported_media_type",
-            ApiError::AuditUnavailable(_) => "audit_unavailable",
-            ApiError::Unavailable(_) => "unavailable",
-            ApiError::Internal(_) => "internal",
-            ApiError::PreconditionFailed { .. } => "precondition_failed",
-            ApiError::Conflict => "conflict",
-            ApiError::RateLimited { .. } => "rate_limited",
-            ApiError::UploadNotFound => "upload_not_found",
-            ApiError::InvalidPartNumbers(_) => "invalid_part_numbers",
-            ApiError::InvalidPartSize(_) => "invalid_part_size",
-            ApiError::UploadTooLarge { .. } => "upload_too_large",
-            ApiError::InvalidParts(_) => "invalid_parts",
-            ApiError::Upstream(_) => "upstream_error",
-        }
+        self.status_and_code().1
     }
 
     pub fn problem(&self) -> Problem {
@@ -185,15 +227,17 @@ impl ApiError {
         problem
     }
 
-    /// The underlying cause worth logging for server errors.
-    pub fn cause(&self) -> Option<&str> {
-        match self {
-            ApiError::AuditUnavailable(c)
-            | ApiError::Unavailable(c)
-            | ApiError::Internal(c)
-            | ApiError::Upstream(c) => Some(c),
-            _ => None,
+    /// For a server error, the underlying cause worth logging: its whole source chain
+    /// (`a: b: c`). Client errors have none (their answer says it all).
+    pub fn cause(&self) -> Option<String> {
+        if !self.status().is_server_error() {
+            return None;
         }
+        let first = std::error::Error::source(self)?;
+        let chain: Vec<String> = std::iter::successors(Some(first), |e| e.source())
+            .map(ToString::to_string)
+            .collect();
+        Some(chain.join(": "))
     }
 }
 
@@ -298,7 +342,7 @@ impl IntoResponse for ApiError {
         }
         resp.extensions_mut().insert(ProblemExt {
             problem,
-            cause: self.cause().map(str::to_string),
+            cause: self.cause(),
         });
         resp
     }

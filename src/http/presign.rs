@@ -12,13 +12,13 @@ use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use super::audited::{self, Audited, bounded};
 use super::client::ClientInfo;
 use super::error::{ApiError, Problem};
 use super::extract::{ApiJson, Authenticated};
-use crate::Principal;
-use crate::audit::{AuditRecord, Decision, signature_sha256};
+use crate::audit::signature_sha256;
 use crate::policy::{
-    self, CompiledAccessPoint, DenyReason, Encryption, MAX_SINGLE_PUT_BYTES, Operation, Target,
+    self, CompiledAccessPoint, Encryption, Keys, MAX_SINGLE_PUT_BYTES, Operation, Target,
     UploadRequest,
 };
 use crate::sign::{PostKey, PostRequest, Presigned, SignRequest, SignedHeaders};
@@ -105,20 +105,13 @@ pub async fn presign_one(
     Path(name): Path<String>,
     body: Result<ApiJson<PresignRequest>, ApiError>,
 ) -> Result<Json<PresignResponse>, ApiError> {
-    // Authentication first: an anonymous caller learns nothing about the body's validity.
-    let principal = match auth {
-        Ok(Authenticated(p)) => p,
-        Err(e) => {
-            let op = body.as_ref().map_or("unknown", |b| b.0.operation.as_str());
-            return Err(audit_refusal(&state, &client, Some(&name), op, e).await);
-        }
-    };
+    let op = body.as_ref().map_or("unknown", |b| b.0.operation.as_str());
+    let principal = audited::authenticate(&state, &client, auth, op, Some(&name)).await?;
     let ApiJson(req) = body?;
     let now = SystemTime::now();
-    let (outcome, record) = decide_and_sign(&state, &principal, &client, &name, &req, now).await;
-    super::audited::commit_one(&state, outcome, record)
-        .await
-        .map(Json)
+    let mut call = Audited::new(&state, &client, &principal, op, Some(&name), now);
+    let outcome = decide(&mut call, &name, &req).await;
+    call.finish(outcome).await.map(Json)
 }
 
 #[derive(Debug, Deserialize)]
@@ -158,10 +151,7 @@ pub async fn presign_batch(
     client: ClientInfo,
     body: Result<ApiJson<BatchRequest>, ApiError>,
 ) -> Result<Json<BatchResponse>, ApiError> {
-    let principal = match auth {
-        Ok(Authenticated(p)) => p,
-        Err(e) => return Err(audit_refusal(&state, &client, None, "batch", e).await),
-    };
+    let principal = audited::authenticate(&state, &client, auth, "batch", None).await?;
     let ApiJson(batch) = body?;
     if batch.items.is_empty() || batch.items.len() > MAX_BATCH_ITEMS {
         return Err(ApiError::InvalidRequest(format!(
@@ -177,34 +167,22 @@ pub async fn presign_batch(
         let (ap_name, op_name) = (named("access_point"), named("operation"));
         match serde_json::from_value::<BatchItem>(item) {
             Ok(item) => {
-                decide_and_sign(
-                    state,
-                    principal,
-                    client,
-                    &item.access_point,
-                    &item.request,
-                    now,
-                )
-                .await
+                let op = item.request.operation.as_str();
+                let ap = Some(item.access_point.as_str());
+                let mut call = Audited::new(state, client, principal, op, ap, now);
+                let outcome = decide(&mut call, &item.access_point, &item.request).await;
+                call.decided(outcome)
             }
             Err(e) => {
-                let error = ApiError::InvalidRequest(format!("invalid item: {e}"));
-                let mut record = base_record(
-                    state,
-                    client,
-                    Some(principal),
-                    op_name.as_deref().unwrap_or("unknown"),
-                    now,
-                );
-                record.access_point = ap_name;
-                record.reason = error.code().to_string();
-                (Err(error), record)
+                let op = op_name.as_deref().unwrap_or("unknown");
+                let call = Audited::new(state, client, principal, op, ap_name.as_deref(), now);
+                call.decided(Err(ApiError::InvalidRequest(format!("invalid item: {e}"))))
             }
         }
     });
     let decided = futures_util::future::join_all(decisions).await;
     // One durable append for the whole batch; if it fails, nothing is issued.
-    let outcomes = super::audited::commit(state, decided).await?;
+    let outcomes = audited::commit(state, decided).await?;
     let results = outcomes
         .into_iter()
         .enumerate()
@@ -236,155 +214,21 @@ pub async fn presign_batch(
     }))
 }
 
-/// Decides one request and signs it if allowed; always returns the audit record of the
-/// decision, which the caller must make durable before answering.
-async fn decide_and_sign(
-    state: &AppState,
-    principal: &Principal,
-    client: &ClientInfo,
+/// Decides one presign request against the access point `name` and signs it if allowed;
+/// `call.record` holds what the decision found, for the caller to make durable.
+async fn decide(
+    call: &mut Audited<'_>,
     name: &str,
     req: &PresignRequest,
-    now: SystemTime,
-) -> (Result<PresignResponse, ApiError>, AuditRecord) {
-    let catalog = state.catalog();
-    let ap = catalog
-        .get(name)
-        .filter(|ap| policy::can_see(ap, principal))
-        .cloned();
-    let mut record = AuditRecord {
-        id: AuditRecord::new_id(),
-        time: OffsetDateTime::from(now),
-        request_id: client.request_id.clone(),
-        decision: Decision::Deny,
-        reason: String::new(),
-        operation: req.operation.as_str().to_string(),
-        access_point: Some(bounded(name)),
-        bucket: ap.as_ref().map(|ap| ap.target.sdk_bucket().to_string()),
-        key: None,
-        expires_at: None,
-        subject: Some(principal.sub.clone()),
-        issuer: Some(principal.iss.clone()),
-        groups: principal.groups.clone(),
-        source_ip: client.ip.map(|ip| ip.to_string()),
-        user_agent: client.user_agent.clone(),
-        origin: client.origin.clone(),
-        tls: client.tls,
-        sse: ap.as_ref().map(|ap| ap.spec.encryption.mode().to_string()),
-        signature_sha256: None,
-        instance: state.instance().to_string(),
-        count: None,
-    };
-    let outcome = match ap {
-        None => Err(ApiError::NotFound),
-        Some(ap) => decide(state, principal, client, &ap, req, now, &mut record).await,
-    };
-    name_decision(&mut record, &outcome);
-    (outcome, record)
-}
-
-/// Names the decision in an audit record from the request's outcome: allowed, the rule
-/// outcome the evaluation already wrote (explicit or implicit deny), or the problem code.
-pub(super) fn name_decision<T>(record: &mut AuditRecord, outcome: &Result<T, ApiError>) {
-    match outcome {
-        Ok(_) => {
-            record.decision = Decision::Allow;
-            record.reason = "allowed".into();
-        }
-        Err(ApiError::Forbidden) if !record.reason.is_empty() => {}
-        Err(e) => record.reason = e.code().to_string(),
-    }
-}
-
-/// A deny record with what is known about the caller; the decision fills in the rest. (The
-/// admin API builds its records from it too.)
-pub(super) fn base_record(
-    state: &AppState,
-    client: &ClientInfo,
-    principal: Option<&Principal>,
-    operation: &str,
-    now: SystemTime,
-) -> AuditRecord {
-    AuditRecord {
-        id: AuditRecord::new_id(),
-        time: OffsetDateTime::from(now),
-        request_id: client.request_id.clone(),
-        decision: Decision::Deny,
-        reason: String::new(),
-        operation: bounded(operation),
-        access_point: None,
-        bucket: None,
-        key: None,
-        expires_at: None,
-        subject: principal.map(|p| p.sub.clone()),
-        issuer: principal.map(|p| p.iss.clone()),
-        groups: principal.map(|p| p.groups.clone()).unwrap_or_default(),
-        source_ip: client.ip.map(|ip| ip.to_string()),
-        user_agent: client.user_agent.clone(),
-        origin: client.origin.clone(),
-        tls: client.tls,
-        sse: None,
-        signature_sha256: None,
-        instance: state.instance().to_string(),
-        count: None,
-    }
-}
-
-/// Records a presign request refused before any access point was consulted (no valid token,
-/// not over HTTPS) and returns the error to answer with — `rate_limited` past the source's
-/// refusal limit, or `audit_unavailable` if even the refusal cannot be recorded.
-pub async fn audit_refusal(
-    state: &AppState,
-    client: &ClientInfo,
-    access_point: Option<&str>,
-    operation: &str,
-    error: ApiError,
-) -> ApiError {
-    let mut record = base_record(state, client, None, operation, SystemTime::now());
-    record.access_point = access_point.map(bounded);
-    record.reason = error.code().to_string();
-    match super::audited::commit_one(state, Err::<(), _>(error), record).await {
-        Ok(()) => ApiError::Internal("a refusal was committed as allowed".into()),
-        Err(e) => e,
-    }
-}
-
-async fn decide(
-    state: &AppState,
-    principal: &Principal,
-    client: &ClientInfo,
-    ap: &CompiledAccessPoint,
-    req: &PresignRequest,
-    now: SystemTime,
-    record: &mut AuditRecord,
 ) -> Result<PresignResponse, ApiError> {
+    let ap = call.access_point(name)?;
     let spec = &ap.spec;
-    let cidrs = &spec.network.allowed_cidrs;
-    if !cidrs.is_empty()
-        && !client
-            .ip
-            .is_some_and(|ip| cidrs.iter().any(|n| n.contains(&ip)))
-    {
-        return Err(ApiError::NetworkDenied);
-    }
-
-    let full_key = policy::validate_key(&spec.prefix, &req.key)
-        .map_err(|e| ApiError::InvalidKey(e.to_string()))?;
-    record.key = Some(full_key.clone());
-
-    let starts_with = req.key_starts_with == Some(true);
-    let decision = if starts_with && req.operation == PresignOperation::Post {
-        policy::evaluate_prefix(ap, principal, Operation::Put, &req.key)
+    let keys = if req.operation == PresignOperation::Post && req.key_starts_with == Some(true) {
+        Keys::Prefix(&req.key)
     } else {
-        policy::evaluate(ap, principal, req.operation.authorized_as(), &req.key)
+        Keys::Exact(&req.key)
     };
-    match decision {
-        policy::Decision::Allow => {}
-        policy::Decision::Deny(DenyReason::MfaRequired) => return Err(ApiError::MfaRequired),
-        policy::Decision::Deny(reason) => {
-            record.reason = reason.as_str().to_string();
-            return Err(ApiError::Forbidden);
-        }
-    }
+    let full_key = call.authorize(&ap, req.operation.authorized_as(), keys)?;
 
     check_fields_for_operation(req)?;
     let expires_in = policy::resolve_expires(spec, req.expires_in)?;
@@ -395,7 +239,7 @@ async fn decide(
         req.response_content_disposition.as_deref(),
     )?;
     if req.operation == PresignOperation::Post {
-        check_post(ap, req)?;
+        check_post(&ap, req)?;
     }
     if req.operation.uploads() {
         policy::check_upload(
@@ -413,26 +257,27 @@ async fn decide(
         )?;
     }
     // SSE-C sends the customer's key in headers: only ever over TLS, both legs.
-    if matches!(spec.encryption, Encryption::SseC) && !client.tls {
+    if matches!(spec.encryption, Encryption::SseC) && !call.client.tls {
         return Err(ApiError::HttpsRequired);
     }
     // Only a request that would be issued is charged to the rate limits.
-    state
+    call.state
         .limiter()
-        .admit(principal, ap, req.operation.authorized_as())
+        .admit(call.principal, &ap, req.operation.authorized_as())
         .await?;
     if req.operation == PresignOperation::Post {
-        return sign_post(state, client, ap, req, &full_key, expires_in, now, record).await;
+        return sign_post(call, &ap, req, &full_key, expires_in).await;
     }
 
-    let signed: Presigned = state
+    let signed: Presigned = call
+        .state
         .signer()
         .presign(&SignRequest {
             operation: req.operation.authorized_as(),
             target: &ap.target,
             key: &full_key,
             expires_in: Duration::from_secs(u64::from(expires_in)),
-            now,
+            now: call.now,
             encryption: &spec.encryption,
             content_type: req.content_type.as_deref(),
             content_length: req.content_length,
@@ -441,18 +286,14 @@ async fn decide(
             response_content_disposition: req.response_content_disposition.as_deref(),
             response_content_type: req.response_content_type.as_deref(),
             // The record exists before the URL: its id is signed into it.
-            record_id: &record.id,
+            record_id: &call.record.id,
         })
-        .await
-        .map_err(|e| match e {
-            crate::sign::SignError::InsecureUrl => ApiError::HttpsRequired,
-            other => ApiError::Unavailable(other.to_string()),
-        })?;
+        .await?;
     if matches!(spec.encryption, Encryption::SseC) && !signed.url.starts_with("https://") {
         return Err(ApiError::HttpsRequired);
     }
-    record.expires_at = Some(signed.expires_at);
-    record.signature_sha256 = Some(signature_sha256(&signed.signature));
+    call.record.expires_at = Some(signed.expires_at);
+    call.record.signature_sha256 = Some(signature_sha256(&signed.signature));
     Ok(PresignResponse {
         url: signed.url,
         method: signed.method,
@@ -461,7 +302,7 @@ async fn decide(
         access_point: spec.name.clone(),
         bucket: ap.target.sdk_bucket().to_string(),
         key: full_key,
-        request_id: client.request_id.clone(),
+        request_id: call.client.request_id.clone(),
         expires_clamped: signed.clamped,
         fields: None,
     })
@@ -500,16 +341,12 @@ fn check_post(ap: &CompiledAccessPoint, req: &PresignRequest) -> Result<(), ApiE
 
 /// Signs the POST policy: S3 enforces the key (or its prefix), the size range, the content
 /// type, encryption, metadata and the record id on the upload itself.
-#[allow(clippy::too_many_arguments)]
 async fn sign_post(
-    state: &AppState,
-    client: &ClientInfo,
+    call: &mut Audited<'_>,
     ap: &CompiledAccessPoint,
     req: &PresignRequest,
     full_key: &str,
     expires_in: u32,
-    now: SystemTime,
-    record: &mut AuditRecord,
 ) -> Result<PresignResponse, ApiError> {
     let spec = &ap.spec;
     // [0, the access point's maximum, or the declared length when smaller; else S3's 5 GiB].
@@ -527,26 +364,23 @@ async fn sign_post(
     } else {
         PostKey::Exact(full_key)
     };
-    let signed = state
+    let signed = call
+        .state
         .signer()
         .presign_post(&PostRequest {
             target: &ap.target,
             key,
             expires_in: Duration::from_secs(u64::from(expires_in)),
-            now,
+            now: call.now,
             encryption: &spec.encryption,
             content_type: req.content_type.as_deref(),
             content_length_range: 0..=max,
             metadata: &req.metadata,
-            record_id: &record.id,
+            record_id: &call.record.id,
         })
-        .await
-        .map_err(|e| match e {
-            crate::sign::SignError::InsecureUrl => ApiError::HttpsRequired,
-            other => ApiError::Unavailable(other.to_string()),
-        })?;
-    record.expires_at = Some(signed.expires_at);
-    record.signature_sha256 = Some(signature_sha256(&signed.signature));
+        .await?;
+    call.record.expires_at = Some(signed.expires_at);
+    call.record.signature_sha256 = Some(signature_sha256(&signed.signature));
     Ok(PresignResponse {
         url: signed.url,
         method: "POST",
@@ -555,7 +389,7 @@ async fn sign_post(
         access_point: spec.name.clone(),
         bucket: ap.target.sdk_bucket().to_string(),
         key: full_key.to_string(),
-        request_id: client.request_id.clone(),
+        request_id: call.client.request_id.clone(),
         expires_clamped: signed.clamped,
         fields: Some(signed.fields),
     })
@@ -587,11 +421,6 @@ fn check_fields_for_operation(req: &PresignRequest) -> Result<(), ApiError> {
         ));
     }
     Ok(())
-}
-
-/// An access point name as the caller typed it, bounded for the audit record.
-fn bounded(name: &str) -> String {
-    name.chars().filter(|c| !c.is_control()).take(128).collect()
 }
 
 #[cfg(test)]

@@ -19,18 +19,18 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use super::audited::{self, Audited};
 use super::client::ClientInfo;
 use super::error::ApiError;
 use super::extract::{ApiJson, Authenticated};
-use super::presign::{audit_refusal, base_record};
 use crate::Principal;
-use crate::audit::{AuditRecord, signature_sha256};
-use crate::policy::{self, CompiledAccessPoint, DenyReason, Encryption, Operation, UploadRequest};
+use crate::audit::signature_sha256;
+use crate::policy::{self, CompiledAccessPoint, Encryption, Keys, Operation, UploadRequest};
 use crate::sign::multipart::{CreateUpload, MultipartError, PartSignRequest};
-use crate::sign::{Presigned, SignError, SignedHeaders};
+use crate::sign::{Presigned, SignedHeaders};
 use crate::state::AppState;
 use crate::store::{Claim, StoredUpload, UploadOwner};
-use crate::uploads::plan::{self, MAX_PARTS, Plan, PlanError};
+use crate::uploads::plan::{self, MAX_PARTS, Plan};
 use crate::uploads::{ABORT_CLAIM_SECONDS, COMPLETE_CLAIM_SECONDS, unix};
 
 const OP_CREATE: &str = "multipart_create";
@@ -133,12 +133,12 @@ pub async fn create_upload(
     Path(name): Path<String>,
     body: Result<ApiJson<CreateUploadRequest>, ApiError>,
 ) -> Result<Json<CreateUploadResponse>, ApiError> {
-    let principal = authenticated(&state, &client, &name, OP_CREATE, auth).await?;
+    let principal = audited::authenticate(&state, &client, auth, OP_CREATE, Some(&name)).await?;
     let ApiJson(req) = body?;
     let now = SystemTime::now();
-    let mut record = new_record(&state, &client, &principal, OP_CREATE, &name, now);
-    let outcome = create(&state, &principal, &client, &name, &req, now, &mut record).await;
-    finish(&state, record, outcome).await.map(Json)
+    let mut call = Audited::new(&state, &client, &principal, OP_CREATE, Some(&name), now);
+    let outcome = create(&mut call, &name, &req).await;
+    call.finish(outcome).await.map(Json)
 }
 
 pub async fn upload_parts(
@@ -148,22 +148,12 @@ pub async fn upload_parts(
     Path((name, upload_id)): Path<(String, String)>,
     body: Result<ApiJson<PartsRequest>, ApiError>,
 ) -> Result<Json<PartsResponse>, ApiError> {
-    let principal = authenticated(&state, &client, &name, OP_PARTS, auth).await?;
+    let principal = audited::authenticate(&state, &client, auth, OP_PARTS, Some(&name)).await?;
     let ApiJson(req) = body?;
     let now = SystemTime::now();
-    let mut record = new_record(&state, &client, &principal, OP_PARTS, &name, now);
-    let outcome = parts(
-        &state,
-        &principal,
-        &client,
-        &name,
-        &upload_id,
-        &req,
-        now,
-        &mut record,
-    )
-    .await;
-    finish(&state, record, outcome).await.map(Json)
+    let mut call = Audited::new(&state, &client, &principal, OP_PARTS, Some(&name), now);
+    let outcome = parts(&mut call, &name, &upload_id, &req).await;
+    call.finish(outcome).await.map(Json)
 }
 
 pub async fn complete_upload(
@@ -173,22 +163,12 @@ pub async fn complete_upload(
     Path((name, upload_id)): Path<(String, String)>,
     body: Result<ApiJson<CompleteRequest>, ApiError>,
 ) -> Result<Json<CompleteResponse>, ApiError> {
-    let principal = authenticated(&state, &client, &name, OP_COMPLETE, auth).await?;
+    let principal = audited::authenticate(&state, &client, auth, OP_COMPLETE, Some(&name)).await?;
     let ApiJson(req) = body?;
     let now = SystemTime::now();
-    let mut record = new_record(&state, &client, &principal, OP_COMPLETE, &name, now);
-    let outcome = complete(
-        &state,
-        &principal,
-        &client,
-        &name,
-        &upload_id,
-        &req,
-        now,
-        &mut record,
-    )
-    .await;
-    finish(&state, record, outcome).await.map(Json)
+    let mut call = Audited::new(&state, &client, &principal, OP_COMPLETE, Some(&name), now);
+    let outcome = complete(&mut call, &name, &upload_id, &req).await;
+    call.finish(outcome).await.map(Json)
 }
 
 pub async fn abort_upload(
@@ -197,134 +177,24 @@ pub async fn abort_upload(
     client: ClientInfo,
     Path((name, upload_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let principal = authenticated(&state, &client, &name, OP_ABORT, auth).await?;
+    let principal = audited::authenticate(&state, &client, auth, OP_ABORT, Some(&name)).await?;
     let now = SystemTime::now();
-    let mut record = new_record(&state, &client, &principal, OP_ABORT, &name, now);
-    let outcome = abort(
-        &state,
-        &principal,
-        &client,
-        &name,
-        &upload_id,
-        now,
-        &mut record,
-    )
-    .await;
-    finish(&state, record, outcome)
-        .await
-        .map(|()| StatusCode::NO_CONTENT)
+    let mut call = Audited::new(&state, &client, &principal, OP_ABORT, Some(&name), now);
+    let outcome = abort(&mut call, &name, &upload_id).await;
+    call.finish(outcome).await.map(|()| StatusCode::NO_CONTENT)
 }
 
-/// The principal, or the audited refusal of an unauthenticated request.
-async fn authenticated(
-    state: &AppState,
-    client: &ClientInfo,
+/// The access point and the network rule, for the steps on an existing upload (the key's
+/// rules are checked again where URLs are signed; abort needs only ownership).
+fn access_point_in_network(
+    call: &mut Audited<'_>,
     name: &str,
-    op: &str,
-    auth: Result<Authenticated, ApiError>,
-) -> Result<Principal, ApiError> {
-    match auth {
-        Ok(Authenticated(p)) => Ok(p),
-        Err(e) => Err(audit_refusal(state, client, Some(name), op, e).await),
-    }
-}
-
-fn new_record(
-    state: &AppState,
-    client: &ClientInfo,
-    principal: &Principal,
-    op: &str,
-    name: &str,
-    now: SystemTime,
-) -> AuditRecord {
-    let mut record = base_record(state, client, Some(principal), op, now);
-    record.access_point = Some(name.chars().filter(|c| !c.is_control()).take(128).collect());
-    record
-}
-
-/// Names the decision in the record, makes it durable, then answers.
-async fn finish<T>(
-    state: &AppState,
-    mut record: AuditRecord,
-    outcome: Result<T, ApiError>,
-) -> Result<T, ApiError> {
-    super::presign::name_decision(&mut record, &outcome);
-    super::audited::commit_one(state, outcome, record).await
-}
-
-/// The access point (visible to the caller) and the network rule.
-fn access_point(
-    state: &AppState,
-    principal: &Principal,
-    client: &ClientInfo,
-    name: &str,
-    record: &mut AuditRecord,
 ) -> Result<std::sync::Arc<CompiledAccessPoint>, ApiError> {
-    let ap = state
-        .catalog()
-        .get(name)
-        .filter(|ap| policy::can_see(ap, principal))
-        .cloned()
-        .ok_or(ApiError::NotFound)?;
-    record.bucket = Some(ap.target.sdk_bucket().to_string());
-    record.sse = Some(ap.spec.encryption.mode().to_string());
-    let cidrs = &ap.spec.network.allowed_cidrs;
-    if !cidrs.is_empty()
-        && !client
-            .ip
-            .is_some_and(|ip| cidrs.iter().any(|n| n.contains(&ip)))
-    {
+    let ap = call.access_point(name)?;
+    if !policy::in_network(&ap, call.client.ip) {
         return Err(ApiError::NetworkDenied);
     }
     Ok(ap)
-}
-
-/// The access point's `put` rules for `key` (as the caller names it).
-fn check_rules(
-    ap: &CompiledAccessPoint,
-    principal: &Principal,
-    key: &str,
-    record: &mut AuditRecord,
-) -> Result<(), ApiError> {
-    match policy::evaluate(ap, principal, Operation::Put, key) {
-        policy::Decision::Allow => Ok(()),
-        policy::Decision::Deny(DenyReason::MfaRequired) => Err(ApiError::MfaRequired),
-        policy::Decision::Deny(reason) => {
-            record.reason = reason.as_str().to_string();
-            Err(ApiError::Forbidden)
-        }
-    }
-}
-
-fn plan_error(e: PlanError) -> ApiError {
-    match e {
-        PlanError::TooLarge { max } => ApiError::UploadTooLarge { max },
-        PlanError::PartSizeOutOfRange | PlanError::TooManyParts { .. } => {
-            ApiError::InvalidPartSize(e.to_string())
-        }
-        PlanError::Empty => ApiError::InvalidRequest(e.to_string()),
-        PlanError::PartNumberCount
-        | PlanError::PartNumberOutOfRange(..)
-        | PlanError::DuplicatePart(_)
-        | PlanError::IncompleteParts(_) => ApiError::InvalidPartNumbers(e.to_string()),
-    }
-}
-
-fn sign_error(e: SignError) -> ApiError {
-    match e {
-        SignError::InsecureUrl => ApiError::HttpsRequired,
-        other => ApiError::Unavailable(other.to_string()),
-    }
-}
-
-fn s3_error(e: MultipartError) -> ApiError {
-    match e {
-        MultipartError::NoSuchUpload => ApiError::UploadNotFound,
-        MultipartError::InvalidParts { code, message } => {
-            ApiError::InvalidParts(format!("{code}: {message}"))
-        }
-        MultipartError::Upstream(cause) => ApiError::Upstream(cause),
-    }
 }
 
 fn owner<'a>(principal: &'a Principal, name: &'a str, upload_id: &'a str) -> UploadOwner<'a> {
@@ -353,13 +223,12 @@ fn abandon_at(state: &AppState, last_activity: SystemTime) -> OffsetDateTime {
 /// Signs part URLs for `numbers` of `upload`; the record gets their expiry and a digest of
 /// their signatures (one record covers all the URLs of the request).
 async fn sign_parts(
-    state: &AppState,
+    call: &mut Audited<'_>,
     upload: &StoredUpload,
     numbers: &[u32],
     expires_in: u32,
-    now: SystemTime,
-    record: &mut AuditRecord,
 ) -> Result<(Vec<PartUrl>, OffsetDateTime, bool), ApiError> {
+    let now = call.now;
     let plan = plan_of(upload);
     let mut urls = Vec::with_capacity(numbers.len());
     let mut signatures = String::new();
@@ -369,7 +238,8 @@ async fn sign_parts(
         let length = plan
             .part_length(n)
             .ok_or_else(|| ApiError::InvalidPartNumbers(format!("no part {n}")))?;
-        let signed: Presigned = state
+        let signed: Presigned = call
+            .state
             .signer()
             .presign_upload_part(&PartSignRequest {
                 bucket: &upload.bucket,
@@ -379,10 +249,9 @@ async fn sign_parts(
                 content_length: length,
                 expires_in: Duration::from_secs(u64::from(expires_in)),
                 now,
-                record_id: &record.id,
+                record_id: &call.record.id,
             })
-            .await
-            .map_err(sign_error)?;
+            .await?;
         signatures.push_str(&signed.signature);
         signatures.push('\n');
         expires_at = signed.expires_at;
@@ -395,27 +264,21 @@ async fn sign_parts(
             content_length: length,
         });
     }
-    record.expires_at = Some(expires_at);
+    call.record.expires_at = Some(expires_at);
     // The digest of all the signatures, one per line, in the order of `parts`.
-    record.signature_sha256 = Some(signature_sha256(&signatures));
+    call.record.signature_sha256 = Some(signature_sha256(&signatures));
     Ok((urls, expires_at, clamped))
 }
 
 async fn create(
-    state: &AppState,
-    principal: &Principal,
-    client: &ClientInfo,
+    call: &mut Audited<'_>,
     name: &str,
     req: &CreateUploadRequest,
-    now: SystemTime,
-    record: &mut AuditRecord,
 ) -> Result<CreateUploadResponse, ApiError> {
-    let ap = access_point(state, principal, client, name, record)?;
+    let ap = call.access_point(name)?;
     let spec = &ap.spec;
-    let full_key = policy::validate_key(&spec.prefix, &req.key)
-        .map_err(|e| ApiError::InvalidKey(e.to_string()))?;
-    record.key = Some(full_key.clone());
-    check_rules(&ap, principal, &req.key, record)?;
+    let full_key = call.authorize(&ap, Operation::Put, Keys::Exact(&req.key))?;
+    let (state, principal, now) = (call.state, call.principal, call.now);
 
     // Refused clearly rather than half-supported: S3 wants the SSE-C key to start the
     // upload and on every part, and presignd never sees it; a whole-object SHA-256 cannot be
@@ -434,8 +297,7 @@ async fn create(
         req.content_length,
         req.part_size,
         spec.upload.max_content_length,
-    )
-    .map_err(plan_error)?;
+    )?;
     let expires_in = policy::resolve_expires(spec, req.expires_in)?;
     policy::check_upload(
         spec,
@@ -463,8 +325,7 @@ async fn create(
             content_type: req.content_type.as_deref(),
             metadata: &req.metadata,
         })
-        .await
-        .map_err(s3_error)?;
+        .await?;
     let t = unix(now);
     let upload = StoredUpload {
         upload_id,
@@ -493,8 +354,7 @@ async fn create(
         return Err(e.into());
     }
     let numbers = plan.first_parts(state.config().uploads.initial_part_urls);
-    let (parts, expires_at, clamped) =
-        sign_parts(state, &upload, &numbers, expires_in, now, record).await?;
+    let (parts, expires_at, clamped) = sign_parts(call, &upload, &numbers, expires_in).await?;
     Ok(CreateUploadResponse {
         upload_id: upload.upload_id,
         access_point: spec.name.clone(),
@@ -506,79 +366,69 @@ async fn create(
         parts,
         expires_at,
         abandon_at: abandon_at(state, now),
-        request_id: client.request_id.clone(),
+        request_id: call.client.request_id.clone(),
         expires_clamped: clamped,
     })
 }
 
-/// The caller's upload, re-authorized against the access point's current rules.
+/// The caller's upload, re-authorized against the access point's current rules (network,
+/// key, rules) for the key it was started with.
 fn reauthorize(
+    call: &mut Audited<'_>,
     ap: &CompiledAccessPoint,
-    principal: &Principal,
     upload: &StoredUpload,
-    record: &mut AuditRecord,
 ) -> Result<(), ApiError> {
     // A changed prefix would put the upload's key outside what the rules now speak about.
     let same_key = policy::validate_key(&ap.spec.prefix, &upload.request_key)
         .is_ok_and(|k| k == upload.object_key);
     if !same_key {
-        record.reason = "prefix_changed".into();
+        call.record.reason = "prefix_changed".into();
         return Err(ApiError::Forbidden);
     }
-    check_rules(ap, principal, &upload.request_key, record)
+    call.authorize(ap, Operation::Put, Keys::Exact(&upload.request_key))
+        .map(|_| ())
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn parts(
-    state: &AppState,
-    principal: &Principal,
-    client: &ClientInfo,
+    call: &mut Audited<'_>,
     name: &str,
     upload_id: &str,
     req: &PartsRequest,
-    now: SystemTime,
-    record: &mut AuditRecord,
 ) -> Result<PartsResponse, ApiError> {
-    let ap = access_point(state, principal, client, name, record)?;
-    let upload = state
+    let ap = access_point_in_network(call, name)?;
+    let upload = call
+        .state
         .store()
-        .touch_upload(owner(principal, name, upload_id), unix(now))
+        .touch_upload(owner(call.principal, name, upload_id), unix(call.now))
         .await?
         .ok_or(ApiError::UploadNotFound)?;
-    record.key = Some(upload.object_key.clone());
-    reauthorize(&ap, principal, &upload, record)?;
-    let numbers = plan_of(&upload)
-        .check_part_numbers(&req.part_numbers)
-        .map_err(plan_error)?;
+    call.record.key = Some(upload.object_key.clone());
+    reauthorize(call, &ap, &upload)?;
+    let numbers = plan_of(&upload).check_part_numbers(&req.part_numbers)?;
     let expires_in = policy::resolve_expires(&ap.spec, req.expires_in)?;
-    state
+    call.state
         .limiter()
-        .admit(principal, &ap, Operation::Put)
+        .admit(call.principal, &ap, Operation::Put)
         .await?;
-    let (parts, expires_at, clamped) =
-        sign_parts(state, &upload, &numbers, expires_in, now, record).await?;
+    let (parts, expires_at, clamped) = sign_parts(call, &upload, &numbers, expires_in).await?;
     Ok(PartsResponse {
         upload_id: upload.upload_id,
         parts,
         expires_at,
-        abandon_at: abandon_at(state, now),
-        request_id: client.request_id.clone(),
+        abandon_at: abandon_at(call.state, call.now),
+        request_id: call.client.request_id.clone(),
         expires_clamped: clamped,
     })
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn complete(
-    state: &AppState,
-    principal: &Principal,
-    client: &ClientInfo,
+    call: &mut Audited<'_>,
     name: &str,
     upload_id: &str,
     req: &CompleteRequest,
-    now: SystemTime,
-    record: &mut AuditRecord,
 ) -> Result<CompleteResponse, ApiError> {
-    let ap = access_point(state, principal, client, name, record)?;
+    let ap = access_point_in_network(call, name)?;
+    let (state, principal, now) = (call.state, call.principal, call.now);
     if req.parts.len() > MAX_PARTS as usize {
         return Err(ApiError::InvalidPartNumbers(format!(
             "an upload has at most {MAX_PARTS} parts"
@@ -596,12 +446,10 @@ async fn complete(
         .touch_upload(owner(principal, name, upload_id), t)
         .await?
         .ok_or(ApiError::UploadNotFound)?;
-    record.key = Some(upload.object_key.clone());
-    reauthorize(&ap, principal, &upload, record)?;
+    call.record.key = Some(upload.object_key.clone());
+    reauthorize(call, &ap, &upload)?;
     let numbers: Vec<u64> = req.parts.iter().map(|p| p.part_number).collect();
-    plan_of(&upload)
-        .check_completion(&numbers)
-        .map_err(plan_error)?;
+    plan_of(&upload).check_completion(&numbers)?;
     // Held while S3 completes: no concurrent complete, abort or sweep.
     let upload = state
         .store()
@@ -632,7 +480,7 @@ async fn complete(
                 key: upload.object_key,
                 content_length: upload.content_length,
                 etag,
-                request_id: client.request_id.clone(),
+                request_id: call.client.request_id.clone(),
             })
         }
         Err(MultipartError::NoSuchUpload) => {
@@ -642,22 +490,15 @@ async fn complete(
         Err(e) => {
             // The caller may fix the parts (or S3 recover) and complete again.
             state.store().release_upload(upload_id, t).await?;
-            Err(s3_error(e))
+            Err(e.into())
         }
     }
 }
 
-async fn abort(
-    state: &AppState,
-    principal: &Principal,
-    client: &ClientInfo,
-    name: &str,
-    upload_id: &str,
-    now: SystemTime,
-    record: &mut AuditRecord,
-) -> Result<(), ApiError> {
+async fn abort(call: &mut Audited<'_>, name: &str, upload_id: &str) -> Result<(), ApiError> {
     // Only ownership matters to abort: it just discards the caller's own parts.
-    access_point(state, principal, client, name, record)?;
+    access_point_in_network(call, name)?;
+    let (state, principal, now) = (call.state, call.principal, call.now);
     let t = unix(now);
     let upload = state
         .store()
@@ -668,7 +509,7 @@ async fn abort(
         )
         .await?
         .ok_or(ApiError::UploadNotFound)?;
-    record.key = Some(upload.object_key.clone());
+    call.record.key = Some(upload.object_key.clone());
     match state
         .signer()
         .abort_multipart_upload(&upload.bucket, &upload.object_key, upload_id)
@@ -680,7 +521,7 @@ async fn abort(
         }
         Err(e) => {
             state.store().release_upload(upload_id, t).await?;
-            Err(s3_error(e))
+            Err(e.into())
         }
     }
 }

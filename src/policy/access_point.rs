@@ -267,8 +267,8 @@ impl<'de> Deserialize<'de> for OperationPattern {
 mod tests {
     use super::*;
 
-    /// The example access point of DESIGN.md §5, verbatim.
-    pub(crate) const DESIGN_EXAMPLE_YAML: &str = r#"
+    /// The example access point of docs/configuration.md (`avatars`), verbatim.
+    pub(crate) const EXAMPLE_YAML: &str = r#"
 access_points:
   - name: avatars
     bucket: acme-user-content            # or an access point / Object Lambda access point ARN
@@ -292,7 +292,7 @@ access_points:
     }
 
     fn design_example() -> AccessPointSpec {
-        let mut file: File = serde_yaml_ng::from_str(DESIGN_EXAMPLE_YAML).expect("yaml parses");
+        let mut file: File = serde_yaml_ng::from_str(EXAMPLE_YAML).expect("yaml parses");
         assert_eq!(file.access_points.len(), 1);
         file.access_points.remove(0)
     }

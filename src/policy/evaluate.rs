@@ -217,7 +217,7 @@ mod tests {
         ap_on("bucket", rules)
     }
 
-    /// The rules of DESIGN.md's example access point.
+    /// The rules of the documented example access point (docs/configuration.md, `avatars`).
     fn design() -> CompiledAccessPoint {
         build(vec![
             rule(

@@ -4,10 +4,12 @@
 //! - `target`: the bucket or access point ARN an access point signs for;
 //! - `key` and `glob`: object keys and the patterns rules match them with;
 //! - `compiled`: validated access points ready to evaluate, and the catalog of them;
-//! - `evaluate`: the IAM-style decision; `request`: per-request limits (expiry, uploads);
+//! - `evaluate`: the IAM-style decision; `authorize`: network, key and rules, as every issuing
+//!   path checks them; `request`: per-request limits (expiry, uploads);
 //! - `changes`: which access point changes need a second factor.
 
 mod access_point;
+mod authorize;
 mod changes;
 mod compiled;
 mod errors;
@@ -23,6 +25,7 @@ pub use access_point::{
     AccessPointSpec, Effect, Encryption, NetworkRestriction, Operation, OperationPattern, Rule,
     UnknownOperation, UploadConstraints,
 };
+pub use authorize::{Keys, Refusal, authorize, in_network};
 pub use changes::mfa_sensitive_change;
 pub use compiled::CompiledAccessPoint;
 pub use errors::{FieldError, SpecErrors};

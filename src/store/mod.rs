@@ -5,6 +5,7 @@
 mod access_points;
 mod conditional;
 mod notify;
+pub mod outbox;
 mod revocations;
 mod uploads;
 

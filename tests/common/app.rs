@@ -451,7 +451,7 @@ pub fn ap(v: Value) -> AccessPointSpec {
     serde_json::from_value(v).expect("valid access point JSON")
 }
 
-/// The avatars access point of DESIGN.md, on the test bucket.
+/// The avatars access point of the docs (docs/configuration.md), on the test bucket.
 pub fn avatars() -> AccessPointSpec {
     ap(serde_json::json!({
         "name": "avatars",
