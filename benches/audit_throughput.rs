@@ -15,6 +15,9 @@
 //! measured in two interleaved rounds and the better round is reported. Under `cargo test`
 //! (no `--bench` argument) it runs a fraction of a second per scenario as a smoke test.
 
+#[path = "../tests/common/postgres.rs"]
+mod postgres;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -127,17 +130,9 @@ async fn serve(scenario: Scenario, dir: &std::path::Path, pg_admin: &str) -> Ser
             (format!("sqlite://{}", dir.join("bench.db").display()), None)
         }
         Scenario::Postgres => {
-            let name = format!("presignd_bench_{}", uuid::Uuid::new_v4().simple());
-            let admin = sqlx::PgPool::connect(pg_admin).await.expect("admin");
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                .execute(&admin)
-                .await
-                .expect("create database");
-            admin.close().await;
-            (
-                with_database(pg_admin, &name),
-                Some((pg_admin.to_string(), name)),
-            )
+            let (admin, name) = postgres::create_postgres_database("presignd_bench").await;
+            debug_assert_eq!(admin, pg_admin);
+            (postgres::with_database(&admin, &name), Some((admin, name)))
         }
     };
     let (state, mut tasks) = App::assemble(config(dir, &db_url))
@@ -194,30 +189,9 @@ async fn shut(served: Served) {
     for t in &served.tasks {
         t.abort();
     }
-    if let Some((admin_url, name)) = served.pg_db
-        && let Ok(admin) = sqlx::PgPool::connect(&admin_url).await
-    {
-        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-        )))
-        .execute(&admin)
-        .await;
-        admin.close().await;
+    if let Some((admin_url, name)) = served.pg_db {
+        postgres::drop_postgres_database(&admin_url, &name).await;
     }
-}
-
-fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
-    let start = base.find("://").map_or(0, |i| i + 3);
-    let path = base[start..].find('/').map_or(base.len(), |i| start + i);
-    let mut out = format!("{}/{db}", &base[..path]);
-    if let Some(q) = query {
-        out.push('?');
-        out.push_str(q);
-    }
-    out
 }
 
 struct Measured {
@@ -342,8 +316,7 @@ async fn run(bench: bool) {
     } else {
         (Duration::from_millis(100), Duration::from_millis(300), 1)
     };
-    let pg_admin = std::env::var("PRESIGND_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let pg_admin = postgres::postgres_admin_url();
     let pg_up = tokio::time::timeout(Duration::from_secs(3), sqlx::PgPool::connect(&pg_admin))
         .await
         .is_ok_and(|r| r.is_ok());

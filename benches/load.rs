@@ -16,6 +16,10 @@
 //! Without `--bench` (as under `cargo test --all-targets` in CI) it exits at once: CI compiles
 //! benchmarks but never runs them.
 
+#[path = "../tests/common/postgres.rs"]
+#[allow(dead_code)]
+mod postgres;
+
 use std::fmt::Write as _;
 use std::io::{BufRead, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -467,17 +471,13 @@ impl PgDb {
     }
 
     fn create() -> Result<PgDb> {
-        let admin = std::env::var("PRESIGND_TEST_DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-        let name = format!("presignd_load_{}", uuid::Uuid::new_v4().simple());
-        let server = Self::runtime()?.block_on(async {
+        let (admin, name, server) = Self::runtime()?.block_on(async {
+            let (admin, name) = postgres::try_create_postgres_database("presignd_load")
+                .await
+                .map_err(|e| format!("{e} (BENCH_SKIP_POSTGRES=1 skips)"))?;
             let pool = sqlx::PgPool::connect(&admin)
                 .await
-                .map_err(|e| format!("PostgreSQL at {admin} (BENCH_SKIP_POSTGRES=1 skips): {e}"))?;
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                .execute(&pool)
-                .await
-                .map_err(|e| format!("create database: {e}"))?;
+                .map_err(|e| format!("PostgreSQL at {admin}: {e}"))?;
             // autovacuum off (as on test machines) lets the outbox's dead rows pile up;
             // ssl on means the outbox writer talks TLS (sslmode=prefer).
             let settings: (String, String, String) = sqlx::query_as(
@@ -488,10 +488,10 @@ impl PgDb {
             .await
             .map_err(|e| format!("server settings: {e}"))?;
             pool.close().await;
-            Ok::<_, String>(settings)
+            Ok::<_, String>((admin, name, settings))
         })?;
         let (version, autovacuum, ssl) = server;
-        let url = with_database(&admin, &name);
+        let url = postgres::with_database(&admin, &name);
         Ok(PgDb {
             admin,
             name,
@@ -502,32 +502,8 @@ impl PgDb {
 
     fn drop_db(self) {
         let Ok(rt) = Self::runtime() else { return };
-        rt.block_on(async {
-            if let Ok(pool) = sqlx::PgPool::connect(&self.admin).await {
-                let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                    self.name
-                )))
-                .execute(&pool)
-                .await;
-                pool.close().await;
-            }
-        });
+        rt.block_on(postgres::drop_postgres_database(&self.admin, &self.name));
     }
-}
-
-fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
-    let start = base.find("://").map_or(0, |i| i + 3);
-    let path = base[start..].find('/').map_or(base.len(), |i| start + i);
-    let mut out = format!("{}/{db}", &base[..path]);
-    if let Some(q) = query {
-        out.push('?');
-        out.push_str(q);
-    }
-    out
 }
 
 // ---- wrk ----------------------------------------------------------------------------------

@@ -411,7 +411,8 @@ on_both_backends!(
 async fn validation(backend: Backend) {
     let log_bucket = "audit-logs";
     let mut opts = Options::new(backend, vec![avatars()]);
-    opts.audit_sink = Some(format!("s3://{log_bucket}/presignd/"));
+    let sink = format!("s3://{log_bucket}/presignd/");
+    opts.config(|c| c.audit.sink = sink);
     let app = TestApp::spawn_with(opts).await;
     app.s3.create_bucket(log_bucket).await;
     let admin = app.token("root", &[ADMIN_GROUP], false);

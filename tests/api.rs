@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::app::{BUCKET, Options, TestApp, ap, avatars, decode, mint_hs256};
 use common::jwt;
+use presignd::config::Algorithm;
 use serde_json::{Value, json};
 
 fn url_with(url: &str, param: &str, f: impl Fn(&str) -> String) -> String {
@@ -781,8 +782,7 @@ async fn transport_and_network(backend: common::app::Backend) {
         "rules": [{"effect": "allow", "groups": ["users"], "operations": ["get", "put"]}]
     }));
     let mut opts = Options::new(backend, vec![avatars(), internal, sse_c]);
-    opts.require_https = true;
-    opts.trusted_proxies = vec!["127.0.0.0/8".into()];
+    opts.behind_proxies(&["127.0.0.0/8"]);
     let app = TestApp::spawn_with(opts).await;
     let alice = app.token("alice", &["users"], false);
     let presign = |ap: &str, xff: Option<&str>, https: bool| {
@@ -846,18 +846,12 @@ async fn jwks_issuer(backend: common::app::Backend) {
     let jwks =
         jwt::JwksServer::start(jwt::jwks(&[jwt::RSA1.jwk(), jwt::EC.jwk(), jwt::ED.jwk()])).await;
     let mut opts = Options::new(backend, vec![avatars()]);
-    opts.extra_toml = format!(
-        r#"
-[[auth.issuers]]
-issuer = "https://login.example/"
-audiences = ["presignd"]
-algorithms = ["RS256", "ES256", "EdDSA"]
-jwks_url = "{}"
-groups_claim = "realm_access.roles"
-jwks_min_refetch_seconds = 1
-"#,
-        jwks.url
-    );
+    let mut issuer = jwt::issuer_config("https://login.example/");
+    issuer.algorithms = vec![Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA];
+    issuer.jwks_url = Some(jwks.url.clone());
+    issuer.groups_claim = "realm_access.roles".into();
+    issuer.jwks_min_refetch_seconds = 1;
+    opts.config(|c| c.auth.issuers.push(issuer));
     let app = TestApp::spawn_with(opts).await;
     for key in [jwt::RSA1, jwt::EC, jwt::ED] {
         let mut claims = jwt::claims("https://login.example/", "carol");

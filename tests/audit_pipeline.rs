@@ -44,10 +44,15 @@ const FIELDS: [&str; 20] = [
 ];
 
 /// A presignd shipping to `s3://presignd-logs/audit/` on its test S3 server.
-async fn app_with_log_bucket(backend: Backend, audit_extra: &str) -> TestApp {
+async fn app_with_log_bucket(
+    backend: Backend,
+    audit: impl FnOnce(&mut presignd::config::AuditConfig) + Send + 'static,
+) -> TestApp {
     let mut opts = Options::new(backend, vec![avatars()]);
-    opts.audit_sink = Some(format!("s3://{LOG_BUCKET}/audit/"));
-    opts.audit_extra = audit_extra.to_string();
+    opts.config(|c| {
+        c.audit.sink = format!("s3://{LOG_BUCKET}/audit/");
+        audit(&mut c.audit);
+    });
     let app = TestApp::spawn_with(opts).await;
     app.s3.create_bucket(LOG_BUCKET).await;
     app
@@ -176,7 +181,7 @@ async fn readyz(app: &TestApp) -> (u16, Value) {
 }
 
 async fn concurrent_presigns_are_shipped_exactly_once(backend: Backend) {
-    let app = app_with_log_bucket(backend, "").await;
+    let app = app_with_log_bucket(backend, |_| {}).await;
     const N: usize = 60;
     let urls = presign_concurrently(&app, N).await;
     app.flush_audit().await;
@@ -267,7 +272,7 @@ on_both_backends!(
 /// A batch of 100 items is one append: all its records commit together (on PostgreSQL as
 /// several statements of one transaction) and all reach the bucket.
 async fn a_full_batch_is_one_durable_append(backend: Backend) {
-    let app = app_with_log_bucket(backend, "").await;
+    let app = app_with_log_bucket(backend, |_| {}).await;
     let alice = app.token("alice", &["users"], false);
     let items: Vec<Value> = (0..100)
         .map(|i| json!({"access_point": "avatars", "operation": "get", "key": format!("alice/{i}.png")}))
@@ -365,8 +370,11 @@ async fn the_record_id_is_signed_into_every_url() {
 }
 
 async fn log_bucket_outage_keeps_issuing_and_drains_later(backend: Backend) {
-    let mut app =
-        app_with_log_bucket(backend, "batch_max_records = 7\nflush_interval_ms = 50").await;
+    let mut app = app_with_log_bucket(backend, |a| {
+        a.batch_max_records = 7;
+        a.flush_interval_ms = 50;
+    })
+    .await;
     let before = presign_concurrently(&app, 5).await;
     app.flush_audit().await;
 
@@ -488,7 +496,7 @@ async fn bring_database_back(outage: Outage) {
 }
 
 async fn database_outage_fails_closed_and_recovers(backend: Backend) {
-    let app = app_with_log_bucket(backend, "").await;
+    let app = app_with_log_bucket(backend, |_| {}).await;
     let alice = app.token("alice", &["users"], false);
     let body = json!({"operation": "get", "key": "alice/a.png"});
     let (s, _) = app.presign(&alice, "avatars", body.clone()).await;
@@ -610,10 +618,10 @@ async fn wait_for_records(s3: &TestS3, n: usize) -> Vec<Object> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_on_one_postgres_outbox_ship_every_record_once() {
-    let mut app = app_with_log_bucket(
-        Backend::Postgres,
-        "batch_max_records = 5\nflush_interval_ms = 20",
-    )
+    let mut app = app_with_log_bucket(Backend::Postgres, |a| {
+        a.batch_max_records = 5;
+        a.flush_interval_ms = 20;
+    })
     .await;
     let second = Second::start(&app).await;
 
@@ -777,7 +785,7 @@ async fn postgres_outbox_rows_from_before_0005_become_runs_of_one() {
 /// once the claim is stale, under the dead instance's name (the key the batch always had).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_abandoned_batch_is_shipped_under_its_first_claimers_key() {
-    let app = app_with_log_bucket(Backend::Postgres, "flush_interval_ms = 3600000").await;
+    let app = app_with_log_bucket(Backend::Postgres, |a| a.flush_interval_ms = 3_600_000).await;
     // After this round the shipper sleeps for an hour: only the flush below ships.
     app.flush_audit().await;
     let urls = presign_concurrently(&app, 4).await;
@@ -832,10 +840,10 @@ async fn an_abandoned_batch_is_shipped_under_its_first_claimers_key() {
 /// Both shippers draining one backlog at once never ship a record twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_shippers_draining_together_ship_each_record_once() {
-    let mut app = app_with_log_bucket(
-        Backend::Postgres,
-        "batch_max_records = 3\nflush_interval_ms = 10",
-    )
+    let mut app = app_with_log_bucket(Backend::Postgres, |a| {
+        a.batch_max_records = 3;
+        a.flush_interval_ms = 10;
+    })
     .await;
     app.s3.stop().await;
     let urls = presign_concurrently(&app, 90).await;
@@ -868,16 +876,12 @@ fn presignd(dir: &Path) -> Command {
     cmd
 }
 
+/// After the harness issuer (`common::app::issuer_toml`).
 const GUARD_CONFIG: &str = r#"
 [server]
 require_https = false
 [database]
 url = "sqlite://state/presignd.db"
-[[auth.issuers]]
-issuer = "https://dev.example/"
-audiences = ["presignd"]
-algorithms = ["HS256"]
-hs256_secret = "guard-test-secret-0123456789abcdef0123"
 [s3]
 region = "us-east-1"
 access_key_id = "AK"
@@ -898,7 +902,10 @@ fn check_config(dir: &Path, audit: &str) -> (bool, String) {
     std::fs::write(dir.join("access-points.yaml"), GUARD_ACCESS_POINTS).expect("write");
     std::fs::write(
         dir.join("c.toml"),
-        format!("{GUARD_CONFIG}\n[audit]\n{audit}\n"),
+        format!(
+            "{GUARD_CONFIG}\n{}\n[audit]\n{audit}\n",
+            common::app::issuer_toml()
+        ),
     )
     .expect("write");
     let out = presignd(dir)
@@ -1004,11 +1011,7 @@ require_https = false
 shutdown_grace_ms = 2000
 [database]
 url = "{db_url}"
-[[auth.issuers]]
-issuer = "{issuer}"
-audiences = ["{audience}"]
-algorithms = ["HS256"]
-hs256_secret = "{secret}"
+{issuer}
 [s3]
 region = "us-east-1"
 endpoint = "{endpoint}"
@@ -1024,9 +1027,7 @@ shutdown_flush_ms = 10000
 [access_points]
 file = "{ap}"
 "#,
-            issuer = common::app::ISSUER,
-            audience = common::app::AUDIENCE,
-            secret = common::app::HS_SECRET,
+            issuer = common::app::issuer_toml(),
             endpoint = s3.endpoint,
             ak = s3.access_key,
             sk = s3.secret_key,
@@ -1050,16 +1051,50 @@ fn start_presignd(dir: &Path, config: &str, log: &str) -> Server {
     Server { child }
 }
 
-async fn wait_ready(http: &reqwest::Client, base: &str, child: &mut Server) {
+/// Starts presignd (`flush_ms`, log `log`) on a free port and waits until it is ready;
+/// returns it and its base URL. A port taken between choosing it and binding it (another test
+/// binding port 0 meanwhile) is not the test's failure: another port is tried.
+async fn start_ready(
+    http: &reqwest::Client,
+    dir: &Path,
+    db_url: &str,
+    s3: &TestS3,
+    flush_ms: u64,
+    log: &str,
+) -> (Server, String) {
+    for _ in 0..5 {
+        let port = free_port();
+        let config = write_crash_config(dir, port, db_url, s3, flush_ms);
+        let mut child = start_presignd(dir, &config, log);
+        let base = format!("http://127.0.0.1:{port}");
+        match wait_ready(http, &base, &mut child).await {
+            Ok(()) => return (child, base),
+            Err(status) => {
+                let output = std::fs::read_to_string(dir.join(log)).unwrap_or_default();
+                assert!(
+                    output.contains("cannot bind"),
+                    "presignd exited: {status}\n{output}"
+                );
+            }
+        }
+    }
+    panic!("no free port for presignd in 5 tries");
+}
+
+async fn wait_ready(
+    http: &reqwest::Client,
+    base: &str,
+    child: &mut Server,
+) -> Result<(), std::process::ExitStatus> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Ok(r) = http.get(format!("{base}/readyz")).send().await
             && r.status() == 200
         {
-            return;
+            return Ok(());
         }
         if let Ok(Some(status)) = child.child.try_wait() {
-            panic!("presignd exited: {status}");
+            return Err(status);
         }
         assert!(Instant::now() < deadline, "presignd did not become ready");
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -1098,8 +1133,6 @@ async fn kill_9_loses_no_issued_record(backend: Backend) {
             (with_database(&admin_url, &name), Some((admin_url, name)))
         }
     };
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(10))
@@ -1107,9 +1140,7 @@ async fn kill_9_loses_no_issued_record(backend: Backend) {
         .expect("client");
 
     // Under load, shipping every 100 ms, then SIGKILL mid-flight.
-    let config = write_crash_config(dir.path(), port, &db_url, &s3, 100);
-    let mut child = start_presignd(dir.path(), &config, "run-1.log");
-    wait_ready(&http, &base, &mut child).await;
+    let (mut child, base) = start_ready(&http, dir.path(), &db_url, &s3, 100, "run-1.log").await;
     let issued = Arc::new(Mutex::new(Vec::<String>::new()));
     let mut load = tokio::task::JoinSet::new();
     for worker in 0..6 {
@@ -1159,9 +1190,8 @@ async fn kill_9_loses_no_issued_record(backend: Backend) {
 
     // Restarted (same instance name, same database): the backlog ships at once, even with a
     // flush interval of an hour.
-    let config = write_crash_config(dir.path(), port, &db_url, &s3, 3_600_000);
-    let mut child = start_presignd(dir.path(), &config, "run-2.log");
-    wait_ready(&http, &base, &mut child).await;
+    let (mut child, base) =
+        start_ready(&http, dir.path(), &db_url, &s3, 3_600_000, "run-2.log").await;
     let counts = wait_shipped(&s3, &before_crash).await;
     // A batch cut off by the kill is shipped again with the same rows under the same key:
     // nothing lost, nothing twice (the count match is by record id).

@@ -3,18 +3,18 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "common/jwt.rs"]
-mod jwt;
+mod common;
 
 use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, HeaderValue, header::AUTHORIZATION};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::Header;
-use jwt::{
-    EC, ED, JwksServer, RSA1, RSA2, TestKey, claims, hs256, http_client, issuer_config, jwks, now,
+use common::jwt::{
+    self as jwt, EC, ED, JwksServer, RSA1, RSA2, TestKey, claims, hs256, http_client,
+    issuer_config, jwks, now,
 };
+use jsonwebtoken::Header;
 use presignd::Principal;
 use presignd::auth::{
     AuthError, AuthSetupError, DevTokenError, Verifier, bearer_token, find_dev_issuer,

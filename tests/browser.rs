@@ -152,17 +152,14 @@ fn apply_bucket_cors(rgw: &Rgw, dir: &Path, web: &Value) -> String {
 require_https = false
 [database]
 url = "sqlite://{db}"
-[[auth.issuers]]
-issuer = "https://dev.example/"
-audiences = ["presignd"]
-algorithms = ["HS256"]
-hs256_secret = "browser-test-secret-0123456789abcdef"
+{issuer}
 [audit]
 sink = "file://{audit}"
 {s3}"#,
         db = dir.join("cli.db").display(),
         audit = dir.join("cli-audit").display(),
         s3 = rgw.s3_toml(&rgw.endpoint),
+        issuer = common::app::issuer_toml(),
     );
     std::fs::write(dir.join("presignd.toml"), config).expect("write config");
     // JSON is YAML: the apply-file format.

@@ -7,7 +7,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::app::{BUCKET, Backend, Options, TestApp, ap, avatars};
-use common::redis::{ThrowawayRedis, key_prefix, keys, limits_toml, redis_url};
+use common::redis::{ThrowawayRedis, key_prefix, keys, redis_config, redis_url};
+use presignd::config::{LimitsConfig, OnRedisError};
 use serde_json::{Value, json};
 
 fn kms() -> presignd::policy::AccessPointSpec {
@@ -34,14 +35,29 @@ fn busy() -> presignd::policy::AccessPointSpec {
     }))
 }
 
-async fn spawn(backend: Backend, redis: Option<&str>, limits: &str) -> (TestApp, String) {
+async fn spawn(
+    backend: Backend,
+    redis: Option<&str>,
+    limits: impl FnOnce(&mut LimitsConfig) + Send + 'static,
+) -> (TestApp, String) {
     let prefix = key_prefix();
     let mut opts = Options::new(backend, vec![avatars(), kms(), busy()]);
-    opts.extra_toml = match redis {
-        Some(url) => limits_toml(url, &prefix, limits),
-        None => format!("\n[limits]\n{limits}\n"),
-    };
+    let redis = redis.map(|url| redis_config(url, &prefix));
+    opts.config(move |c| {
+        if let Some(redis) = redis {
+            c.redis = redis;
+        }
+        limits(&mut c.limits);
+    });
     (TestApp::spawn_with(opts).await, prefix)
+}
+
+/// `limits.on_redis_error` as the configuration file spells it.
+fn on_error(mode: &str) -> OnRedisError {
+    match mode {
+        "deny" => OnRedisError::Deny,
+        _ => OnRedisError::Local,
+    }
 }
 
 async fn get(app: &TestApp, token: &str, ap: &str, key: &str) -> (u16, Value) {
@@ -79,11 +95,10 @@ where
 
 async fn per_subject(redis: Option<String>) {
     // One per minute, three at once: nothing refills during the test.
-    let (app, prefix) = spawn(
-        Backend::Sqlite,
-        redis.as_deref(),
-        "per_subject_per_minute = 1\nper_subject_burst = 3",
-    )
+    let (app, prefix) = spawn(Backend::Sqlite, redis.as_deref(), |l| {
+        l.per_subject_per_minute = 1;
+        l.per_subject_burst = 3;
+    })
     .await;
     let alice = app.token("alice", &["users"], false);
     assert_eq!(
@@ -157,7 +172,10 @@ async fn per_subject_limit_in_process_without_redis() {
 }
 
 async fn access_point_and_kms(backend: Backend) {
-    let (app, _) = spawn(backend, Some(&redis_url()), "per_subject_per_minute = 0").await;
+    let (app, _) = spawn(backend, Some(&redis_url()), |l| {
+        l.per_subject_per_minute = 0
+    })
+    .await;
     let alice = app.token("alice", &["users"], false);
     let bob = app.token("bob", &["users"], false);
     let alice_mfa = app.token("alice", &["users"], true);
@@ -237,11 +255,10 @@ on_both_backends!(access_point_and_sse_kms_limits, access_point_and_kms);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_items_share_one_budget_in_order() {
-    let (app, _) = spawn(
-        Backend::Sqlite,
-        Some(&redis_url()),
-        "per_subject_per_minute = 1\nper_subject_burst = 5",
-    )
+    let (app, _) = spawn(Backend::Sqlite, Some(&redis_url()), |l| {
+        l.per_subject_per_minute = 1;
+        l.per_subject_burst = 5;
+    })
     .await;
     let alice = app.token("alice", &["users"], false);
     let items: Vec<Value> = (0..8)
@@ -266,11 +283,12 @@ async fn batch_items_share_one_budget_in_order() {
 /// without a restart.
 async fn redis_outage(on_redis_error: &str) {
     let mut redis = ThrowawayRedis::start().await;
-    let (app, prefix) = spawn(
-        Backend::Sqlite,
-        Some(&redis.url()),
-        &format!("per_subject_per_minute = 600\nper_subject_burst = 100\non_redis_error = \"{on_redis_error}\""),
-    )
+    let mode = on_error(on_redis_error);
+    let (app, prefix) = spawn(Backend::Sqlite, Some(&redis.url()), move |l| {
+        l.per_subject_per_minute = 600;
+        l.per_subject_burst = 100;
+        l.on_redis_error = mode;
+    })
     .await;
     let alice = app.token("alice", &["users"], false);
     assert_eq!(get(&app, &alice, "avatars", "alice/a.png").await.0, 200);
@@ -340,7 +358,10 @@ async fn unreachable_redis_at_startup_is_not_fatal() {
     let redis = ThrowawayRedis::start().await;
     let url = redis.url();
     drop(redis); // killed: nothing listens there now
-    let (app, _) = spawn(Backend::Sqlite, Some(&url), "per_subject_per_minute = 600").await;
+    let (app, _) = spawn(Backend::Sqlite, Some(&url), |l| {
+        l.per_subject_per_minute = 600
+    })
+    .await;
     let alice = app.token("alice", &["users"], false);
     assert_eq!(get(&app, &alice, "avatars", "alice/a.png").await.0, 200);
     app.finish().await;
@@ -350,11 +371,10 @@ async fn unreachable_redis_at_startup_is_not_fatal() {
 async fn readiness_reports_redis_and_fails_only_when_closed() {
     for (mode, ready_while_down) in [("local", true), ("deny", false)] {
         let mut redis = ThrowawayRedis::start().await;
-        let (app, _) = spawn(
-            Backend::Sqlite,
-            Some(&redis.url()),
-            &format!("on_redis_error = \"{mode}\""),
-        )
+        let on_redis_error = on_error(mode);
+        let (app, _) = spawn(Backend::Sqlite, Some(&redis.url()), move |l| {
+            l.on_redis_error = on_redis_error
+        })
         .await;
         let (status, body) = app.get(None, "/readyz").await;
         assert_eq!(
@@ -378,7 +398,7 @@ async fn readiness_reports_redis_and_fails_only_when_closed() {
         app.finish().await;
     }
     // Without Redis configured there is nothing to report.
-    let (app, _) = spawn(Backend::Sqlite, None, "").await;
+    let (app, _) = spawn(Backend::Sqlite, None, |_| {}).await;
     let (status, body) = app.get(None, "/readyz").await;
     assert_eq!(status, 200);
     assert!(body["checks"].get("redis").is_none(), "{body}");
@@ -391,11 +411,11 @@ async fn readiness_reports_redis_and_fails_only_when_closed() {
 /// answered 429 and counted into one summary record per caller instead of one record each;
 /// every refusal is still accounted for, and the caller's allowed requests still go through.
 async fn refused_callers(backend: Backend) {
-    let (app, _) = spawn(
-        backend,
-        None,
-        "refusals_per_minute = 60\nrefusals_burst = 10\nrefusal_summary_interval_seconds = 3600",
-    )
+    let (app, _) = spawn(backend, None, |l| {
+        l.refusals_per_minute = 60;
+        l.refusals_burst = 10;
+        l.refusal_summary_interval_seconds = 3600;
+    })
     .await;
     // Anonymous: no token at all, from one address.
     let mut anonymous = Vec::new();

@@ -6,12 +6,12 @@
 //! must be JSON, and requests must be logged inside a span with the request id and the
 //! matched route (not the raw path).
 
-#[path = "support/daemon.rs"]
-mod daemon;
+mod common;
 
 use std::time::Duration;
 
-use daemon::{Daemon, HS_SECRET, S3_SECRET_KEY, token};
+use common::app::{HS_SECRET, ISSUER};
+use common::daemon::{Daemon, S3_SECRET_KEY, token};
 use serde_json::{Value, json};
 
 fn signature_of(url: &str) -> String {
@@ -41,7 +41,7 @@ async fn no_token_signature_or_secret_is_ever_logged() {
     // alice's claims, signed with another key.
     let forged = jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &json!({"iss": daemon::ISSUER, "aud": "presignd", "sub": "alice",
+        &json!({"iss": ISSUER, "aud": "presignd", "sub": "alice",
                 "groups": ["users"], "exp": 4_000_000_000u64}),
         &jsonwebtoken::EncodingKey::from_secret(b"some-other-secret-0123456789abcdef"),
     )

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use common::app::{Backend, ISSUER, Options, TestApp, avatars, mint_hs256};
 use common::jwt;
+use presignd::config::Algorithm;
 use serde_json::json;
 
 /// One sample: metric name and its labels, sorted.
@@ -150,21 +151,15 @@ const PRESIGN: &str = "/v1/access-points/{name}/presign";
 async fn scripted_requests_give_exact_counters() {
     let jwks = jwt::JwksServer::start(jwt::jwks(&[jwt::RSA1.jwk()])).await;
     let mut opts = Options::new(Backend::Sqlite, vec![avatars()]);
-    opts.extra_toml = format!(
-        r#"
-[limits]
-per_subject_per_minute = 1
-per_subject_burst = 3
-
-[[auth.issuers]]
-issuer = "{JWKS_ISSUER}"
-audiences = ["presignd"]
-algorithms = ["RS256"]
-jwks_url = "{}"
-jwks_min_refetch_seconds = 1
-"#,
-        jwks.url
-    );
+    let mut issuer = jwt::issuer_config(JWKS_ISSUER);
+    issuer.algorithms = vec![Algorithm::RS256];
+    issuer.jwks_url = Some(jwks.url.clone());
+    issuer.jwks_min_refetch_seconds = 1;
+    opts.config(|c| {
+        c.limits.per_subject_per_minute = 1;
+        c.limits.per_subject_burst = 3;
+        c.auth.issuers.push(issuer);
+    });
     let app = TestApp::spawn_with(opts).await;
     let alice = app.token("alice", &["users"], false);
     let bob = app.token("bob", &["users", "suspended"], false);
@@ -418,15 +413,11 @@ jwks_min_refetch_seconds = 1
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn separate_listener_with_bearer_token() {
     let mut opts = Options::new(Backend::Sqlite, vec![avatars()]);
-    opts.require_https = true;
-    opts.trusted_proxies = vec!["10.0.0.0/8".into()];
-    opts.extra_toml = r#"
-[metrics]
-listen = "127.0.0.1:0"
-bearer_token = "scrape-token-0123456789"
-allow_plain_http = true
-"#
-    .into();
+    opts.behind_proxies(&["10.0.0.0/8"]).config(|c| {
+        c.metrics.listen = Some("127.0.0.1:0".parse().expect("address"));
+        c.metrics.bearer_token = Some("scrape-token-0123456789".to_string().into());
+        c.metrics.allow_plain_http = true;
+    });
     let app = TestApp::spawn_with(opts).await;
     let metrics = format!("http://{}", app.metrics_addr.expect("metrics listener"));
 
@@ -492,8 +483,7 @@ allow_plain_http = true
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_follow_require_https_unless_exempted() {
     let mut opts = Options::new(Backend::Sqlite, vec![avatars()]);
-    opts.require_https = true;
-    opts.trusted_proxies = vec!["127.0.0.0/8".into()];
+    opts.behind_proxies(&["127.0.0.0/8"]);
     let app = TestApp::spawn_with(opts).await;
     let (s, b) = app.get(None, "/metrics").await;
     assert_eq!((s, b["code"].as_str()), (403, Some("https_required")));

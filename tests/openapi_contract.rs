@@ -270,14 +270,10 @@ async fn real_responses_match_the_documented_schemas() {
     let contract = Contract::load();
     let mut opts = Options::new(Backend::Sqlite, vec![avatars(), reports()]);
     // An issuer whose JWKS cannot be fetched: its tokens answer 503, and /readyz is not ready.
-    opts.extra_toml = r#"
-[[auth.issuers]]
-issuer = "https://down.example/"
-audiences = ["presignd"]
-algorithms = ["RS256"]
-jwks_url = "http://127.0.0.1:9/jwks.json"
-"#
-    .into();
+    let mut down = common::jwt::issuer_config("https://down.example/");
+    down.algorithms = vec![presignd::config::Algorithm::RS256];
+    down.jwks_url = Some("http://127.0.0.1:9/jwks.json".into());
+    opts.config(|c| c.auth.issuers.push(down));
     let app = TestApp::spawn_with(opts).await;
     let alice = app.token("alice", &["users", "finance"], false);
     let moderator = app.token("mod", &["moderators"], false);

@@ -2,14 +2,13 @@
 //! configuration with secrets redacted, and SIGTERM: stop accepting, finish the requests in
 //! flight, ship the audit outbox, exit 0.
 
-#[path = "support/daemon.rs"]
-mod daemon;
-#[path = "common/tls.rs"]
-mod tls;
+mod common;
 
 use std::time::{Duration, Instant};
 
-use daemon::{Daemon, HS_SECRET, S3_SECRET_KEY, token};
+use common::app::{HS_SECRET, ISSUER};
+use common::daemon::{self, Daemon, S3_SECRET_KEY, token};
+use common::tls;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -26,7 +25,7 @@ fn version_flag_prints_the_crate_version() {
 #[test]
 fn check_config_prints_the_effective_config_without_secrets() {
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("access-points.yaml"), daemon::ACCESS_POINTS).expect("write");
+    daemon::write_access_points(dir.path());
     let config = dir.path().join("presignd.toml");
     std::fs::write(
         &config,
@@ -211,7 +210,7 @@ fn partner_token(sub: &str, groups: &[&str]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_rights_come_only_from_the_admin_issuers() {
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("access-points.yaml"), daemon::ACCESS_POINTS).expect("write");
+    daemon::write_access_points(dir.path());
     let config = dir.path().join("presignd.toml");
     std::fs::write(&config, daemon::config(dir.path(), &partner_issuer())).expect("write");
     let out = daemon::command()
@@ -226,10 +225,8 @@ async fn admin_rights_come_only_from_the_admin_issuers() {
         stderr.contains("auth.admin_issuers: is required when more than one issuer"),
         "{stderr}"
     );
-    let named = [(
-        "PRESIGND_AUTH__ADMIN_ISSUERS",
-        "[\"https://idp.daemon.test/\"]",
-    )];
+    let admin_issuers = format!("[\"{ISSUER}\"]");
+    let named = [("PRESIGND_AUTH__ADMIN_ISSUERS", admin_issuers.as_str())];
     let out = daemon::command()
         .arg("--config")
         .arg(&config)
@@ -240,9 +237,9 @@ async fn admin_rights_come_only_from_the_admin_issuers() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     assert!(
-        stdout.contains(
-            "admin API: callers in group \"presignd-admins\" with a token from https://idp.daemon.test/ (auth.admin_issuers)"
-        ),
+        stdout.contains(&format!(
+            "admin API: callers in group \"presignd-admins\" with a token from {ISSUER} (auth.admin_issuers)"
+        )),
         "check-config explains who administers: {stdout}"
     );
 

@@ -71,12 +71,7 @@ require_https = false
 url = "{db}"
 max_connections = 5
 
-[[auth.issuers]]
-issuer = "{ISSUER}"
-audiences = ["{AUDIENCE}"]
-algorithms = ["HS256"]
-hs256_secret = "{HS_SECRET}"
-
+{issuer}
 [s3]
 region = "us-east-1"
 endpoint = "{endpoint}"
@@ -111,6 +106,7 @@ filter = "info"
                 ak = self.s3.access_key,
                 sk = self.s3.secret_key,
                 audit = self.dir.path().join("audit").display(),
+                issuer = common::app::issuer_toml(),
             ),
         )
         .expect("write config");

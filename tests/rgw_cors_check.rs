@@ -72,7 +72,7 @@ async fn readyz_warns_until_the_bucket_cors_covers_the_origins() {
         access_key: rgw.access_key.clone(),
         secret_key: rgw.secret_key.clone(),
     });
-    opts.s3_extra = "cors_check_interval_seconds = 1".into();
+    opts.config(|c| c.s3.cors_check_interval_seconds = 1);
     let app = TestApp::spawn_with(opts).await;
 
     // 1. No CORS configuration on the bucket at all.

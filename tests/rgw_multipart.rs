@@ -26,14 +26,17 @@ fn big() -> presignd::policy::AccessPointSpec {
     }))
 }
 
-async fn presignd(rgw: &Rgw, extra_toml: &str) -> TestApp {
+async fn presignd(
+    rgw: &Rgw,
+    uploads: impl FnOnce(&mut presignd::config::UploadsConfig) + Send + 'static,
+) -> TestApp {
     let mut opts = Options::new(Backend::Sqlite, vec![big()]);
     opts.s3_endpoint = Some(S3Endpoint {
         endpoint: rgw.endpoint.clone(),
         access_key: rgw.access_key.clone(),
         secret_key: rgw.secret_key.clone(),
     });
-    opts.extra_toml = extra_toml.into();
+    opts.config(|c| uploads(&mut c.uploads));
     TestApp::spawn_with(opts).await
 }
 
@@ -81,7 +84,7 @@ async fn multipart_uploads_on_radosgw() {
         .expect("start radosgw");
     rgw.create_bucket(BUCKET).await;
     let s3 = rgw.sdk_client();
-    let app = presignd(&rgw, "").await;
+    let app = presignd(&rgw, |_| {}).await;
     let alice = app.token("alice", &["users"], false);
     let bob = app.token("bob", &["users"], false);
 
@@ -216,10 +219,10 @@ async fn multipart_uploads_on_radosgw() {
     app.finish().await;
 
     // The sweeper: an instance that considers 2 s of inactivity abandoned.
-    let app = presignd(
-        &rgw,
-        "[uploads]\nabandon_after_seconds = 2\nsweep_interval_ms = 200\n",
-    )
+    let app = presignd(&rgw, |u| {
+        u.abandon_after_seconds = 2;
+        u.sweep_interval_ms = 200;
+    })
     .await;
     let alice = app.token("alice", &["users"], false);
     let (status, created) = app

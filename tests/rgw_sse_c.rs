@@ -33,12 +33,12 @@ fn vault() -> presignd::policy::AccessPointSpec {
 async fn presignd(rgw: &Rgw, endpoint: &str) -> TestApp {
     let cert = rgw.cert.as_ref().expect("radosgw runs with TLS");
     let mut opts = Options::new(Backend::Sqlite, vec![vault()]);
-    opts.require_https = true;
-    opts.server_extra = format!(
-        "tls_cert = \"{}\"\ntls_key = \"{}\"\n",
-        cert.cert.display(),
-        cert.key.display()
-    );
+    let (cert_file, key_file) = (cert.cert.clone(), cert.key.clone());
+    opts.config(|c| {
+        c.server.require_https = true;
+        c.server.tls_cert = Some(cert_file);
+        c.server.tls_key = Some(key_file);
+    });
     opts.s3_endpoint = Some(S3Endpoint {
         endpoint: endpoint.into(),
         access_key: rgw.access_key.clone(),

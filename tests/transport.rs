@@ -6,26 +6,26 @@ mod common;
 
 use common::app::{Backend, Options, TestApp, avatars, decode};
 use common::tls::TestCert;
+use presignd::config::ForwardedHeader;
 use serde_json::json;
 
 async fn tls_app(trusted_proxies: &[&str]) -> (TestApp, TestCert, tempfile::TempDir) {
-    tls_app_with(trusted_proxies, "").await
+    tls_app_with(trusted_proxies, |_| {}).await
 }
 
 async fn tls_app_with(
     trusted_proxies: &[&str],
-    server_extra: &str,
+    server: impl FnOnce(&mut presignd::config::ServerConfig) + Send + 'static,
 ) -> (TestApp, TestCert, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let cert = common::tls::issue(dir.path(), "server");
     let mut opts = Options::new(Backend::Sqlite, vec![avatars()]);
-    opts.require_https = true;
-    opts.trusted_proxies = trusted_proxies.iter().map(|s| s.to_string()).collect();
-    opts.server_extra = format!(
-        "tls_cert = \"{}\"\ntls_key = \"{}\"\n{server_extra}",
-        cert.cert.display(),
-        cert.key.display()
-    );
+    let (cert_file, key_file) = (cert.cert.clone(), cert.key.clone());
+    opts.behind_proxies(trusted_proxies).config(|c| {
+        c.server.tls_cert = Some(cert_file);
+        c.server.tls_key = Some(key_file);
+        server(&mut c.server);
+    });
     (TestApp::spawn_with(opts).await, cert, dir)
 }
 
@@ -40,7 +40,7 @@ async fn trusted_by(app: &TestApp, ca_pem: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificate_files_changing_on_disk_are_picked_up_without_a_signal() {
-    let (app, first, dir) = tls_app_with(&[], "tls_reload_interval_seconds = 1\n").await;
+    let (app, first, dir) = tls_app_with(&[], |s| s.tls_reload_interval_seconds = 1).await;
     assert!(trusted_by(&app, &first.ca_pem).await);
 
     // A renewal (new CA, so the two are told apart) written over the same files.
@@ -171,8 +171,7 @@ async fn a_client_sent_forwarded_header_does_not_override_the_proxys_x_forwarded
     let mut internal = avatars();
     internal.network.allowed_cidrs = vec!["10.0.0.0/8".parse().expect("cidr")];
     let mut opts = Options::new(Backend::Sqlite, vec![internal]);
-    opts.require_https = true;
-    opts.trusted_proxies = vec!["127.0.0.0/8".into()];
+    opts.behind_proxies(&["127.0.0.0/8"]);
     let app = TestApp::spawn_with(opts).await;
     let alice = app.token("alice", &["users"], false);
     let send = |forwarded: &'static str, xff: &'static str, xfp: &'static str| {
@@ -240,9 +239,8 @@ async fn with_forwarded_configured_client_sent_x_forwarded_headers_are_ignored()
     let mut internal = avatars();
     internal.network.allowed_cidrs = vec!["10.0.0.0/8".parse().expect("cidr")];
     let mut opts = Options::new(Backend::Sqlite, vec![internal]);
-    opts.require_https = true;
-    opts.trusted_proxies = vec!["127.0.0.0/8".into()];
-    opts.server_extra = "forwarded_header = \"forwarded\"\n".into();
+    opts.behind_proxies(&["127.0.0.0/8"])
+        .config(|c| c.server.forwarded_header = ForwardedHeader::Forwarded);
     let app = TestApp::spawn_with(opts).await;
     let alice = app.token("alice", &["users"], false);
     let send = |forwarded: &'static str| {

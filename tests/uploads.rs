@@ -463,7 +463,10 @@ on_both_backends!(refused_before_s3, refused_before_s3);
 
 async fn sweeper_aborts_abandoned_uploads(backend: Backend) {
     let mut opts = Options::new(backend, vec![big()]);
-    opts.extra_toml = "[uploads]\nabandon_after_seconds = 2\nsweep_interval_ms = 200\n".into();
+    opts.config(|c| {
+        c.uploads.abandon_after_seconds = 2;
+        c.uploads.sweep_interval_ms = 200;
+    });
     let app = TestApp::spawn_with(opts).await;
     let alice = app.token("alice", &["users"], false);
     let (status, created) = app
@@ -586,8 +589,7 @@ async fn transport_network_and_authentication_refusals_are_audited() {
         "rules": [{"effect": "allow", "groups": ["users"], "operations": ["put"]}]
     }));
     let mut opts = Options::new(Backend::Sqlite, vec![big(), internal]);
-    opts.require_https = true;
-    opts.trusted_proxies = vec!["127.0.0.0/8".into()];
+    opts.behind_proxies(&["127.0.0.0/8"]);
     let app = TestApp::spawn_with(opts).await;
     let alice = app.token("alice", &["users"], false);
     let create = |ap: &str, token: Option<&str>, https: bool, xff: Option<&str>| {

@@ -48,6 +48,34 @@ impl AuditRecord {
     pub fn new_id() -> String {
         uuid::Uuid::now_v7().to_string()
     }
+
+    /// An allowed `get` on `avatars` by alice, for unit tests.
+    #[cfg(test)]
+    pub(crate) fn for_tests(id: &str) -> AuditRecord {
+        AuditRecord {
+            id: id.into(),
+            time: time::macros::datetime!(2025-03-07 04:05:06.123456789 UTC),
+            request_id: "r".into(),
+            decision: Decision::Allow,
+            reason: "allowed".into(),
+            operation: "get".into(),
+            access_point: Some("avatars".into()),
+            bucket: Some("b".into()),
+            key: Some("k".into()),
+            expires_at: None,
+            subject: Some("alice".into()),
+            issuer: None,
+            groups: vec!["users".into()],
+            source_ip: None,
+            user_agent: None,
+            origin: None,
+            tls: false,
+            sse: None,
+            signature_sha256: None,
+            instance: "t".into(),
+            count: None,
+        }
+    }
 }
 
 /// Hex SHA-256 of the `X-Amz-Signature` value.

@@ -105,7 +105,7 @@ pub enum AuthSetupError {
 fn join(problems: &[ConfigProblem]) -> String {
     problems
         .iter()
-        .map(|p| format!("{}: {}", p.key, p.message))
+        .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join("; ")
 }

@@ -24,4 +24,18 @@ impl Principal {
     pub fn in_group(&self, group: &str) -> bool {
         self.groups.iter().any(|g| g == group)
     }
+
+    /// A principal for unit tests: no MFA, no `iat`, `exp` 0, no `jti`.
+    #[cfg(test)]
+    pub(crate) fn for_tests(iss: &str, sub: &str, groups: &[&str]) -> Principal {
+        Principal {
+            sub: sub.into(),
+            iss: iss.into(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            mfa: false,
+            issued_at: None,
+            expires_at: 0,
+            jti: None,
+        }
+    }
 }

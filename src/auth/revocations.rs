@@ -316,13 +316,10 @@ mod tests {
 
     fn principal(sub: &str, iat: Option<i64>, exp: i64, jti: Option<&str>) -> Principal {
         Principal {
-            sub: sub.into(),
-            iss: ISS.into(),
-            groups: vec![],
-            mfa: false,
             issued_at: iat,
             expires_at: exp,
             jti: jti.map(str::to_string),
+            ..Principal::for_tests(ISS, sub, &[])
         }
     }
 

@@ -38,7 +38,9 @@ pub use uploads::UploadsConfig;
 /// SigV4 presigned URLs cannot live longer than 7 days.
 pub const SIGV4_MAX_EXPIRES: u32 = 604_800;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// The whole configuration. `Default` is the built-in defaults (which do not validate: they
+/// have no issuer).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default)]
@@ -98,6 +100,12 @@ impl ConfigProblem {
     }
 }
 
+impl std::fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read configuration: {0}")]
@@ -109,7 +117,7 @@ pub enum ConfigError {
 fn list(problems: &[ConfigProblem]) -> String {
     problems
         .iter()
-        .map(|p| format!("  {}: {}", p.key, p.message))
+        .map(|p| format!("  {p}"))
         .collect::<Vec<_>>()
         .join("\n")
 }

@@ -365,15 +365,7 @@ mod tests {
     }
 
     fn principal(iss: &str, sub: &str) -> Principal {
-        Principal {
-            sub: sub.into(),
-            iss: iss.into(),
-            groups: vec![],
-            mfa: false,
-            issued_at: None,
-            expires_at: 0,
-            jti: None,
-        }
+        Principal::for_tests(iss, sub, &[])
     }
 
     async fn limiter(limits: LimitsConfig) -> Limiter {

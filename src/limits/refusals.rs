@@ -272,27 +272,14 @@ mod tests {
 
     fn denied(reason: &str) -> AuditRecord {
         AuditRecord {
-            id: AuditRecord::new_id(),
             time: OffsetDateTime::now_utc(),
-            request_id: "r".into(),
             decision: Decision::Deny,
             reason: reason.into(),
-            operation: "get".into(),
-            access_point: Some("avatars".into()),
             bucket: None,
             key: None,
-            expires_at: None,
             subject: None,
-            issuer: None,
             groups: Vec::new(),
-            source_ip: None,
-            user_agent: None,
-            origin: None,
-            tls: false,
-            sse: None,
-            signature_sha256: None,
-            instance: "t".into(),
-            count: None,
+            ..AuditRecord::for_tests(&AuditRecord::new_id())
         }
     }
 
@@ -361,15 +348,7 @@ mod tests {
 
     #[test]
     fn callers_are_subjects_or_addresses_ipv6_by_64() {
-        let p = |iss: &str, sub: &str| Principal {
-            sub: sub.into(),
-            iss: iss.into(),
-            groups: vec![],
-            mfa: false,
-            issued_at: None,
-            expires_at: 0,
-            jti: None,
-        };
+        let p = |iss: &str, sub: &str| Principal::for_tests(iss, sub, &[]);
         let ip = |s: &str| Some(s.parse().expect("ip"));
         assert_eq!(
             Caller::of(Some(&p("https://a/", "x")), ip("10.0.0.1")),

@@ -101,10 +101,7 @@ impl RedisLimiter {
             Err(_) => Err(Unreachable::Timeout(self.timeout)),
         };
         if result.is_err() {
-            // Drop this connection (unless another call already replaced it) and let the
-            // background task build a fresh one.
-            let _ = self.conn.compare_and_swap(&Some(shared), None::<Arc<_>>);
-            self.wake.notify_one();
+            self.drop_connection(shared);
         }
         result
     }
@@ -126,10 +123,16 @@ impl RedisLimiter {
             Err(_) => Err(Unreachable::Timeout(self.timeout)),
         };
         if result.is_err() {
-            let _ = self.conn.compare_and_swap(&Some(shared), None::<Arc<_>>);
-            self.wake.notify_one();
+            self.drop_connection(shared);
         }
         result
+    }
+
+    /// Drops a connection that failed (unless another call already replaced it) and lets the
+    /// background task build a fresh one.
+    fn drop_connection(&self, failed: Arc<MultiplexedConnection>) {
+        let _ = self.conn.compare_and_swap(&Some(failed), None::<Arc<_>>);
+        self.wake.notify_one();
     }
 
     /// Keeps a connection: reconnects whenever a call dropped it. `on_up` runs after each

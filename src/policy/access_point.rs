@@ -263,6 +263,26 @@ impl<'de> Deserialize<'de> for OperationPattern {
     }
 }
 
+/// A spec for unit tests: the documented defaults around a name, target, prefix and rules.
+#[cfg(test)]
+impl AccessPointSpec {
+    pub(crate) fn for_tests(name: &str, bucket: &str, prefix: &str, rules: Vec<Rule>) -> Self {
+        AccessPointSpec {
+            name: name.into(),
+            bucket: bucket.into(),
+            prefix: prefix.into(),
+            default_expires_in: 300,
+            max_expires_in: 3600,
+            encryption: Default::default(),
+            upload: Default::default(),
+            cors_origins: vec![],
+            network: Default::default(),
+            limits: Default::default(),
+            rules,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -87,15 +87,7 @@ mod tests {
     }
 
     fn alice() -> Principal {
-        Principal {
-            sub: "alice".into(),
-            iss: "https://idp/".into(),
-            groups: vec!["users".into()],
-            mfa: false,
-            issued_at: None,
-            expires_at: 0,
-            jti: None,
-        }
+        Principal::for_tests("https://idp/", "alice", &["users"])
     }
 
     #[test]

@@ -81,26 +81,15 @@ mod tests {
     use crate::policy::{Operation, Rule};
 
     fn spec(name: &str, bucket: &str) -> AccessPointSpec {
-        AccessPointSpec {
-            name: name.into(),
-            bucket: bucket.into(),
-            prefix: "p/".into(),
-            default_expires_in: 300,
-            max_expires_in: 3600,
-            encryption: Default::default(),
-            upload: Default::default(),
-            cors_origins: vec![],
-            network: Default::default(),
-            limits: Default::default(),
-            rules: vec![Rule {
-                effect: Effect::Allow,
-                groups: vec!["*".into(), "users".into()],
-                issuers: vec![],
-                operations: vec![OperationPattern::Op(Operation::Get)],
-                keys: vec!["${jwt:sub}/*".into()],
-                require_mfa: false,
-            }],
-        }
+        let rule = Rule {
+            effect: Effect::Allow,
+            groups: vec!["*".into(), "users".into()],
+            issuers: vec![],
+            operations: vec![OperationPattern::Op(Operation::Get)],
+            keys: vec!["${jwt:sub}/*".into()],
+            require_mfa: false,
+        };
+        AccessPointSpec::for_tests(name, bucket, "p/", vec![rule])
     }
 
     #[test]

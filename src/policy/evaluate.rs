@@ -197,20 +197,8 @@ mod tests {
     }
 
     fn ap_on(bucket: &str, rules: Vec<Rule>) -> CompiledAccessPoint {
-        CompiledAccessPoint::compile(AccessPointSpec {
-            name: "ap".into(),
-            bucket: bucket.into(),
-            prefix: "users/".into(),
-            default_expires_in: 300,
-            max_expires_in: 3600,
-            encryption: Default::default(),
-            upload: Default::default(),
-            cors_origins: vec![],
-            network: Default::default(),
-            limits: Default::default(),
-            rules,
-        })
-        .expect("valid spec")
+        CompiledAccessPoint::compile(AccessPointSpec::for_tests("ap", bucket, "users/", rules))
+            .expect("valid spec")
     }
 
     fn build(rules: Vec<Rule>) -> CompiledAccessPoint {
@@ -235,13 +223,8 @@ mod tests {
 
     fn who(sub: &str, groups: &[&str], mfa: bool) -> Principal {
         Principal {
-            sub: sub.into(),
-            iss: "https://idp.example.com/".into(),
-            groups: groups.iter().map(|g| g.to_string()).collect(),
             mfa,
-            issued_at: None,
-            expires_at: 0,
-            jti: None,
+            ..Principal::for_tests("https://idp.example.com/", sub, groups)
         }
     }
 

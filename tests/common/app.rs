@@ -2,8 +2,6 @@
 //! test), the in-process S3 server, a temp `file://` audit sink, HS256 and RS256 issuers, all on
 //! 127.0.0.1:0.
 
-#![allow(dead_code)]
-
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -64,77 +62,28 @@ enum TestDb {
     Postgres { admin_url: String, name: String },
 }
 
-pub fn postgres_admin_url() -> String {
-    std::env::var("PRESIGND_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+pub use super::postgres::{create_postgres_database, drop_postgres_database, with_database};
+
+/// The harness issuer as a `[[auth.issuers]]` table, for configuration files written for the
+/// binary (`daemon`, replicas, CLI runs): its tokens are `mint_hs256`'s.
+pub fn issuer_toml() -> String {
+    format!(
+        "[[auth.issuers]]\nissuer = \"{ISSUER}\"\naudiences = [\"{AUDIENCE}\"]\nalgorithms = [\"HS256\"]\nhs256_secret = \"{HS_SECRET}\"\n"
+    )
 }
 
-/// A fresh database `{prefix}_{uuid}` on the PostgreSQL server of `postgres_admin_url()`;
-/// returns the admin URL and the name.
-pub async fn create_postgres_database(prefix: &str) -> (String, String) {
-    let admin_url = postgres_admin_url();
-    let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
-    let admin = sqlx::PgPool::connect(&admin_url)
-        .await
-        .expect("connect to PostgreSQL (run the tests through scripts/test)");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&admin)
-        .await
-        .expect("create test database");
-    admin.close().await;
-    (admin_url, name)
-}
-
-/// Drops a database made by `create_postgres_database`, connections and all; best effort (the
-/// test is over).
-pub async fn drop_postgres_database(admin_url: &str, name: &str) {
-    if let Ok(admin) = sqlx::PgPool::connect(admin_url).await {
-        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-        )))
-        .execute(&admin)
-        .await;
-        admin.close().await;
-    }
-}
-
-/// Replaces the database name in a PostgreSQL URL.
-pub fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let authority_end = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let path_start = base[authority_end..]
-        .find('/')
-        .map(|i| authority_end + i)
-        .unwrap_or(base.len());
-    let mut out = format!("{}/{db}", &base[..path_start]);
-    if let Some(q) = query {
-        out.push('?');
-        out.push_str(q);
-    }
-    out
-}
-
+/// How a test's instance differs from the harness default: the backend, the access points,
+/// another S3 endpoint, and typed changes to the configuration (`config`).
 pub struct Options {
     pub backend: Backend,
     pub access_points: Vec<AccessPointSpec>,
-    /// Extra TOML appended to the generated config (e.g. more issuers).
-    pub extra_toml: String,
-    pub require_https: bool,
-    pub trusted_proxies: Vec<String>,
-    /// Extra lines for the `[server]` table (e.g. `tls_cert = "…"`).
-    pub server_extra: String,
-    /// `audit.sink`; default: `file://` in the test's temp dir (`TestApp::audit_dir`).
-    pub audit_sink: Option<String>,
-    /// Extra lines for the `[audit]` table (e.g. `batch_max_records = 5`).
-    pub audit_extra: String,
     /// Sign for this S3 endpoint instead of the in-process server (e.g. radosgw).
     pub s3_endpoint: Option<S3Endpoint>,
-    /// Extra lines for the `[s3]` table (e.g. `cors_check_interval_seconds = 1`).
-    pub s3_extra: String,
+    changes: Vec<ConfigChange>,
 }
+
+/// A typed change to the harness configuration.
+pub type ConfigChange = Box<dyn FnOnce(&mut Config) + Send>;
 
 /// Another S3-compatible endpoint for `[s3]`: URL and the keys presignd signs with.
 pub struct S3Endpoint {
@@ -148,15 +97,26 @@ impl Options {
         Options {
             backend,
             access_points,
-            extra_toml: String::new(),
-            require_https: false,
-            trusted_proxies: Vec::new(),
-            server_extra: String::new(),
-            audit_sink: None,
-            audit_extra: String::new(),
             s3_endpoint: None,
-            s3_extra: String::new(),
+            changes: Vec::new(),
         }
+    }
+
+    /// A change to the configuration, applied (in order) after the harness defaults and
+    /// before validation: `opts.config(|c| c.limits.per_subject_burst = 3)`.
+    pub fn config(&mut self, change: impl FnOnce(&mut Config) + Send + 'static) -> &mut Self {
+        self.changes.push(Box::new(change));
+        self
+    }
+
+    /// `require_https` behind proxies in these networks (`127.0.0.0/8`: the test client).
+    pub fn behind_proxies(&mut self, networks: &[&str]) -> &mut Self {
+        let networks: Vec<ipnet::IpNet> =
+            networks.iter().map(|n| n.parse().expect("CIDR")).collect();
+        self.config(move |c| {
+            c.server.require_https = true;
+            c.server.trusted_proxies = networks;
+        })
     }
 }
 
@@ -193,22 +153,18 @@ impl TestApp {
         )
         .expect("write access points");
 
-        let server = format!(
-            "require_https = {}\ntrusted_proxies = {:?}\n{}",
-            opts.require_https, opts.trusted_proxies, opts.server_extra
-        );
         let toml = format!(
             r#"
 [server]
 listen = "127.0.0.1:0"
-{server}
+require_https = false
 cors_allowed_origins = ["https://app.example.com"]
 
 [database]
 url = "{db_url}"
 
 [auth]
-# Tests add issuers through extra_toml; admin rights stay with the test issuer.
+# Tests add issuers; admin rights stay with the test issuer.
 admin_issuers = ["{ISSUER}"]
 
 [[auth.issuers]]
@@ -224,17 +180,16 @@ force_path_style = true
 allow_insecure_endpoint = true
 access_key_id = "{ak}"
 secret_access_key = "{sk}"
-{s3_extra}
 
 [audit]
-sink = "{audit}"
+sink = "file://{audit}"
 instance = "test"
-{audit_extra}
+flush_interval_ms = 200
+shutdown_flush_ms = 3000
 
 [access_points]
 file = "{ap_file}"
 reload_interval_ms = 200
-{extra}
 "#,
             endpoint = opts
                 .s3_endpoint
@@ -248,25 +203,14 @@ reload_interval_ms = 200
                 .s3_endpoint
                 .as_ref()
                 .map_or(&s3.secret_key, |e| &e.secret_key),
-            s3_extra = opts.s3_extra,
-            audit = opts
-                .audit_sink
-                .clone()
-                .unwrap_or_else(|| format!("file://{}", audit_dir.display())),
-            audit_extra = {
-                // Defaults for tests unless the test sets them.
-                let mut lines = opts.audit_extra.clone();
-                for (key, value) in [("flush_interval_ms", "200"), ("shutdown_flush_ms", "3000")] {
-                    if !lines.contains(key) {
-                        lines.push_str(&format!("\n{key} = {value}"));
-                    }
-                }
-                lines
-            },
+            audit = audit_dir.display(),
             ap_file = ap_file.display(),
-            extra = opts.extra_toml,
         );
-        let config = Config::from_toml(&toml).expect("valid test config");
+        let mut config: Config = toml::from_str(&toml).expect("the harness configuration parses");
+        for change in opts.changes {
+            change(&mut config);
+        }
+        config.validate().expect("valid test config");
         let app = App::build(config).await.expect("app builds");
         let addr = app.local_addr();
         let metrics_addr = app.metrics_addr();
@@ -353,21 +297,7 @@ reload_interval_ms = 200
         tokio::task::block_in_place(|| {
             tokio::runtime::Handle::current().block_on(self.flush_audit())
         });
-        let mut files = Vec::new();
-        collect_files(&self.audit_dir, &mut files);
-        // Keys are `dt=…/hour=…/{instance}-{first_id}-{last_id}`: ids are UUIDv7, so the
-        // path order is the time order.
-        files.retain(|f| f.to_string_lossy().ends_with(".ndjson.gz"));
-        files.sort();
-        files
-            .iter()
-            .flat_map(|f| {
-                ndjson_gz(&std::fs::read(f).expect("read audit object"))
-                    .into_iter()
-                    .map(|l| serde_json::from_str::<Value>(&l).expect("audit line is JSON"))
-                    .collect::<Vec<_>>()
-            })
-            .collect()
+        audit_records_in(&self.audit_dir)
     }
 
     /// The per-test PostgreSQL database: `(admin_url, name)`.
@@ -377,6 +307,25 @@ reload_interval_ms = 200
             TestDb::Sqlite => None,
         }
     }
+}
+
+/// Every audit record in a `file://` sink directory, in order: object keys are
+/// `dt=…/hour=…/{instance}-{first_id}-{last_id}` and ids are UUIDv7, so the path order is the
+/// time order.
+pub fn audit_records_in(dir: &std::path::Path) -> Vec<Value> {
+    let mut files = Vec::new();
+    collect_files(dir, &mut files);
+    files.retain(|f| f.to_string_lossy().ends_with(".ndjson.gz"));
+    files.sort();
+    files
+        .iter()
+        .flat_map(|f| {
+            ndjson_gz(&std::fs::read(f).expect("read audit object"))
+                .into_iter()
+                .map(|l| serde_json::from_str::<Value>(&l).expect("audit line is JSON"))
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 /// The lines of a gzip NDJSON object.

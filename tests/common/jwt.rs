@@ -2,8 +2,6 @@
 //! 127.0.0.1:0 whose key set can be switched, made to fail, or shut down, and which counts hits.
 //! Other test crates can use it with `pub mod jwt;` in `tests/common/mod.rs`.
 
-#![allow(dead_code)]
-
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -1,9 +1,12 @@
-//! Shared test harness: the in-process S3 server, real JWT keys and a JWKS server, and a
-//! presignd instance wired to them.
+//! Shared test harness: a presignd instance in process (`app`) or as the real binary
+//! (`daemon`), the in-process S3 server, real JWT keys and a JWKS server, Redis, radosgw, a
+//! throwaway CA. Each test binary uses a part of it, hence the one `dead_code` allowance.
 #![allow(dead_code)]
 
 pub mod app;
+pub mod daemon;
 pub mod jwt;
+pub mod postgres;
 pub mod redis;
 pub mod rgw;
 pub mod s3;

@@ -2,8 +2,6 @@
 //! with a fresh key prefix per test, or a throwaway `redis-server` on a free port that a test
 //! may kill and restart (never the shared one).
 
-#![allow(dead_code)]
-
 use std::net::TcpListener;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -20,11 +18,14 @@ pub fn key_prefix() -> String {
     format!("presignd-test-{}:", uuid::Uuid::new_v4().simple())
 }
 
-/// `[redis]` and `[limits]` TOML for a test config.
-pub fn limits_toml(url: &str, prefix: &str, limits: &str) -> String {
-    format!(
-        "\n[redis]\nurl = \"{url}\"\nkey_prefix = \"{prefix}\"\nretry_interval_ms = 100\n\n[limits]\n{limits}\n"
-    )
+/// `[redis]` for a test config: the server at `url`, keys under `prefix`, quick reconnects.
+pub fn redis_config(url: &str, prefix: &str) -> presignd::config::RedisConfig {
+    presignd::config::RedisConfig {
+        url: Some(url.to_string().into()),
+        key_prefix: prefix.to_string(),
+        retry_interval_ms: 100,
+        ..presignd::config::RedisConfig::default()
+    }
 }
 
 /// Keys under `prefix` on the server at `url`.

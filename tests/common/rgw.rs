@@ -7,8 +7,6 @@
 //! binary: each `tests/rgw_*.rs` / `tests/browser.rs` file is one test function that runs its
 //! scenarios in sequence. Dropping [`Rgw`] stops the daemons by their pid files.
 
-#![allow(dead_code)]
-
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Command;

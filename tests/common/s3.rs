@@ -11,8 +11,6 @@
 //! One server per test: every test gets its own endpoint, credentials and data directory.
 
 // Not every integration test uses every helper.
-#![allow(dead_code)]
-
 use std::time::Duration;
 
 use aws_credential_types::Credentials;

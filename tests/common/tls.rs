@@ -1,7 +1,5 @@
 //! A throwaway CA and a server certificate for 127.0.0.1/localhost, written as PEM files.
 
-#![allow(dead_code)]
-
 use std::path::{Path, PathBuf};
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};

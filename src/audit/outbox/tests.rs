@@ -2,35 +2,12 @@
 //! shipper's claims and completions, crash resumption, the migrations of the table.
 
 use super::*;
-use crate::audit::Decision;
 use crate::store::outbox::{
     Claim, PG_STATEMENT_BYTES, SQLITE_ONE_WRITE_ROWS, claim, complete, count, pg_chunks, resume,
 };
 
 pub(crate) fn record(id: &str) -> AuditRecord {
-    AuditRecord {
-        id: id.into(),
-        time: time::macros::datetime!(2025-03-07 04:05:06.123456789 UTC),
-        request_id: "r".into(),
-        decision: Decision::Allow,
-        reason: "allowed".into(),
-        operation: "get".into(),
-        access_point: Some("avatars".into()),
-        bucket: Some("b".into()),
-        key: Some("k".into()),
-        expires_at: None,
-        subject: Some("alice".into()),
-        issuer: None,
-        groups: vec!["users".into()],
-        source_ip: None,
-        user_agent: None,
-        origin: None,
-        tls: false,
-        sse: None,
-        signature_sha256: None,
-        instance: "t".into(),
-        count: None,
-    }
+    AuditRecord::for_tests(id)
 }
 
 /// A group-commit writer that collects for at most 2 ms.

@@ -1,8 +1,6 @@
 //! The `presignd` binary as operators run it: a config file in a temp dir (SQLite, a
-//! `file://` audit sink, an HS256 issuer, access points from a file, a port chosen by the OS),
-//! JSON logs captured line by line, stopped with a real SIGTERM.
-
-#![allow(dead_code)]
+//! `file://` audit sink, the harness's HS256 issuer, the harness's access points from a file,
+//! a port chosen by the OS), JSON logs captured line by line, stopped with a real SIGTERM.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -11,23 +9,18 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub const ISSUER: &str = "https://idp.daemon.test/";
-pub const HS_SECRET: &str = "daemon-test-hs256-secret-0123456789abcdef";
 pub const S3_ACCESS_KEY: &str = "AKIADAEMONTEST000001";
 pub const S3_SECRET_KEY: &str = "daemon-test-s3-secret-key/0123456789+abcdef";
 
-pub const ACCESS_POINTS: &str = r#"
-access_points:
-  - name: avatars
-    bucket: presignd-dev
-    prefix: avatars/
-    default_expires_in: 300
-    max_expires_in: 3600
-    upload: { max_content_length: 5242880, content_types: ["image/*", "text/plain"] }
-    rules:
-      - { effect: allow, groups: ["users"], operations: ["put", "get"], keys: ["${jwt:sub}/*"] }
-      - { effect: deny, groups: ["suspended"], operations: ["*"] }
-"#;
+/// Writes the harness's access points (`avatars`) as the daemon's `access_points.file`.
+pub fn write_access_points(dir: &Path) {
+    let file = serde_json::json!({ "access_points": [super::app::avatars()] });
+    std::fs::write(
+        dir.join("access-points.yaml"),
+        serde_json::to_vec(&file).expect("serialize access points"),
+    )
+    .expect("write access points");
+}
 
 pub struct Daemon {
     child: Child,
@@ -49,12 +42,7 @@ shutdown_grace_ms = 10000
 [database]
 url = "sqlite://{dir}/presignd.db"
 
-[[auth.issuers]]
-issuer = "{ISSUER}"
-audiences = ["presignd"]
-algorithms = ["HS256"]
-hs256_secret = "{HS_SECRET}"
-
+{issuer}
 [s3]
 region = "us-east-1"
 endpoint = "http://127.0.0.1:9"
@@ -76,7 +64,8 @@ format = "json"
 filter = "debug"
 {extra}
 "#,
-        dir = dir.display()
+        dir = dir.display(),
+        issuer = super::app::issuer_toml(),
     )
 }
 
@@ -100,7 +89,7 @@ impl Daemon {
     /// Starts `presignd serve` and waits (30 s at most) for its `presignd listening` line.
     pub fn start(extra_config: &str, env: &[(&str, &str)]) -> Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("access-points.yaml"), ACCESS_POINTS).expect("write");
+        write_access_points(dir.path());
         let config = dir.path().join("presignd.toml");
         std::fs::write(&config, self::config(dir.path(), extra_config)).expect("write config");
         let mut cmd = command();
@@ -220,47 +209,12 @@ impl Drop for Daemon {
     }
 }
 
-/// An HS256 token for the daemon's issuer.
+/// An HS256 token for the daemon's issuer (the harness's).
 pub fn token(sub: &str, groups: &[&str], ttl_secs: i64) -> String {
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let claims = serde_json::json!({
-        "iss": ISSUER, "aud": "presignd", "sub": sub, "groups": groups,
-        "iat": now, "nbf": now, "exp": now + ttl_secs,
-    });
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(HS_SECRET.as_bytes()),
-    )
-    .expect("sign token")
+    super::app::mint_hs256(sub, groups, false, ttl_secs)
 }
 
-/// Every audit record in a `file://` sink directory (gzip NDJSON objects).
+/// Every audit record in a `file://` sink directory (gzip NDJSON objects), in key order.
 pub fn audit_records(dir: &Path) -> Vec<serde_json::Value> {
-    use std::io::Read;
-    let mut files = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.to_string_lossy().ends_with(".ndjson.gz") {
-                files.push(p);
-            }
-        }
-    }
-    files.sort();
-    files
-        .iter()
-        .flat_map(|f| {
-            let mut text = String::new();
-            flate2::read::GzDecoder::new(std::fs::File::open(f).expect("open"))
-                .read_to_string(&mut text)
-                .expect("gzip");
-            text.lines()
-                .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
-                .collect::<Vec<_>>()
-        })
-        .collect()
+    super::app::audit_records_in(dir)
 }
