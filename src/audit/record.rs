@@ -5,9 +5,11 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
+/// What a record says was decided (its `decision` field): not to be confused with
+/// `policy::Decision`, the rules' answer, one of the inputs to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Decision {
+pub enum Verdict {
     Allow,
     Deny,
 }
@@ -18,7 +20,7 @@ pub struct AuditRecord {
     #[serde(with = "time::serde::rfc3339")]
     pub time: OffsetDateTime,
     pub request_id: String,
-    pub decision: Decision,
+    pub decision: Verdict,
     /// Why: `allowed`, a problem code (`forbidden`, `invalid_key`, …) or an admin change.
     pub reason: String,
     pub operation: String,
@@ -56,7 +58,7 @@ impl AuditRecord {
             id: id.into(),
             time: time::macros::datetime!(2025-03-07 04:05:06.123456789 UTC),
             request_id: "r".into(),
-            decision: Decision::Allow,
+            decision: Verdict::Allow,
             reason: "allowed".into(),
             operation: "get".into(),
             access_point: Some("avatars".into()),

@@ -29,7 +29,7 @@ use super::log_sink::{encode_ndjson_gz, object_key};
 use super::{AuditError, LogSink};
 use crate::metrics::Metrics;
 use crate::store::Store;
-use crate::store::outbox::{self, Claim, Pending, WriteTurns};
+use crate::store::outbox::{self, BatchClaim, Pending, WriteTurns};
 
 const MIN_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -220,7 +220,7 @@ impl Shipper {
     /// Stores a claimed batch's objects, then deletes its rows. On failure the rows stay
     /// claimed, and the next round ships the same batch again. A batch whose objects were
     /// stored before a crash interrupted its deletes is only finished.
-    async fn ship(&self, mut claim: Claim) -> Result<(), AuditError> {
+    async fn ship(&self, mut claim: BatchClaim) -> Result<(), AuditError> {
         if !claim.shipped {
             let (prefix, claimed_by) = (self.settings.prefix.clone(), claim.claimed_by.clone());
             let rows = std::mem::take(&mut claim.rows);

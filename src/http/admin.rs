@@ -25,7 +25,7 @@ use super::client::ClientInfo;
 use super::error::ApiError;
 use super::extract::{Admin, ApiJson};
 use crate::Principal;
-use crate::audit::{AuditRecord, Decision};
+use crate::audit::{AuditRecord, Verdict};
 use crate::auth::revocations::{RevocationRequest, RevocationView, unix_now};
 use crate::catalog;
 use crate::policy::{AccessPointSpec, FieldError, Target, mfa_sensitive_change};
@@ -112,7 +112,7 @@ pub async fn put_access_point(
         audit(&state, record).await?;
         return Err(ApiError::MfaRequired);
     }
-    record.decision = Decision::Allow;
+    record.decision = Verdict::Allow;
     record.reason = match &before {
         None => format!("access_point created (v1): {}", summary(&spec)),
         Some(b) => format!(
@@ -136,7 +136,7 @@ pub async fn put_access_point(
         // Someone else changed it between our read and our write: the audited change did
         // not happen; say so in the trail too.
         record.id = AuditRecord::new_id();
-        record.decision = Decision::Deny;
+        record.decision = Verdict::Deny;
         record.reason = "aborted: the access point changed concurrently".into();
         audit(&state, record).await?;
         return Err(conditions.lost_race());
@@ -177,7 +177,7 @@ pub async fn delete_access_point(
         audit(&state, record).await?;
         return Err(ApiError::MfaRequired);
     }
-    record.decision = Decision::Allow;
+    record.decision = Verdict::Allow;
     record.reason = format!(
         "access_point deleted (was v{}): {}",
         before.version,
@@ -190,7 +190,7 @@ pub async fn delete_access_point(
         .await?
     {
         record.id = AuditRecord::new_id();
-        record.decision = Decision::Deny;
+        record.decision = Verdict::Deny;
         record.reason = "aborted: the access point changed concurrently".into();
         audit(&state, record).await?;
         return Err(conditions.lost_race());
@@ -241,7 +241,7 @@ pub async fn create_revocation(
         "admin.revoke",
         SystemTime::now(),
     );
-    record.decision = Decision::Allow;
+    record.decision = Verdict::Allow;
     record.reason = format!(
         "revoked {} (issuer {}){}; entry kept until {}",
         match (&view.sub, &view.jti) {

@@ -13,7 +13,7 @@ use super::client::ClientInfo;
 use super::error::ApiError;
 use super::extract::Authenticated;
 use crate::Principal;
-use crate::audit::{AuditError, AuditRecord, Decision};
+use crate::audit::{AuditError, AuditRecord, Verdict};
 use crate::limits::{Admission, Caller};
 use crate::policy::{self, CompiledAccessPoint, Keys, Operation, Refusal};
 use crate::state::AppState;
@@ -157,7 +157,7 @@ pub fn record(
         id: AuditRecord::new_id(),
         time: OffsetDateTime::from(now),
         request_id: client.request_id.clone(),
-        decision: Decision::Deny,
+        decision: Verdict::Deny,
         reason: String::new(),
         operation: bounded(operation),
         access_point: None,
@@ -183,7 +183,7 @@ pub fn record(
 pub fn name_decision<T>(record: &mut AuditRecord, outcome: &Result<T, ApiError>) {
     match outcome {
         Ok(_) => {
-            record.decision = Decision::Allow;
+            record.decision = Verdict::Allow;
             record.reason = "allowed".into();
         }
         Err(ApiError::Forbidden) if !record.reason.is_empty() => {}
@@ -208,7 +208,7 @@ pub async fn commit<T>(
     let mut records = Vec::with_capacity(decided.len());
     let mut outcomes = Vec::with_capacity(decided.len());
     for (mut outcome, mut record) in decided {
-        if record.decision == Decision::Deny {
+        if record.decision == Verdict::Deny {
             match state.refusals().admit(&Caller::of_record(&record), &record) {
                 Admission::Record => records.push(record),
                 Admission::Suppress {
@@ -295,9 +295,9 @@ fn observe_decisions(state: &AppState, records: &[AuditRecord]) {
         (None, true) => span.record("access_point", "none"),
         (_, false) => span.record("access_point", "multiple"),
     };
-    let decision = |d: &Decision| match d {
-        Decision::Allow => "allow",
-        Decision::Deny => "deny",
+    let decision = |d: &Verdict| match d {
+        Verdict::Allow => "allow",
+        Verdict::Deny => "deny",
     };
     if records.iter().all(|r| r.decision == first.decision) {
         span.record("decision", decision(&first.decision));

@@ -29,7 +29,7 @@ use crate::policy::{self, CompiledAccessPoint, Encryption, Keys, Operation, Uplo
 use crate::sign::multipart::{CreateUpload, MultipartError, PartSignRequest};
 use crate::sign::{Presigned, SignedHeaders};
 use crate::state::AppState;
-use crate::store::{Claim, StoredUpload, UploadOwner};
+use crate::store::{StoredUpload, UploadClaim, UploadOwner};
 use crate::uploads::plan::{self, MAX_PARTS, Plan};
 use crate::uploads::{ABORT_CLAIM_SECONDS, COMPLETE_CLAIM_SECONDS, unix};
 
@@ -455,7 +455,7 @@ async fn complete(
         .store()
         .claim_upload(
             owner(principal, name, upload_id),
-            Claim::Completing,
+            UploadClaim::Completing,
             t + COMPLETE_CLAIM_SECONDS,
         )
         .await?
@@ -504,7 +504,7 @@ async fn abort(call: &mut Audited<'_>, name: &str, upload_id: &str) -> Result<()
         .store()
         .claim_upload(
             owner(principal, name, upload_id),
-            Claim::Aborting,
+            UploadClaim::Aborting,
             t + ABORT_CLAIM_SECONDS,
         )
         .await?

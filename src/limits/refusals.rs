@@ -21,7 +21,7 @@ use time::OffsetDateTime;
 use super::gcra::Quota;
 use super::local::LocalLimiter;
 use crate::Principal;
-use crate::audit::{AuditRecord, Decision};
+use crate::audit::{AuditRecord, Verdict};
 
 /// Callers with a summary pending at once, at most; further ones share one `overflow`
 /// summary (still counted, not told apart).
@@ -229,7 +229,7 @@ impl Summary {
             id: AuditRecord::new_id(),
             time: now,
             request_id: self.last_request_id,
-            decision: Decision::Deny,
+            decision: Verdict::Deny,
             reason: format!(
                 "refusals_summarized ({}) between {} and {}",
                 reasons.join(", "),
@@ -273,7 +273,7 @@ mod tests {
     fn denied(reason: &str) -> AuditRecord {
         AuditRecord {
             time: OffsetDateTime::now_utc(),
-            decision: Decision::Deny,
+            decision: Verdict::Deny,
             reason: reason.into(),
             bucket: None,
             key: None,

@@ -224,8 +224,8 @@ impl Metrics {
                 .filter(|name| catalog.get(name).is_some())
                 .unwrap_or("unknown");
             let decision = match r.decision {
-                crate::audit::Decision::Allow => "allow",
-                crate::audit::Decision::Deny => "deny",
+                crate::audit::Verdict::Allow => "allow",
+                crate::audit::Verdict::Deny => "deny",
             };
             self.presign_decisions_total
                 .with_label_values(&[

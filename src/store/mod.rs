@@ -18,7 +18,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 pub use access_points::{StoredAccessPoint, Upsert, etag};
 pub use notify::{CHANGES_CHANNEL, Change};
 pub use revocations::{RevocationKind, StoredRevocation};
-pub use uploads::{Claim, StoredUpload, UploadOwner};
+pub use uploads::{StoredUpload, UploadClaim, UploadOwner};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -184,7 +184,7 @@ pub(crate) struct Pending {
 /// order there need not be `seq` order). On SQLite it is one row in `audit_outbox_batches`
 /// naming a range of `seq` (migration 0005 says why that is exact).
 #[derive(Debug)]
-pub(crate) struct Claim {
+pub(crate) struct BatchClaim {
     /// In `seq` order.
     pub rows: Vec<Pending>,
     pub batch: String,
@@ -198,7 +198,7 @@ pub(crate) struct Claim {
     pub(crate) seqs: Option<(i64, i64)>,
 }
 
-impl Claim {
+impl BatchClaim {
     /// Records in the batch (rows hold several).
     pub fn records(&self) -> u64 {
         let n: i64 = self.rows.iter().map(|r| r.records).sum();
@@ -227,7 +227,7 @@ pub(crate) async fn resume(
     turns: &WriteTurns,
     instance: &str,
     lease: Duration,
-) -> Result<Option<Claim>, sqlx::Error> {
+) -> Result<Option<BatchClaim>, sqlx::Error> {
     let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
     match store {
         Store::Sqlite(pool) => {
@@ -247,7 +247,7 @@ pub(crate) async fn resume(
             let Some((batch, claimed_by, first, last, shipped)) = picked else {
                 return Ok(None);
             };
-            Ok(Some(Claim {
+            Ok(Some(BatchClaim {
                 rows: sqlite_rows(pool, first, last).await?,
                 batch,
                 claimed_by,
@@ -284,7 +284,7 @@ pub(crate) async fn claim(
     turns: &WriteTurns,
     instance: &str,
     limit: usize,
-) -> Result<Option<Claim>, sqlx::Error> {
+) -> Result<Option<BatchClaim>, sqlx::Error> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let batch = uuid::Uuid::new_v4().simple().to_string();
     match store {
@@ -316,7 +316,7 @@ pub(crate) async fn claim(
             let Some((first, last)) = range else {
                 return Ok(None);
             };
-            Ok(Some(Claim {
+            Ok(Some(BatchClaim {
                 rows: sqlite_rows(pool, first, last).await?,
                 batch,
                 claimed_by: instance.to_string(),
@@ -378,7 +378,7 @@ async fn sqlite_rows(
 }
 
 /// PostgreSQL: a claim from its stamped rows (`pg_stamped_rows!`).
-fn into_claim(rows: &[sqlx::postgres::PgRow], fresh: bool) -> Option<Claim> {
+fn into_claim(rows: &[sqlx::postgres::PgRow], fresh: bool) -> Option<BatchClaim> {
     let first = rows.first()?;
     let (batch, claimed_by) = (first.get(6), first.get(7));
     let mut rows: Vec<Pending> = rows
@@ -394,7 +394,7 @@ fn into_claim(rows: &[sqlx::postgres::PgRow], fresh: bool) -> Option<Claim> {
         .collect();
     // RETURNING has no order.
     rows.sort_by_key(|r| r.seq);
-    Some(Claim {
+    Some(BatchClaim {
         rows,
         batch,
         claimed_by,
@@ -425,7 +425,7 @@ fn pending(r: &sqlx::sqlite::SqliteRow) -> Pending {
 pub(crate) async fn complete(
     store: &Store,
     turns: &WriteTurns,
-    claim: &Claim,
+    claim: &BatchClaim,
 ) -> Result<u64, sqlx::Error> {
     let mut deleted: i64 = 0;
     match (store, claim.seqs) {

@@ -37,16 +37,16 @@ pub struct UploadOwner<'a> {
 
 /// What S3 is being asked to do with a claimed upload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Claim {
+pub enum UploadClaim {
     Completing,
     Aborting,
 }
 
-impl Claim {
+impl UploadClaim {
     fn as_str(self) -> &'static str {
         match self {
-            Claim::Completing => "completing",
-            Claim::Aborting => "aborting",
+            UploadClaim::Completing => "completing",
+            UploadClaim::Aborting => "aborting",
         }
     }
 }
@@ -205,7 +205,7 @@ impl Store {
     pub async fn claim_upload(
         &self,
         owner: UploadOwner<'_>,
-        claim: Claim,
+        claim: UploadClaim,
         claimed_until: i64,
     ) -> Result<Option<StoredUpload>, StoreError> {
         let row: Option<Row> = fetch_uploads!(

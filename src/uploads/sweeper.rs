@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use time::OffsetDateTime;
 
-use crate::audit::{AuditRecord, Decision};
+use crate::audit::{AuditRecord, Verdict};
 use crate::sign::multipart::MultipartError;
 use crate::state::AppState;
 use crate::store::StoredUpload;
@@ -63,7 +63,7 @@ pub async fn sweep_once(state: &AppState) -> Result<usize, crate::store::StoreEr
             // Already gone at S3 (a lifecycle rule, or completed by a request that died
             // before forgetting it): nothing left to abort.
             Ok(()) | Err(MultipartError::NoSuchUpload) => {
-                record.decision = Decision::Allow;
+                record.decision = Verdict::Allow;
                 record.reason = "abandoned".into();
             }
             Err(e) => {
@@ -77,7 +77,7 @@ pub async fn sweep_once(state: &AppState) -> Result<usize, crate::store::StoreEr
             tracing::warn!(error = %e, "cannot audit a sweeper abort; retrying later");
             continue;
         }
-        if record.decision == Decision::Allow {
+        if record.decision == Verdict::Allow {
             state.store().delete_upload(&upload.upload_id).await?;
             aborted += 1;
         }
@@ -91,7 +91,7 @@ fn sweep_record(state: &AppState, upload: &StoredUpload, now: SystemTime) -> Aud
         id: AuditRecord::new_id(),
         time: OffsetDateTime::from(now),
         request_id: format!("sweeper-{}", uuid::Uuid::now_v7()),
-        decision: Decision::Deny,
+        decision: Verdict::Deny,
         reason: String::new(),
         operation: "multipart_abort".into(),
         access_point: Some(upload.access_point.clone()),

@@ -3,7 +3,8 @@
 
 use super::*;
 use crate::store::outbox::{
-    Claim, PG_STATEMENT_BYTES, SQLITE_ONE_WRITE_ROWS, claim, complete, count, pg_chunks, resume,
+    BatchClaim, PG_STATEMENT_BYTES, SQLITE_ONE_WRITE_ROWS, claim, complete, count, pg_chunks,
+    resume,
 };
 
 pub(crate) fn record(id: &str) -> AuditRecord {
@@ -24,7 +25,7 @@ fn start_writer(
 }
 
 /// A new batch, which the test expects to find rows.
-async fn claimed(store: &Store, turns: &WriteTurns, instance: &str, limit: usize) -> Claim {
+async fn claimed(store: &Store, turns: &WriteTurns, instance: &str, limit: usize) -> BatchClaim {
     claim(store, turns, instance, limit)
         .await
         .expect("claim")
@@ -32,7 +33,7 @@ async fn claimed(store: &Store, turns: &WriteTurns, instance: &str, limit: usize
 }
 
 /// The ids of a claim's records, in order, read from its NDJSON lines.
-fn ids(claim: &Claim) -> Vec<String> {
+fn ids(claim: &BatchClaim) -> Vec<String> {
     claim
         .rows
         .iter()
