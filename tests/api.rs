@@ -617,6 +617,9 @@ async fn audit(backend: common::app::Backend) {
     assert_eq!(deny["decision"], "deny");
     assert_eq!(deny["reason"], "implicit_deny");
     assert!(deny["signature_sha256"].is_null());
+    // The rule that decided: the first allow rule granted; no rule matched the implicit deny.
+    assert_eq!(allow["rule"], 0);
+    assert!(deny.get("rule").is_none(), "{deny}");
 
     // Refusals before any access point is consulted are decisions too.
     let (s, _) = app
@@ -662,6 +665,38 @@ async fn audit(backend: common::app::Backend) {
     );
     assert!(records[2]["subject"].is_null());
     assert_eq!(records[3]["operation"], "fly");
+
+    // An explicit deny names the deny rule (avatars' rule 3, for suspended users), and a
+    // missing second factor the rule that would grant with it (rule 2, the moderators' MFA
+    // delete); the caller's 403 says nothing about either.
+    let suspended = app.token("alice", &["users", "suspended"], false);
+    let (s, b) = app
+        .presign(
+            &suspended,
+            "avatars",
+            json!({"operation": "get", "key": "alice/a.png"}),
+        )
+        .await;
+    assert_eq!((s, b["code"].as_str()), (403, Some("forbidden")));
+    assert!(b.get("rule").is_none(), "{b}");
+    let moderator = app.token("mod", &["moderators"], false);
+    let (s, _) = app
+        .presign(
+            &moderator,
+            "avatars",
+            json!({"operation": "delete", "key": "alice/a.png"}),
+        )
+        .await;
+    assert_eq!(s, 403);
+    let records = app.audit_records();
+    let last: Vec<(&str, &Value)> = records[records.len() - 2..]
+        .iter()
+        .map(|r| (r["reason"].as_str().unwrap_or_default(), &r["rule"]))
+        .collect();
+    assert_eq!(
+        last,
+        [("explicit_deny", &json!(3)), ("mfa_required", &json!(2))]
+    );
     app.finish().await;
 }
 on_both_backends!(every_decision_is_audited_without_the_url, audit);

@@ -6,8 +6,9 @@ use std::collections::BTreeSet;
 
 use presignd::Principal;
 use presignd::policy::{
-    AccessPointSpec, CompiledAccessPoint, Decision, DenyReason, Effect, KeyPattern, Operation,
-    OperationPattern, Rule, allowed_operations, can_see, evaluate, evaluate_prefix, validate_key,
+    AccessPointSpec, CompiledAccessPoint, Decision, DenyReason, Effect, KeyPattern, Keys, MfaCheck,
+    Operation, OperationPattern, Rule, RuleTrace, Ruling, allowed_operations, can_see, evaluate,
+    evaluate_prefix, rule_on, trace_rules, validate_key,
 };
 use proptest::prelude::*;
 use proptest::sample::select;
@@ -464,6 +465,85 @@ proptest! {
                 prop_assert_eq!(evaluate(&ap, &p, op, &key), Decision::Allow, "{} under {}", key, prefix);
             }
         }
+    }
+}
+
+/// What a rule trace must say for `ruling` to follow from it: the deciding rule is the first
+/// that applies (a deny before any allow), and a rule applies only when all its conditions
+/// hold.
+fn trace_explains(ruling: Ruling, trace: &[RuleTrace], mfa: bool) -> Result<(), TestCaseError> {
+    for t in trace {
+        if t.applies {
+            prop_assert!(t.issuer && t.groups && t.operation && t.keys, "{:?}", t);
+            match t.effect {
+                Effect::Allow => {
+                    prop_assert!(t.mfa != MfaCheck::Missing, "{:?}", t);
+                    // Only the subject note may stand on a granting rule (another of its
+                    // patterns matched).
+                    prop_assert!(t.note.is_none_or(|n| n.contains("jwt:sub")), "{:?}", t);
+                }
+                Effect::Deny => prop_assert!(t.mfa != MfaCheck::Present, "{:?}", t),
+            }
+        }
+    }
+    let first = |effect: Effect| {
+        trace
+            .iter()
+            .find(|t| t.applies && t.effect == effect)
+            .map(|t| t.index)
+    };
+    let (deny, allow) = (first(Effect::Deny), first(Effect::Allow));
+    match ruling.decision {
+        Decision::Allow => {
+            prop_assert_eq!(deny, None);
+            prop_assert_eq!(ruling.rule, allow);
+            prop_assert!(allow.is_some());
+        }
+        Decision::Deny(DenyReason::ExplicitDeny) => {
+            prop_assert_eq!(ruling.rule, deny);
+            prop_assert!(deny.is_some());
+        }
+        Decision::Deny(DenyReason::ImplicitDeny) => {
+            prop_assert_eq!((deny, allow, ruling.rule), (None, None, None));
+        }
+        Decision::Deny(DenyReason::MfaRequired) => {
+            // Refused by a deny-unless-MFA rule, or granted by nothing without MFA; either
+            // way a rule is named.
+            prop_assert!(!mfa);
+            prop_assert!(ruling.rule.is_some());
+            if deny.is_some() {
+                prop_assert_eq!(ruling.rule, deny);
+            } else {
+                prop_assert_eq!(allow, None);
+            }
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// `explain`'s per-rule trace agrees with the decision and names the rule that gave it,
+    /// for one key and for a POST's key prefix.
+    #[test]
+    fn the_rule_trace_explains_the_decision(
+        spec in access_point_strategy(),
+        p in principal_strategy(),
+        op in select(&Operation::ALL[..]),
+        key in select(KEYS),
+        prefix in select(PREFIXES),
+    ) {
+        let Ok(ap) = CompiledAccessPoint::compile(spec.clone()) else {
+            return Err(TestCaseError::fail("generated spec does not compile"));
+        };
+        for keys in [Keys::Exact(key), Keys::Prefix(prefix)] {
+            let ruling = rule_on(&ap, &p, op, keys);
+            let trace = trace_rules(&ap, &p, op, keys);
+            prop_assert_eq!(trace.len(), spec.rules.len());
+            trace_explains(ruling, &trace, p.mfa)?;
+        }
+        prop_assert_eq!(rule_on(&ap, &p, op, Keys::Exact(key)).decision, evaluate(&ap, &p, op, key));
     }
 }
 

@@ -43,6 +43,11 @@ pub struct AuditRecord {
     /// record stands for (`crate::limits::RefusalLimiter`). Absent: one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<u64>,
+    /// The index (from 0) in the access point's `rules` of the rule that decided: the deny
+    /// rule that refused, or the allow rule that granted. Absent for an implicit deny and for
+    /// decisions the rules did not make.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<u32>,
 }
 
 impl AuditRecord {
@@ -76,6 +81,7 @@ impl AuditRecord {
             signature_sha256: None,
             instance: "t".into(),
             count: None,
+            rule: None,
         }
     }
 }

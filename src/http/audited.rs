@@ -15,7 +15,7 @@ use super::extract::Authenticated;
 use crate::Principal;
 use crate::audit::{AuditError, AuditRecord, Verdict};
 use crate::limits::{Admission, Caller};
-use crate::policy::{self, CompiledAccessPoint, Keys, Operation, Refusal};
+use crate::policy::{self, Authorized, CompiledAccessPoint, Keys, Operation, Refusal};
 use crate::state::AppState;
 
 /// The `scope` of a refusal-limit 429.
@@ -69,7 +69,8 @@ impl<'a> Audited<'a> {
     }
 
     /// [`policy::authorize`] for this caller: the full key, which the record names from the
-    /// moment it is known (a rule's deny names its outcome there too).
+    /// moment it is known, with the rule that decided (a rule's deny names its outcome there
+    /// too).
     pub fn authorize(
         &mut self,
         ap: &CompiledAccessPoint,
@@ -77,16 +78,18 @@ impl<'a> Audited<'a> {
         keys: Keys<'_>,
     ) -> Result<String, ApiError> {
         match policy::authorize(ap, self.principal, self.client.ip, op, keys) {
-            Ok(full_key) => {
-                self.record.key = Some(full_key.clone());
-                Ok(full_key)
-            }
-            Err(Refusal::Rules { key, reason }) => {
+            Ok(Authorized { key, rule }) => {
                 self.record.key = Some(key.clone());
+                self.record.rule = rule.and_then(|i| u32::try_from(i).ok());
+                Ok(key)
+            }
+            Err(Refusal::Rules { key, reason, rule }) => {
+                self.record.key = Some(key.clone());
+                self.record.rule = rule.and_then(|i| u32::try_from(i).ok());
                 if reason != policy::DenyReason::MfaRequired {
                     self.record.reason = reason.as_str().to_string();
                 }
-                Err(Refusal::Rules { key, reason }.into())
+                Err(Refusal::Rules { key, reason, rule }.into())
             }
             Err(refusal) => Err(refusal.into()),
         }
@@ -175,6 +178,7 @@ pub fn record(
         signature_sha256: None,
         instance: state.instance().to_string(),
         count: None,
+        rule: None,
     }
 }
 

@@ -105,6 +105,18 @@ impl From<crate::policy::Refusal> for ApiError {
     }
 }
 
+impl From<crate::policy::RequestRefusal> for ApiError {
+    fn from(r: crate::policy::RequestRefusal) -> Self {
+        use crate::policy::RequestRefusal;
+        match r {
+            RequestRefusal::Invalid(why) => ApiError::InvalidRequest(why),
+            RequestRefusal::PostUnsupported(why) => ApiError::PostUnsupported(why),
+            RequestRefusal::Constraint(e) => ApiError::Constraint(e),
+            RequestRefusal::HttpsRequired => ApiError::HttpsRequired,
+        }
+    }
+}
+
 impl From<crate::sign::SignError> for ApiError {
     fn from(e: crate::sign::SignError) -> Self {
         match e {

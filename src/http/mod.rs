@@ -27,7 +27,7 @@ pub use audited::write_refusal_summaries;
 pub use client::ClientInfo;
 pub use error::{ApiError, Problem};
 pub use metrics_endpoint::CONTENT_TYPE as METRICS_CONTENT_TYPE;
-pub use presign::{MAX_BATCH_ITEMS, PresignRequest, PresignResponse};
+pub use presign::{MAX_BATCH_ITEMS, PresignResponse};
 
 use crate::state::AppState;
 

@@ -18,66 +18,13 @@ use super::error::{ApiError, Problem};
 use super::extract::{ApiJson, Authenticated};
 use crate::audit::signature_sha256;
 use crate::policy::{
-    self, CompiledAccessPoint, Encryption, Keys, MAX_SINGLE_PUT_BYTES, Operation, Target,
-    UploadRequest,
+    self, CompiledAccessPoint, Encryption, Keys, MAX_SINGLE_PUT_BYTES, PresignOperation,
+    PresignRequest,
 };
 use crate::sign::{PostKey, PostRequest, Presigned, SignRequest, SignedHeaders};
 use crate::state::AppState;
 
 pub const MAX_BATCH_ITEMS: usize = 100;
-
-/// What a presign request asks for: one of the rules' operations, or `post`, a browser form
-/// upload (a signed POST policy), which the rules authorize as `put` — AWS, too, authorizes
-/// POST Object as `s3:PutObject`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum PresignOperation {
-    Get,
-    Put,
-    Delete,
-    Post,
-}
-
-impl PresignOperation {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PresignOperation::Post => "post",
-            op => op.authorized_as().as_str(),
-        }
-    }
-
-    /// The rule operation that must allow it.
-    pub fn authorized_as(self) -> Operation {
-        match self {
-            PresignOperation::Get => Operation::Get,
-            PresignOperation::Put | PresignOperation::Post => Operation::Put,
-            PresignOperation::Delete => Operation::Delete,
-        }
-    }
-
-    fn uploads(self) -> bool {
-        matches!(self, PresignOperation::Put | PresignOperation::Post)
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PresignRequest {
-    pub operation: PresignOperation,
-    pub key: String,
-    pub expires_in: Option<u64>,
-    pub content_type: Option<String>,
-    pub content_length: Option<u64>,
-    pub checksum_sha256: Option<String>,
-    #[serde(default)]
-    pub metadata: BTreeMap<String, String>,
-    pub response_content_disposition: Option<String>,
-    pub response_content_type: Option<String>,
-    /// `post` only: `key` is a prefix that the browser completes (the policy pins
-    /// `starts-with`); every completion must be allowed by the rules.
-    #[serde(default)]
-    pub key_starts_with: Option<bool>,
-}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PresignResponse {
@@ -223,43 +170,14 @@ async fn decide(
 ) -> Result<PresignResponse, ApiError> {
     let ap = call.access_point(name)?;
     let spec = &ap.spec;
-    let keys = if req.operation == PresignOperation::Post && req.key_starts_with == Some(true) {
+    let keys = if req.key_is_prefix() {
         Keys::Prefix(&req.key)
     } else {
         Keys::Exact(&req.key)
     };
     let full_key = call.authorize(&ap, req.operation.authorized_as(), keys)?;
 
-    check_fields_for_operation(req)?;
-    let expires_in = policy::resolve_expires(spec, req.expires_in)?;
-    policy::check_metadata(&req.metadata)?;
-    policy::check_response_overrides(
-        spec,
-        req.response_content_type.as_deref(),
-        req.response_content_disposition.as_deref(),
-    )?;
-    if req.operation == PresignOperation::Post {
-        check_post(&ap, req)?;
-    }
-    if req.operation.uploads() {
-        policy::check_upload(
-            spec,
-            &UploadRequest {
-                content_type: req.content_type.as_deref(),
-                // A POST need not declare its length: the policy's range is the limit.
-                content_length: match req.operation {
-                    PresignOperation::Post => req.content_length.or(spec.upload.max_content_length),
-                    _ => req.content_length,
-                },
-                checksum_sha256: req.checksum_sha256.as_deref(),
-                metadata: &req.metadata,
-            },
-        )?;
-    }
-    // SSE-C sends the customer's key in headers: only ever over TLS, both legs.
-    if matches!(spec.encryption, Encryption::SseC) && !call.client.tls {
-        return Err(ApiError::HttpsRequired);
-    }
+    let expires_in = policy::check_request(&ap, req, call.client.tls)?;
     // Only a request that would be issued is charged to the rate limits.
     call.state
         .limiter()
@@ -306,37 +224,6 @@ async fn decide(
         expires_clamped: signed.clamped,
         fields: None,
     })
-}
-
-/// What a presigned POST cannot carry, refused before anything is signed.
-fn check_post(ap: &CompiledAccessPoint, req: &PresignRequest) -> Result<(), ApiError> {
-    match ap.target {
-        Target::Bucket(_) => {}
-        // S3 access points and Object Lambda take no browser POST uploads (neither is in
-        // AWS's list of operations they support), so no policy is signed for them.
-        Target::AccessPointArn(_) | Target::ObjectLambdaArn(_) => {
-            return Err(ApiError::PostUnsupported(
-                "this access point targets an S3 access point ARN; presigned POST uploads go to buckets only".into(),
-            ));
-        }
-    }
-    if matches!(ap.spec.encryption, Encryption::SseC) {
-        return Err(ApiError::PostUnsupported(
-            "this access point uses SSE-C: a form upload would have to post the customer key as a form field; use put".into(),
-        ));
-    }
-    if ap.spec.upload.require_checksum {
-        return Err(ApiError::PostUnsupported(
-            "this access point requires a signed checksum, which a POST policy cannot pin; use put"
-                .into(),
-        ));
-    }
-    if req.checksum_sha256.is_some() {
-        return Err(ApiError::InvalidRequest(
-            "checksum_sha256 applies to put only: a POST policy cannot pin it".into(),
-        ));
-    }
-    Ok(())
 }
 
 /// Signs the POST policy: S3 enforces the key (or its prefix), the size range, the content
@@ -393,112 +280,4 @@ async fn sign_post(
         expires_clamped: signed.clamped,
         fields: Some(signed.fields),
     })
-}
-
-/// Upload fields belong to `put`, response overrides to `get`: anything else is a mistake the
-/// caller should hear about rather than a silently unsigned header.
-fn check_fields_for_operation(req: &PresignRequest) -> Result<(), ApiError> {
-    let upload_fields = req.content_type.is_some()
-        || req.content_length.is_some()
-        || req.checksum_sha256.is_some()
-        || !req.metadata.is_empty();
-    if !req.operation.uploads() && upload_fields {
-        return Err(ApiError::InvalidRequest(
-            "content_type, content_length, checksum_sha256 and metadata apply to put and post only"
-                .into(),
-        ));
-    }
-    if req.operation != PresignOperation::Post && req.key_starts_with == Some(true) {
-        return Err(ApiError::InvalidRequest(
-            "key_starts_with applies to post only".into(),
-        ));
-    }
-    let overrides =
-        req.response_content_disposition.is_some() || req.response_content_type.is_some();
-    if req.operation != PresignOperation::Get && overrides {
-        return Err(ApiError::InvalidRequest(
-            "response_content_disposition and response_content_type apply to get only".into(),
-        ));
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn compiled(v: serde_json::Value) -> CompiledAccessPoint {
-        CompiledAccessPoint::compile(serde_json::from_value(v).expect("spec")).expect("valid")
-    }
-
-    fn post(key: &str) -> PresignRequest {
-        serde_json::from_value(serde_json::json!({"operation": "post", "key": key}))
-            .expect("request")
-    }
-
-    #[test]
-    fn post_needs_a_bucket_without_sse_c_or_checksums() {
-        let rules =
-            serde_json::json!([{"effect": "allow", "groups": ["u"], "operations": ["put"]}]);
-        let on = |bucket: &str, extra: serde_json::Value| {
-            let mut spec = serde_json::json!({"name": "a", "bucket": bucket, "rules": rules});
-            if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
-                s.extend(e.clone());
-            }
-            check_post(&compiled(spec), &post("k")).map_err(|e| e.code())
-        };
-        assert_eq!(on("media", serde_json::json!({})), Ok(()));
-        assert_eq!(
-            on(
-                "media",
-                serde_json::json!({"encryption": {"mode": "sse-kms", "kms_key_id": "k"}})
-            ),
-            Ok(())
-        );
-        assert_eq!(
-            on(
-                "arn:aws:s3:us-east-1:123456789012:accesspoint/uploads",
-                serde_json::json!({})
-            ),
-            Err("post_unsupported")
-        );
-        assert_eq!(
-            on(
-                "media",
-                serde_json::json!({"encryption": {"mode": "sse-c"}})
-            ),
-            Err("post_unsupported")
-        );
-        assert_eq!(
-            on(
-                "media",
-                serde_json::json!({"upload": {"require_checksum": true}})
-            ),
-            Err("post_unsupported")
-        );
-        let mut with_sum = post("k");
-        with_sum.checksum_sha256 = Some("47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=".into());
-        let plain = compiled(serde_json::json!({"name": "a", "bucket": "media", "rules": rules}));
-        assert_eq!(
-            check_post(&plain, &with_sum).map_err(|e| e.code()),
-            Err("invalid_request")
-        );
-    }
-
-    #[test]
-    fn post_is_authorized_as_put_and_audited_as_post() {
-        assert_eq!(PresignOperation::Post.authorized_as(), Operation::Put);
-        assert_eq!(PresignOperation::Post.as_str(), "post");
-        for op in Operation::ALL {
-            let p: PresignOperation =
-                serde_json::from_value(serde_json::json!(op.as_str())).expect("operation");
-            assert_eq!((p.authorized_as(), p.as_str()), (op, op.as_str()));
-        }
-        let mut get = post("k");
-        get.operation = PresignOperation::Get;
-        get.key_starts_with = Some(true);
-        assert!(check_fields_for_operation(&get).is_err());
-        get.key_starts_with = Some(false);
-        assert!(check_fields_for_operation(&get).is_ok());
-    }
 }

@@ -252,6 +252,7 @@ impl Summary {
             signature_sha256: None,
             instance: instance.to_string(),
             count: Some(self.count),
+            rule: None,
         }
     }
 }

@@ -6,19 +6,9 @@ use std::net::IpAddr;
 
 use super::Operation;
 use super::compiled::CompiledAccessPoint;
-use super::evaluate::{Decision, DenyReason, evaluate, evaluate_prefix};
+use super::evaluate::{Decision, DenyReason, Keys, Ruling, rule_on};
 use super::key::{KeyError, validate_key};
 use crate::Principal;
-
-/// What a request asks to reach, relative to the access point's prefix.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Keys<'a> {
-    /// One key.
-    Exact(&'a str),
-    /// Every key that starts with this (a presigned POST's `starts-with` condition): allowed
-    /// only if one rule grants every completion and no deny rule could match any.
-    Prefix(&'a str),
-}
 
 /// Why a request is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -30,34 +20,46 @@ pub enum Refusal {
     /// The key could leave the prefix, or is not a key S3 would store as such.
     #[error("invalid key: {0}")]
     Key(KeyError),
-    /// The rules deny; `key` is the full key they were asked about.
+    /// The rules deny; `key` is the full key they were asked about, `rule` the index of the
+    /// rule that decided (none for an implicit deny).
     #[error("the rules deny ({})", .reason.as_str())]
-    Rules { key: String, reason: DenyReason },
+    Rules {
+        key: String,
+        reason: DenyReason,
+        rule: Option<usize>,
+    },
 }
 
-/// May `principal`, calling from `client_ip`, do `op` on `keys` of `ap`? The full key
-/// (prefix + key) when it may.
+/// What the rules allowed: the full key (prefix + key) and the index of the rule that granted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authorized {
+    pub key: String,
+    pub rule: Option<usize>,
+}
+
+/// May `principal`, calling from `client_ip`, do `op` on `keys` of `ap`?
 pub fn authorize(
     ap: &CompiledAccessPoint,
     principal: &Principal,
     client_ip: Option<IpAddr>,
     op: Operation,
     keys: Keys<'_>,
-) -> Result<String, Refusal> {
+) -> Result<Authorized, Refusal> {
     if !in_network(ap, client_ip) {
         return Err(Refusal::Network);
     }
     let (Keys::Exact(key) | Keys::Prefix(key)) = keys;
     let full_key = validate_key(&ap.spec.prefix, key).map_err(Refusal::Key)?;
-    let decision = match keys {
-        Keys::Exact(key) => evaluate(ap, principal, op, key),
-        Keys::Prefix(prefix) => evaluate_prefix(ap, principal, op, prefix),
-    };
+    let Ruling { decision, rule } = rule_on(ap, principal, op, keys);
     match decision {
-        Decision::Allow => Ok(full_key),
+        Decision::Allow => Ok(Authorized {
+            key: full_key,
+            rule,
+        }),
         Decision::Deny(reason) => Err(Refusal::Rules {
             key: full_key,
             reason,
+            rule,
         }),
     }
 }
@@ -96,7 +98,11 @@ mod tests {
         let outside: Option<IpAddr> = Some("192.0.2.1".parse().expect("ip"));
         let internal = ap(&["10.0.0.0/8"]);
         let get = |ip, key| authorize(&internal, &alice(), ip, Operation::Get, Keys::Exact(key));
-        assert_eq!(get(inside, "alice/a.png"), Ok("p/alice/a.png".into()));
+        let allowed = |key: &str, rule| Ok(Authorized {
+            key: key.into(),
+            rule: Some(rule),
+        });
+        assert_eq!(get(inside, "alice/a.png"), allowed("p/alice/a.png", 0));
         // The network comes first: even an invalid key is refused for the network.
         assert_eq!(get(outside, "../x"), Err(Refusal::Network));
         assert_eq!(get(None, "alice/a.png"), Err(Refusal::Network));
@@ -105,7 +111,8 @@ mod tests {
             get(inside, "bob/a.png"),
             Err(Refusal::Rules {
                 key: "p/bob/a.png".into(),
-                reason: DenyReason::ImplicitDeny
+                reason: DenyReason::ImplicitDeny,
+                rule: None,
             })
         );
         let open = ap(&[]);
@@ -119,7 +126,8 @@ mod tests {
             ),
             Err(Refusal::Rules {
                 key: "p/alice/locked/".into(),
-                reason: DenyReason::ExplicitDeny
+                reason: DenyReason::ExplicitDeny,
+                rule: Some(1),
             })
         );
         assert_eq!(
@@ -130,7 +138,7 @@ mod tests {
                 Operation::Put,
                 Keys::Prefix("alice/pics/")
             ),
-            Ok("p/alice/pics/".into())
+            allowed("p/alice/pics/", 0)
         );
     }
 }

@@ -33,23 +33,38 @@ impl DenyReason {
 }
 
 impl CompiledRule {
+    fn issuer_matches(&self, p: &Principal) -> bool {
+        self.issuers.is_empty() || self.issuers.contains(&p.iss)
+    }
+
+    fn group_matches(&self, p: &Principal) -> bool {
+        self.any_group || self.groups.iter().any(|g| p.in_group(g))
+    }
+
     fn groups_match(&self, p: &Principal) -> bool {
-        (self.issuers.is_empty() || self.issuers.contains(&p.iss))
-            && (self.any_group || self.groups.iter().any(|g| p.in_group(g)))
+        self.issuer_matches(p) && self.group_matches(p)
     }
 
     fn op_matches(&self, op: Operation) -> bool {
         self.operations.iter().any(|o| o.matches(op))
     }
 
+    /// Why this rule cannot grant `op` even though it lists it, if it cannot.
+    fn grant_barred(&self, ap: &CompiledAccessPoint, op: Operation) -> Option<&'static str> {
+        if op == Operation::Delete && !self.require_mfa {
+            // MFA Delete: only a rule that demands MFA grants delete, even via "*".
+            Some("delete is granted only by a rule with require_mfa")
+        } else if op != Operation::Get && ap.target.is_object_lambda() {
+            // Object Lambda access points transform GETs; nothing else goes through them.
+            Some("an Object Lambda access point grants get only")
+        } else {
+            None
+        }
+    }
+
     /// Could this allow rule grant `op` at all (ignoring keys and the caller's MFA)?
     fn can_grant(&self, ap: &CompiledAccessPoint, op: Operation) -> bool {
-        self.effect == Effect::Allow
-            && self.op_matches(op)
-            // MFA Delete: only a rule that demands MFA grants delete, even via "*".
-            && (op != Operation::Delete || self.require_mfa)
-            // Object Lambda access points transform GETs; nothing else goes through them.
-            && (op == Operation::Get || !ap.target.is_object_lambda())
+        self.effect == Effect::Allow && self.op_matches(op) && self.grant_barred(ap, op).is_none()
     }
 
     /// A deny applies to callers in its groups; "deny unless MFA" spares MFA-bearing ones.
@@ -59,18 +74,71 @@ impl CompiledRule {
             && self.op_matches(op)
             && !(self.require_mfa && mfa)
     }
+
+    /// This deny rule refuses the request: it applies and one of its patterns may match (a
+    /// pattern using `${jwt:sub}` always may, for a subject it cannot stand for).
+    fn denies(&self, p: &Principal, mfa: bool, op: Operation, keys: &Keys<'_>) -> bool {
+        self.deny_applies(p, mfa, op) && self.keys.iter().any(|k| keys.may_deny(k, &p.sub))
+    }
+
+    /// This allow rule grants the request.
+    fn grants(
+        &self,
+        ap: &CompiledAccessPoint,
+        p: &Principal,
+        mfa: bool,
+        op: Operation,
+        keys: &Keys<'_>,
+    ) -> bool {
+        self.can_grant(ap, op)
+            && self.groups_match(p)
+            && (mfa || !self.require_mfa)
+            && self.keys.iter().any(|k| keys.grants(k, &p.sub))
+    }
+}
+
+/// The rules' answer and the rule that gave it: the first deny rule that refuses, or the
+/// first allow rule that grants; none for an implicit deny. For `mfa_required`, the rule that
+/// refuses without MFA, else the one that would grant with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ruling {
+    pub decision: Decision,
+    pub rule: Option<usize>,
+}
+
+/// What a request asks to reach, relative to the access point's prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keys<'a> {
+    /// One key.
+    Exact(&'a str),
+    /// Every key that starts with this (a presigned POST's `starts-with` condition): an
+    /// allow pattern must cover every completion, and a deny pattern refuses if it could
+    /// match any.
+    Prefix(&'a str),
+}
+
+impl Keys<'_> {
+    fn grants(&self, k: &KeyPattern, sub: &str) -> bool {
+        match *self {
+            Keys::Exact(key) => k.matches(key, sub),
+            Keys::Prefix(prefix) => k.matches_every_extension(prefix, sub),
+        }
+    }
+
+    fn may_deny(&self, k: &KeyPattern, sub: &str) -> bool {
+        // A subject that `${jwt:sub}` cannot stand for (empty, or holding `/`) matches no
+        // allow pattern that uses it, and every deny pattern that does: deny wins.
+        (k.uses_subject() && !super::glob::subject_usable(sub))
+            || match *self {
+                Keys::Exact(key) => k.matches(key, sub),
+                Keys::Prefix(prefix) => k.matches_some_extension(prefix, sub),
+            }
+    }
 }
 
 /// Decides whether `p` may do `op` on `key` (relative to the prefix, already validated).
 pub fn evaluate(ap: &CompiledAccessPoint, p: &Principal, op: Operation, key: &str) -> Decision {
-    match decide(ap, p, p.mfa, op, key) {
-        Decision::Allow => Decision::Allow,
-        // Denied, but the same caller with MFA would be allowed: tell them what is missing.
-        Decision::Deny(_) if !p.mfa && decide(ap, p, true, op, key) == Decision::Allow => {
-            Decision::Deny(DenyReason::MfaRequired)
-        }
-        deny => deny,
-    }
+    rule_on(ap, p, op, Keys::Exact(key)).decision
 }
 
 /// Decides whether `p` may do `op` on *every* key that starts with `prefix` (relative to the
@@ -83,64 +151,134 @@ pub fn evaluate_prefix(
     op: Operation,
     prefix: &str,
 ) -> Decision {
-    let every = |k: &KeyPattern, sub: &str| k.matches_every_extension(prefix, sub);
-    let some = |k: &KeyPattern, sub: &str| k.matches_some_extension(prefix, sub);
-    match decide_by(ap, p, p.mfa, op, every, some) {
-        Decision::Allow => Decision::Allow,
-        Decision::Deny(_)
-            if !p.mfa && decide_by(ap, p, true, op, every, some) == Decision::Allow =>
-        {
-            Decision::Deny(DenyReason::MfaRequired)
+    rule_on(ap, p, op, Keys::Prefix(prefix)).decision
+}
+
+/// The decision and the rule that gave it.
+pub fn rule_on(
+    ap: &CompiledAccessPoint,
+    p: &Principal,
+    op: Operation,
+    keys: Keys<'_>,
+) -> Ruling {
+    let ruling = decide(ap, p, p.mfa, op, &keys);
+    if ruling.decision == Decision::Allow || p.mfa {
+        return ruling;
+    }
+    // Denied, but the same caller with MFA would be allowed: tell them what is missing.
+    let with_mfa = decide(ap, p, true, op, &keys);
+    if with_mfa.decision == Decision::Allow {
+        Ruling {
+            decision: Decision::Deny(DenyReason::MfaRequired),
+            rule: ruling.rule.or(with_mfa.rule),
         }
-        deny => deny,
+    } else {
+        ruling
     }
 }
 
-/// The plain IAM decision for `p` as if its MFA status were `mfa`.
+/// The plain IAM decision for `p` as if its MFA status were `mfa`: an applicable deny wins,
+/// then any allow, else implicit deny.
 fn decide(
     ap: &CompiledAccessPoint,
     p: &Principal,
     mfa: bool,
     op: Operation,
-    key: &str,
-) -> Decision {
-    let matches = |k: &KeyPattern, sub: &str| k.matches(key, sub);
-    decide_by(ap, p, mfa, op, matches, matches)
+    keys: &Keys<'_>,
+) -> Ruling {
+    if let Some(i) = ap.rules.iter().position(|r| r.denies(p, mfa, op, keys)) {
+        return Ruling {
+            decision: Decision::Deny(DenyReason::ExplicitDeny),
+            rule: Some(i),
+        };
+    }
+    match ap.rules.iter().position(|r| r.grants(ap, p, mfa, op, keys)) {
+        Some(i) => Ruling {
+            decision: Decision::Allow,
+            rule: Some(i),
+        },
+        None => Ruling {
+            decision: Decision::Deny(DenyReason::ImplicitDeny),
+            rule: None,
+        },
+    }
 }
 
-/// The IAM decision with the key test abstracted: `grants` says whether an allow rule's
-/// pattern covers the request, `denies` whether a deny rule's pattern may apply to it.
-fn decide_by(
+/// How one rule met a request, for `explain`: each condition, whether the rule takes part in
+/// the decision (`applies`: a deny that refuses, an allow that grants), and why a rule that
+/// lists the operation cannot grant it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RuleTrace {
+    pub index: usize,
+    pub effect: Effect,
+    pub issuer: bool,
+    pub groups: bool,
+    pub operation: bool,
+    pub keys: bool,
+    pub mfa: MfaCheck,
+    pub applies: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<&'static str>,
+}
+
+/// A rule's MFA condition against the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MfaCheck {
+    /// The rule has no `require_mfa`.
+    NotRequired,
+    /// It has, and the caller authenticated with MFA (an allow grants; a deny spares them).
+    Present,
+    /// It has, and the caller did not.
+    Missing,
+}
+
+/// Every rule of `ap` against the request, in order: the same conditions [`rule_on`] decides
+/// with.
+pub fn trace_rules(
     ap: &CompiledAccessPoint,
     p: &Principal,
-    mfa: bool,
     op: Operation,
-    grants: impl Fn(&KeyPattern, &str) -> bool,
-    denies: impl Fn(&KeyPattern, &str) -> bool,
-) -> Decision {
+    keys: Keys<'_>,
+) -> Vec<RuleTrace> {
     let sub = p.sub.as_str();
-    // A subject that `${jwt:sub}` cannot stand for (empty, or holding `/`) matches no allow
-    // pattern that uses it, and every deny pattern that does: deny wins.
-    let unusable = !super::glob::subject_usable(sub);
-    if ap.rules.iter().any(|r| {
-        r.deny_applies(p, mfa, op)
-            && r.keys
-                .iter()
-                .any(|k| denies(k, sub) || (unusable && k.uses_subject()))
-    }) {
-        return Decision::Deny(DenyReason::ExplicitDeny);
-    }
-    let granted = ap.rules.iter().any(|r| {
-        r.can_grant(ap, op)
-            && r.groups_match(p)
-            && (mfa || !r.require_mfa)
-            && r.keys.iter().any(|k| grants(k, sub))
-    });
-    if granted {
-        Decision::Allow
-    } else {
-        Decision::Deny(DenyReason::ImplicitDeny)
-    }
+    ap.rules
+        .iter()
+        .enumerate()
+        .map(|(index, r)| {
+            let (keys_match, applies, note) = match r.effect {
+                Effect::Deny => (
+                    r.keys.iter().any(|k| keys.may_deny(k, sub)),
+                    r.denies(p, p.mfa, op, &keys),
+                    None,
+                ),
+                Effect::Allow => (
+                    r.keys.iter().any(|k| keys.grants(k, sub)),
+                    r.grants(ap, p, p.mfa, op, &keys),
+                    r.op_matches(op).then(|| r.grant_barred(ap, op)).flatten(),
+                ),
+            };
+            let note = note.or_else(|| {
+                (!super::glob::subject_usable(sub) && r.keys.iter().any(|k| k.uses_subject()))
+                    .then_some("the subject cannot stand for ${jwt:sub} (empty, or holds '/')")
+            });
+            RuleTrace {
+                index,
+                effect: r.effect,
+                issuer: r.issuer_matches(p),
+                groups: r.group_matches(p),
+                operation: r.op_matches(op),
+                keys: keys_match,
+                mfa: match (r.require_mfa, p.mfa) {
+                    (false, _) => MfaCheck::NotRequired,
+                    (true, true) => MfaCheck::Present,
+                    (true, false) => MfaCheck::Missing,
+                },
+                applies,
+                note,
+            }
+        })
+        .collect()
 }
 
 /// Whether the access point exists for `p` at all: some allow rule names one of its groups.

@@ -110,5 +110,6 @@ fn sweep_record(state: &AppState, upload: &StoredUpload, now: SystemTime) -> Aud
         signature_sha256: None,
         instance: state.instance().to_string(),
         count: None,
+        rule: None,
     }
 }
