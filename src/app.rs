@@ -69,7 +69,7 @@ impl App {
             store.migrate().await?;
         }
         if let Some(file) = &config.access_points.file {
-            let specs = catalog::read_file(file, &config.s3)?;
+            let specs = catalog::read_file(file, &config)?;
             crate::audit::refuse_log_loops(&config, &specs)
                 .map_err(|e| StartupError::Config(e.to_string()))?;
             let summary = catalog::apply(&store, &specs, false).await?;
@@ -83,7 +83,7 @@ impl App {
                 tracing::warn!(%change, "the access point file changed MFA protection (the admin API would have required an MFA token)");
             }
         }
-        let catalog = catalog::load(&store, &config.s3).await?;
+        let catalog = catalog::load(&store, &config).await?;
         let log_loops = crate::audit::check_log_destination(
             &config,
             catalog.iter().map(|ap| (ap.name(), &ap.target)),

@@ -109,7 +109,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("migrations applied ({})", store.backend());
         }
         Command::Apply { file, prune } => {
-            let specs = catalog::read_file(&file, &config.s3)?;
+            let specs = catalog::read_file(&file, &config)?;
             let store = connect(&config).await?;
             if config.database.migrate_on_start {
                 store.migrate().await?;
@@ -126,7 +126,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::CheckConfig => {
             if let Some(file) = &config.access_points.file {
-                let specs = catalog::read_file(file, &config.s3)?;
+                let specs = catalog::read_file(file, &config)?;
                 // The log bucket must not be one of them (serve also checks the database's).
                 crate::audit::refuse_log_loops(&config, &specs)?;
                 println!("{}: {} access points valid", file.display(), specs.len());
@@ -195,7 +195,7 @@ async fn find_access_point(
     file: Option<&std::path::Path>,
 ) -> anyhow::Result<crate::policy::CompiledAccessPoint> {
     let spec = match file {
-        Some(file) => catalog::read_file(file, &config.s3)?
+        Some(file) => catalog::read_file(file, config)?
             .into_iter()
             .find(|s| s.name == name),
         None => connect(config)
@@ -205,7 +205,7 @@ async fn find_access_point(
             .map(|stored| stored.spec),
     };
     let spec = spec.ok_or_else(|| anyhow::anyhow!("no access point named {name}"))?;
-    Ok(catalog::check_spec(&spec, &config.s3)?)
+    Ok(catalog::check_spec(&spec, config)?)
 }
 
 async fn connect(config: &Config) -> anyhow::Result<Store> {

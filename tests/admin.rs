@@ -667,6 +667,93 @@ on_both_backends!(
     mfa_moves
 );
 
+/// The second review of the MFA guard: an allow rule added beside an MFA-demanding one, or a
+/// new access point over the same keys, widened access without a second factor.
+async fn mfa_around(backend: Backend) {
+    use reqwest::Method;
+    let app = TestApp::spawn(backend, vec![]).await;
+    let admin = app.token("root", &[ADMIN_GROUP], false);
+    let admin_mfa = app.token("root", &[ADMIN_GROUP], true);
+    let mfa_get =
+        json!({"effect": "allow", "groups": ["hr"], "operations": ["get"], "require_mfa": true});
+    let plain_get = json!({"effect": "allow", "groups": ["everyone"], "operations": ["get"]});
+    let hr =
+        |rules: Value| json!({"name": "hr", "bucket": BUCKET, "prefix": "hr/", "rules": rules});
+    let path = "/v1/admin/access-points/hr";
+    let (status, _, _) = send(
+        &app,
+        Method::PUT,
+        Some(&admin_mfa),
+        path,
+        &[],
+        Some(hr(json!([mfa_get]))),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let beside = hr(json!([mfa_get, plain_get]));
+    let (status, problem, _) = send(
+        &app,
+        Method::PUT,
+        Some(&admin),
+        path,
+        &[],
+        Some(beside.clone()),
+    )
+    .await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (403, Some("mfa_required")),
+        "{problem}"
+    );
+    let mirror = |prefix: &str| json!({"name": "hr-mirror", "bucket": BUCKET, "prefix": prefix, "rules": [plain_get]});
+    let mirror_path = "/v1/admin/access-points/hr-mirror";
+    let (status, problem, _) = send(
+        &app,
+        Method::PUT,
+        Some(&admin),
+        mirror_path,
+        &[],
+        Some(mirror("hr/2026/")),
+    )
+    .await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (403, Some("mfa_required")),
+        "{problem}"
+    );
+    // Elsewhere in the bucket it is an ordinary change; with MFA, both are allowed.
+    let (status, _, _) = send(
+        &app,
+        Method::PUT,
+        Some(&admin),
+        mirror_path,
+        &[],
+        Some(mirror("public/")),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (status, _, _) = send(&app, Method::PUT, Some(&admin_mfa), path, &[], Some(beside)).await;
+    assert_eq!(status, 200);
+    let reasons: Vec<String> = app
+        .audit_records()
+        .into_iter()
+        .filter(|r| r["decision"] == "deny")
+        .filter_map(|r| r["reason"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "mfa_required: the change adds an allow rule beside a rule with require_mfa",
+            "mfa_required: the change reaches keys of access point \"hr\", which has require_mfa rules",
+        ]
+    );
+    app.finish().await;
+}
+on_both_backends!(
+    granting_beside_or_around_mfa_protected_rules_needs_an_mfa_token,
+    mfa_around
+);
+
 async fn revocations(backend: Backend) {
     let app = TestApp::spawn(backend, vec![avatars()]).await;
     let admin = app.token("root", &[ADMIN_GROUP], false);

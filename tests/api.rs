@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::app::{BUCKET, Options, TestApp, ap, avatars, decode, mint_hs256};
+use common::app::{BUCKET, Options, TestApp, ap, avatars, avatars_of, decode, mint_hs256};
 use common::jwt;
 use presignd::config::Algorithm;
 use serde_json::{Value, json};
@@ -92,6 +92,59 @@ async fn a_subject_with_a_slash_gets_no_folder() {
         )
         .await;
     assert_eq!(status, 200, "bob's own folder, subfolders included");
+    app.finish().await;
+}
+
+/// The second review: `${jwt:sub}` is not tied to an issuer, so with a partner IdP configured,
+/// its user `alice` got our alice's folder. With several issuers, a rule handing out per-user
+/// folders must name the issuers that own them; then the partner's alice is refused (the
+/// access point does not exist for her).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_user_folders_belong_to_named_issuers() {
+    const PARTNER: &str = "https://partner.example/";
+    const PARTNER_SECRET: &str = "partner-secret-partner-secret-0123456789";
+    let mut opts = Options::new(
+        common::app::Backend::Sqlite,
+        vec![avatars_of(&[common::app::ISSUER])],
+    );
+    let mut partner = jwt::issuer_config(PARTNER);
+    partner.algorithms = vec![Algorithm::HS256];
+    partner.hs256_secret = Some(PARTNER_SECRET.to_string().into());
+    opts.config(|c| c.auth.issuers.push(partner));
+    let app = TestApp::spawn_with(opts).await;
+    let mut claims = jwt::claims(PARTNER, "alice");
+    claims["groups"] = json!(["users"]);
+    let partner_alice = jwt::hs256(PARTNER_SECRET.as_bytes(), &claims);
+    let get = json!({"operation": "get", "key": "alice/a.png"});
+    let (status, problem) = app.presign(&partner_alice, "avatars", get.clone()).await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (404, Some("not_found")),
+        "no rule is for the partner's users at all: {problem}"
+    );
+    let alice = app.token("alice", &["users"], false);
+    let (status, _) = app.presign(&alice, "avatars", get).await;
+    assert_eq!(status, 200);
+    // An access point whose folders name no issuer is refused while two are configured.
+    let admin = app.token("root", &["presignd-admins"], true);
+    let resp = app
+        .http
+        .put(format!("{}/v1/admin/access-points/avatars", app.base))
+        .bearer_auth(&admin)
+        .json(&avatars())
+        .send()
+        .await
+        .expect("request");
+    let (status, problem) = decode(resp).await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (400, Some("invalid_request")),
+        "{problem}"
+    );
+    assert_eq!(
+        problem["errors"][0]["field"], "rules[0].issuers",
+        "{problem}"
+    );
     app.finish().await;
 }
 
@@ -880,7 +933,9 @@ on_both_backends!(https_network_and_sse_c_rules, transport_and_network);
 async fn jwks_issuer(backend: common::app::Backend) {
     let jwks =
         jwt::JwksServer::start(jwt::jwks(&[jwt::RSA1.jwk(), jwt::EC.jwk(), jwt::ED.jwk()])).await;
-    let mut opts = Options::new(backend, vec![avatars()]);
+    // Two issuers: the per-user folders name whose subjects own them.
+    let avatars = avatars_of(&[common::app::ISSUER, "https://login.example/"]);
+    let mut opts = Options::new(backend, vec![avatars]);
     let mut issuer = jwt::issuer_config("https://login.example/");
     issuer.algorithms = vec![Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA];
     issuer.jwks_url = Some(jwks.url.clone());

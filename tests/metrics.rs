@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::app::{Backend, ISSUER, Options, TestApp, avatars, mint_hs256};
+use common::app::{Backend, ISSUER, Options, TestApp, avatars, avatars_of, mint_hs256};
 use common::jwt;
 use presignd::config::Algorithm;
 use serde_json::json;
@@ -150,7 +150,9 @@ const PRESIGN: &str = "/v1/access-points/{name}/presign";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scripted_requests_give_exact_counters() {
     let jwks = jwt::JwksServer::start(jwt::jwks(&[jwt::RSA1.jwk()])).await;
-    let mut opts = Options::new(Backend::Sqlite, vec![avatars()]);
+    // Two issuers: the per-user folders name whose subjects own them.
+    let avatars = avatars_of(&[ISSUER, JWKS_ISSUER]);
+    let mut opts = Options::new(Backend::Sqlite, vec![avatars]);
     let mut issuer = jwt::issuer_config(JWKS_ISSUER);
     issuer.algorithms = vec![Algorithm::RS256];
     issuer.jwks_url = Some(jwks.url.clone());

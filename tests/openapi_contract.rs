@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::app::{Backend, Options, TestApp, ap, avatars, mint_hs256};
+use common::app::{Backend, Options, TestApp, ap, avatars, avatars_of, mint_hs256};
 use serde_json::{Value, json};
 
 /// Methods probed on every route. HEAD (answered wherever GET is) and OPTIONS (CORS
@@ -268,7 +268,9 @@ fn reports() -> presignd::policy::AccessPointSpec {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_responses_match_the_documented_schemas() {
     let contract = Contract::load();
-    let mut opts = Options::new(Backend::Sqlite, vec![avatars(), reports()]);
+    // Two issuers: the per-user folders name whose subjects own them.
+    let folders_of_both = avatars_of(&[common::app::ISSUER, "https://down.example/"]);
+    let mut opts = Options::new(Backend::Sqlite, vec![folders_of_both, reports()]);
     // An issuer whose JWKS cannot be fetched: its tokens answer 503, and /readyz is not ready.
     let mut down = common::jwt::issuer_config("https://down.example/");
     down.algorithms = vec![presignd::config::Algorithm::RS256];

@@ -5,9 +5,9 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::Catalog;
-use crate::config::S3Config;
+use crate::config::Config;
 use crate::policy::{
-    AccessPointSpec, CompiledAccessPoint, FieldError, SpecErrors, mfa_sensitive_change,
+    AccessPointSpec, CompiledAccessPoint, Effect, FieldError, SpecErrors, mfa_sensitive_change,
 };
 use crate::store::{Store, StoreError, Upsert};
 
@@ -47,23 +47,45 @@ pub struct ApplySummary {
     pub mfa_sensitive: Vec<String>,
 }
 
-/// Validates a spec and checks that its target can be signed for with this S3 configuration.
+/// Validates a spec against this configuration: its target can be signed for with the S3
+/// settings, and, with several issuers, every allow rule that hands out per-user folders
+/// (`${jwt:sub}`) names the issuers whose subjects own them (a subject is unique only within
+/// its issuer: a partner IdP's `alice` must not get our alice's folder).
 pub fn check_spec(
     spec: &AccessPointSpec,
-    s3: &S3Config,
+    config: &Config,
 ) -> Result<CompiledAccessPoint, SpecErrors> {
     let ap = CompiledAccessPoint::compile(spec.clone())?;
-    crate::sign::check_target(s3, &ap.target).map_err(|message| {
+    crate::sign::check_target(&config.s3, &ap.target).map_err(|message| {
         SpecErrors(vec![FieldError {
             field: "bucket".into(),
             message,
         }])
     })?;
+    if config.auth.issuers.len() > 1 {
+        let unscoped: Vec<FieldError> = spec
+            .rules
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| {
+                r.effect == Effect::Allow
+                    && r.issuers.is_empty()
+                    && r.keys.iter().any(|k| k.contains("${jwt:sub}"))
+            })
+            .map(|(i, _)| FieldError {
+                field: format!("rules[{i}].issuers"),
+                message: "this allow rule gives each subject a folder (${jwt:sub}) and several issuers are configured: name the issuers whose subjects own the folders (a subject is unique only within its issuer)".into(),
+            })
+            .collect();
+        if !unscoped.is_empty() {
+            return Err(SpecErrors(unscoped));
+        }
+    }
     Ok(ap)
 }
 
 /// Reads and validates a YAML (`.yaml`, `.yml`, `.json`) or TOML (`.toml`) file.
-pub fn read_file(path: &Path, s3: &S3Config) -> Result<Vec<AccessPointSpec>, ApplyError> {
+pub fn read_file(path: &Path, config: &Config) -> Result<Vec<AccessPointSpec>, ApplyError> {
     let shown = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| ApplyError::Read {
         path: shown.clone(),
@@ -85,7 +107,7 @@ pub fn read_file(path: &Path, s3: &S3Config) -> Result<Vec<AccessPointSpec>, App
         if file.access_points[..i].iter().any(|o| o.name == spec.name) {
             return Err(ApplyError::Duplicate(spec.name.clone()));
         }
-        if let Err(e) = check_spec(spec, s3) {
+        if let Err(e) = check_spec(spec, config) {
             invalid.push((spec.name.clone(), e));
         }
     }
@@ -104,11 +126,14 @@ pub async fn apply(
     let mut summary = ApplySummary::default();
     let before = store.list_access_points().await?;
     let stored = |name: &str| before.iter().find(|b| b.spec.name == name).map(|b| &b.spec);
+    // The other access points a change could reach around: those stored and those applied.
+    let mut others: Vec<&AccessPointSpec> = before.iter().map(|b| &b.spec).collect();
+    others.extend(specs);
     for spec in specs {
         let name = spec.name.clone();
         let upsert = store.upsert_access_point(spec).await?;
         if upsert != Upsert::Unchanged
-            && let Some(why) = mfa_sensitive_change(stored(&name), Some(spec))
+            && let Some(why) = mfa_sensitive_change(stored(&name), Some(spec), &others)
         {
             summary.mfa_sensitive.push(format!("{name}: {why}"));
         }
@@ -122,7 +147,7 @@ pub async fn apply(
         for old in &before {
             if !specs.iter().any(|s| s.name == old.spec.name) {
                 store.delete_access_point(&old.spec.name).await?;
-                if let Some(why) = mfa_sensitive_change(Some(&old.spec), None) {
+                if let Some(why) = mfa_sensitive_change(Some(&old.spec), None, &[]) {
                     summary
                         .mfa_sensitive
                         .push(format!("{}: {why}", old.spec.name));
@@ -136,11 +161,11 @@ pub async fn apply(
 
 /// Builds the catalog from SQL. A stored access point that no longer validates is left out and
 /// logged: serving the others beats refusing to start.
-pub async fn load(store: &Store, s3: &S3Config) -> Result<Catalog, StoreError> {
+pub async fn load(store: &Store, config: &Config) -> Result<Catalog, StoreError> {
     let mut compiled = Vec::new();
     for stored in store.list_access_points().await? {
         let name = stored.spec.name.clone();
-        match check_spec(&stored.spec, s3) {
+        match check_spec(&stored.spec, config) {
             Ok(ap) => compiled.push(ap),
             Err(e) => {
                 tracing::error!(access_point = %name, error = %e, "stored access point is invalid; not served")

@@ -24,7 +24,7 @@ use crate::store::{Change, StoreError};
 /// Loads the catalog from SQL and swaps it in.
 pub async fn reload_catalog(state: &AppState) -> Result<(), StoreError> {
     let _one_at_a_time = state.catalog_reload_lock().lock().await;
-    let catalog = catalog::load(state.store(), &state.config().s3).await?;
+    let catalog = catalog::load(state.store(), state.config()).await?;
     state.replace_catalog(catalog);
     Ok(())
 }

@@ -237,9 +237,38 @@ impl Config {
 /// (its port names are DNS labels, so they never hold `__`) — and are ignored. A typo inside
 /// a real override (`PRESIGND_SERVER__LISTN`, `PRESIGND_SERVR__LISTEN`) still reaches the
 /// strict parser and fails with the key's name. `PRESIGND_CONFIG` names the file.
+///
+/// A Service name may itself hold `--` (`presignd-server--x` gives
+/// `PRESIGND_SERVER__X_SERVICE_HOST`), so names shaped like Kubernetes service variables are
+/// never configuration either: no configuration key ends in `_service_host`, `_port` or the
+/// like, so anyone who may create a Service cannot stop presignd from starting.
 pub fn is_config_variable(name: &str) -> bool {
     name.strip_prefix("PRESIGND_")
         .is_some_and(|rest| rest.contains("__"))
+        && !is_kubernetes_service_variable(name)
+}
+
+/// `<SVC>_SERVICE_HOST`, `<SVC>_SERVICE_PORT[_<NAME>]`, `<SVC>_PORT`,
+/// `<SVC>_PORT_<N>_<PROTO>[_ADDR|_PORT|_PROTO]`: what the kubelet injects for each Service.
+fn is_kubernetes_service_variable(name: &str) -> bool {
+    if name.ends_with("_SERVICE_HOST") || name.ends_with("_PORT") {
+        return true;
+    }
+    if name.contains("_SERVICE_PORT") {
+        return true;
+    }
+    let base = ["_ADDR", "_PORT", "_PROTO"]
+        .iter()
+        .find_map(|s| name.strip_suffix(s))
+        .unwrap_or(name);
+    let Some(rest) = ["_TCP", "_UDP", "_SCTP"]
+        .iter()
+        .find_map(|p| base.strip_suffix(p))
+    else {
+        return false;
+    };
+    rest.rsplit_once("_PORT_")
+        .is_some_and(|(_, port)| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// The `PRESIGND_*` names in `env` that are not configuration (see [`is_config_variable`]),
@@ -366,6 +395,17 @@ hs256_secret = "0123456789abcdef0123456789abcdef"
             "require_https = true\ntrusted_proxies = [\"10.0.0.0/8\"]",
         );
         Config::from_toml(&proxied).expect("valid behind a trusted proxy");
+        // An IPv4-mapped entry would never match (peers are compared as IPv4): refused.
+        let mapped = proxied.replace("10.0.0.0/8", "::ffff:10.0.0.0/104");
+        let problems = match Config::from_toml(&mapped) {
+            Err(ConfigError::Invalid(p)) => p,
+            other => panic!("expected a problem, got {other:?}"),
+        };
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].to_string().contains("write 10.0.0.0/8"),
+            "{problems:?}"
+        );
     }
 
     #[test]
@@ -424,6 +464,22 @@ hs256_secret = "0123456789abcdef0123456789abcdef"
             pair("PRESIGND_S3__REGION", "eu-west-1"),
         ];
         let c = Config::load(&file, true, kubernetes.clone()).expect("starts");
+        // A Service whose name holds `--` (the second review): its variables hold `__` too.
+        let dashed = vec![
+            pair("PRESIGND_SERVER__X_SERVICE_HOST", "10.96.0.18"),
+            pair("PRESIGND_SERVER__X_SERVICE_PORT", "80"),
+            pair("PRESIGND_SERVER__X_SERVICE_PORT_HTTP", "80"),
+            pair("PRESIGND_SERVER__X_PORT", "tcp://10.96.0.18:80"),
+            pair("PRESIGND_SERVER__X_PORT_80_TCP", "tcp://10.96.0.18:80"),
+            pair("PRESIGND_SERVER__X_PORT_80_TCP_ADDR", "10.96.0.18"),
+            pair("PRESIGND_SERVER__X_PORT_80_TCP_PORT", "80"),
+            pair("PRESIGND_SERVER__X_PORT_80_TCP_PROTO", "tcp"),
+        ];
+        Config::load(&file, true, dashed.clone()).expect("starts beside a dashed Service");
+        assert_eq!(ignored_variables(dashed).len(), 8);
+        // A typo in a real key still fails, with its name.
+        let typo = vec![pair("PRESIGND_SERVER__LISTN", "127.0.0.1:1")];
+        assert!(Config::load(&file, true, typo).is_err());
         assert_eq!(c.s3.region, "eu-west-1", "real overrides still apply");
         assert_eq!(
             ignored_variables(kubernetes),

@@ -109,6 +109,22 @@ impl ServerConfig {
                 ));
             }
         }
+        // Peers are compared as IPv4 when they are IPv4-mapped, so such an entry would never
+        // match: the proxy would go untrusted and its own address pass as the client's.
+        for net in &s.trusted_proxies {
+            if let ipnet::IpNet::V6(v6) = net
+                && let Some(v4) = v6.addr().to_ipv4_mapped()
+                && v6.prefix_len() >= 96
+            {
+                p.push(ConfigProblem::new(
+                    "server.trusted_proxies",
+                    format!(
+                        "{net} is an IPv4-mapped IPv6 network, which never matches (peers are compared as IPv4): write {v4}/{}",
+                        v6.prefix_len() - 96
+                    ),
+                ));
+            }
+        }
         if !(1..=1_000_000).contains(&s.max_connections) {
             p.push(ConfigProblem::new(
                 "server.max_connections",

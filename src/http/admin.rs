@@ -105,7 +105,15 @@ pub async fn put_access_point(
     }
 
     let mut record = admin_record(&state, &client, &admin, "admin.put_access_point", &spec);
-    if let Some(why) = mfa_sensitive_change(before.as_ref().map(|b| &b.spec), Some(&spec))
+    // Without a second factor, the change must not weaken MFA-protected rules, here or on
+    // another access point over the same keys.
+    let stored = if admin.mfa {
+        Vec::new()
+    } else {
+        state.store().list_access_points().await?
+    };
+    let others: Vec<&AccessPointSpec> = stored.iter().map(|o| &o.spec).collect();
+    if let Some(why) = mfa_sensitive_change(before.as_ref().map(|b| &b.spec), Some(&spec), &others)
         && !admin.mfa
     {
         record.reason = format!("mfa_required: the change {why}");
@@ -170,7 +178,7 @@ pub async fn delete_access_point(
         "admin.delete_access_point",
         &before.spec,
     );
-    if let Some(why) = mfa_sensitive_change(Some(&before.spec), None)
+    if let Some(why) = mfa_sensitive_change(Some(&before.spec), None, &[])
         && !admin.mfa
     {
         record.reason = format!("mfa_required: the change {why}");
@@ -308,7 +316,7 @@ fn parse_fields<T: serde::de::DeserializeOwned>(body: Value) -> Result<T, ApiErr
 /// Everything `serve` checks before serving an access point, plus the log bucket guard:
 /// all problems at once, each naming its field.
 fn check(state: &AppState, spec: &AccessPointSpec) -> Result<(), ApiError> {
-    let mut errors = match catalog::check_spec(spec, &state.config().s3) {
+    let mut errors = match catalog::check_spec(spec, state.config()) {
         Ok(_) => Vec::new(),
         Err(e) => e.0,
     };

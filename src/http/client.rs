@@ -109,14 +109,23 @@ fn forwarded_hops(headers: &HeaderMap) -> Vec<Hop> {
         .collect()
 }
 
-/// Every comma-separated value of every instance of a header, in order.
+/// Every comma-separated value of every instance of a header, in order. A value that is not
+/// visible ASCII reads as empty, in its place: a client's unreadable bytes to the left must
+/// not hide the hops a proxy appended after them on the same line.
 fn list_values<'h>(headers: &'h HeaderMap, name: &str) -> impl Iterator<Item = &'h str> {
     headers
         .get_all(name)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(|value| {
+            std::str::from_utf8(value)
+                .ok()
+                .filter(|v| {
+                    v.bytes()
+                        .all(|b| b == b' ' || b == b'\t' || b.is_ascii_graphic())
+                })
+                .map_or("", str::trim)
+        })
 }
 
 /// `1.2.3.4`, `1.2.3.4:5678`, `::1`, `[::1]`, `[::1]:5678`.
@@ -186,6 +195,7 @@ pub fn acceptable_request_id(v: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::HeaderValue;
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -231,6 +241,24 @@ mod tests {
         let c = client("10.0.0.1", &h, &ten(), ForwardedHeader::XForwarded);
         assert_eq!(c.ip, Some(ip("1.2.3.4")));
         assert!(c.tls);
+    }
+
+    /// The second review: nginx appends the peer to the client's `X-Forwarded-For` on one
+    /// line; a byte that is not ASCII in the client's part used to make the whole line
+    /// unreadable, and the caller anonymous.
+    #[test]
+    fn unreadable_client_hops_do_not_hide_the_proxys() {
+        let mut h = HeaderMap::new();
+        let line = HeaderValue::from_bytes(b"\xff\xfe, 203.0.113.9").expect("obs-text value");
+        h.append("x-forwarded-for", line);
+        let c = client("10.0.0.1", &h, &ten(), ForwardedHeader::XForwarded);
+        assert_eq!(c.ip, Some(ip("203.0.113.9")));
+        // Unreadable at the right (the proxy's own position) still means no client.
+        let mut h = HeaderMap::new();
+        let line = HeaderValue::from_bytes(b"203.0.113.9, \xff").expect("obs-text value");
+        h.append("x-forwarded-for", line);
+        let c = client("10.0.0.1", &h, &ten(), ForwardedHeader::XForwarded);
+        assert_eq!(c.ip, None);
     }
 
     /// The finding: behind a proxy that writes `X-Forwarded-*` and passes `Forwarded`

@@ -98,10 +98,12 @@ mod tests {
         let outside: Option<IpAddr> = Some("192.0.2.1".parse().expect("ip"));
         let internal = ap(&["10.0.0.0/8"]);
         let get = |ip, key| authorize(&internal, &alice(), ip, Operation::Get, Keys::Exact(key));
-        let allowed = |key: &str, rule| Ok(Authorized {
-            key: key.into(),
-            rule: Some(rule),
-        });
+        let allowed = |key: &str, rule| {
+            Ok(Authorized {
+                key: key.into(),
+                rule: Some(rule),
+            })
+        };
         assert_eq!(get(inside, "alice/a.png"), allowed("p/alice/a.png", 0));
         // The network comes first: even an invalid key is refused for the network.
         assert_eq!(get(outside, "../x"), Err(Refusal::Network));

@@ -5,39 +5,77 @@
 use super::access_point::{AccessPointSpec, Effect, Operation, OperationPattern, Rule};
 
 /// Why replacing `before` by `after` (`None`: the access point does not exist before, or is
-/// deleted) needs a second factor, if it does. Any change that weakens or moves an
-/// MFA-protected rule does: deleting the access point (a re-create could then drop the rule),
-/// removing or rewriting the rule, or moving the rules to another bucket or prefix. So does
-/// adding a rule that grants `delete`.
+/// deleted) needs a second factor, if it does; `others` are the other access points. Any
+/// change that weakens or moves an MFA-protected rule does: deleting the access point (a
+/// re-create could then drop the rule), removing or rewriting the rule, adding an allow rule
+/// beside it (which could grant without MFA what it guards), or moving the rules to another
+/// bucket or prefix. So does adding a rule that grants `delete`, and creating, moving or
+/// widening an access point whose keys overlap those of another with MFA-protected rules (a
+/// sibling would reach the same objects without the second factor).
 pub fn mfa_sensitive_change(
     before: Option<&AccessPointSpec>,
     after: Option<&AccessPointSpec>,
-) -> Option<&'static str> {
+    others: &[&AccessPointSpec],
+) -> Option<String> {
     let old: &[Rule] = before.map_or(&[], |b| &b.rules);
     let protected = old.iter().any(|r| r.require_mfa);
     let Some(after) = after else {
-        return protected.then_some("deletes an access point with require_mfa rules");
+        return protected.then(|| "deletes an access point with require_mfa rules".into());
     };
-    if after
-        .rules
-        .iter()
-        .any(|r| grants_delete(r) && !old.contains(r))
-    {
-        return Some("grants delete");
+    let new_allows = || {
+        after
+            .rules
+            .iter()
+            .filter(|r| r.effect == Effect::Allow && !old.contains(r))
+    };
+    if new_allows().any(grants_delete) {
+        return Some("grants delete".into());
     }
     if old
         .iter()
         .any(|r| r.require_mfa && !after.rules.contains(r))
     {
-        return Some("removes or changes a rule with require_mfa");
+        return Some("removes or changes a rule with require_mfa".into());
     }
-    if protected
-        && let Some(before) = before
-        && (before.bucket != after.bucket || before.prefix != after.prefix)
-    {
-        return Some("moves rules with require_mfa to another bucket or prefix");
+    let moved = before.is_none_or(|b| b.bucket != after.bucket || b.prefix != after.prefix);
+    if protected && moved {
+        return Some("moves rules with require_mfa to another bucket or prefix".into());
+    }
+    // A new allow rule for an operation an MFA-demanding allow rule grants could grant it
+    // without the second factor (a deny-unless-MFA rule still wins over it).
+    let widens = new_allows().any(|n| {
+        old.iter()
+            .any(|r| r.require_mfa && r.effect == Effect::Allow && share_an_operation(r, n))
+    });
+    if widens {
+        return Some("adds an allow rule beside a rule with require_mfa".into());
+    }
+    if moved || new_allows().next().is_some() {
+        let sibling = others.iter().find(|o| {
+            o.name != after.name && o.rules.iter().any(|r| r.require_mfa) && overlaps(o, after)
+        });
+        if let Some(o) = sibling {
+            return Some(format!(
+                "reaches keys of access point {:?}, which has require_mfa rules",
+                o.name
+            ));
+        }
     }
     None
+}
+
+/// Whether two access points can reach the same object: the same bucket (or ARN) and
+/// prefixes one of which starts with the other.
+fn overlaps(a: &AccessPointSpec, b: &AccessPointSpec) -> bool {
+    a.bucket == b.bucket && (a.prefix.starts_with(&b.prefix) || b.prefix.starts_with(&a.prefix))
+}
+
+fn share_an_operation(a: &Rule, b: &Rule) -> bool {
+    a.operations.iter().any(|x| {
+        b.operations
+            .iter()
+            .any(|y| *x == OperationPattern::Any || *y == OperationPattern::Any || x == y)
+    })
 }
 
 fn grants_delete(r: &Rule) -> bool {
@@ -71,17 +109,21 @@ mod tests {
         let plain = spec("b", "", json!([read]));
         let with_delete = spec("b", "", json!([read, del]));
         let guarded = spec("b", "", json!([read, deny_unless_mfa]));
-        let check =
-            |b: Option<&AccessPointSpec>, a: Option<&AccessPointSpec>| mfa_sensitive_change(b, a);
+        let check = |b: Option<&AccessPointSpec>, a: Option<&AccessPointSpec>| {
+            mfa_sensitive_change(b, a, &[])
+        };
         assert_eq!(check(None, Some(&plain)), None);
-        assert_eq!(check(None, Some(&with_delete)), Some("grants delete"));
         assert_eq!(
-            check(Some(&plain), Some(&with_delete)),
+            check(None, Some(&with_delete)).as_deref(),
+            Some("grants delete")
+        );
+        assert_eq!(
+            check(Some(&plain), Some(&with_delete)).as_deref(),
             Some("grants delete")
         );
         assert_eq!(check(Some(&with_delete), Some(&with_delete)), None);
         assert_eq!(
-            check(Some(&with_delete), Some(&plain)),
+            check(Some(&with_delete), Some(&plain)).as_deref(),
             Some("removes or changes a rule with require_mfa")
         );
         assert!(check(Some(&guarded), Some(&plain)).is_some());
@@ -99,27 +141,97 @@ mod tests {
         let protected = spec("b", "avatars/", json!([read, del]));
         let plain = spec("b", "avatars/", json!([read]));
         assert_eq!(
-            mfa_sensitive_change(Some(&protected), None),
+            mfa_sensitive_change(Some(&protected), None, &[]).as_deref(),
             Some("deletes an access point with require_mfa rules")
         );
-        assert_eq!(mfa_sensitive_change(Some(&plain), None), None);
+        assert_eq!(mfa_sensitive_change(Some(&plain), None, &[]), None);
         for moved in [
             spec("b", "", json!([read, del])),
             spec("other-bucket", "avatars/", json!([read, del])),
         ] {
             assert_eq!(
-                mfa_sensitive_change(Some(&protected), Some(&moved)),
+                mfa_sensitive_change(Some(&protected), Some(&moved), &[]).as_deref(),
                 Some("moves rules with require_mfa to another bucket or prefix")
             );
         }
         // Moving an access point without MFA rules is an ordinary change.
         assert_eq!(
-            mfa_sensitive_change(Some(&plain), Some(&spec("b", "", json!([read])))),
+            mfa_sensitive_change(Some(&plain), Some(&spec("b", "", json!([read]))), &[]),
             None
         );
         // Other fields of a protected access point are ordinary changes too.
         let mut longer = protected.clone();
         longer.max_expires_in = 7200;
-        assert_eq!(mfa_sensitive_change(Some(&protected), Some(&longer)), None);
+        assert_eq!(
+            mfa_sensitive_change(Some(&protected), Some(&longer), &[]),
+            None
+        );
+    }
+
+    /// The second review: an allow rule added beside an MFA rule, or a sibling access point
+    /// on the same keys, granted without MFA what the rule guards.
+    #[test]
+    fn granting_beside_or_around_mfa_protected_rules_needs_mfa() {
+        let mfa_get = json!({"effect": "allow", "groups": ["hr"], "operations": ["get"], "require_mfa": true});
+        let get = json!({"effect": "allow", "groups": ["hr"], "operations": ["get"]});
+        let deny = json!({"effect": "deny", "groups": ["x"], "operations": ["put"]});
+        let hr = spec("b", "hr/", json!([mfa_get]));
+        let widened = spec("b", "hr/", json!([mfa_get, get]));
+        assert_eq!(
+            mfa_sensitive_change(Some(&hr), Some(&widened), &[]).as_deref(),
+            Some("adds an allow rule beside a rule with require_mfa")
+        );
+        // One for another operation does not.
+        let put = json!({"effect": "allow", "groups": ["hr"], "operations": ["put"]});
+        let uploads = spec("b", "hr/", json!([mfa_get, put]));
+        assert_eq!(mfa_sensitive_change(Some(&hr), Some(&uploads), &[]), None);
+        // A deny rule weakens nothing.
+        let narrowed = spec("b", "hr/", json!([mfa_get, deny]));
+        assert_eq!(mfa_sensitive_change(Some(&hr), Some(&narrowed), &[]), None);
+
+        let mut sibling = spec("b", "hr/reports/", json!([get]));
+        sibling.name = "hr2".into();
+        let reaches = Some(r#"reaches keys of access point "a", which has require_mfa rules"#);
+        assert_eq!(
+            mfa_sensitive_change(None, Some(&sibling), &[&hr]).as_deref(),
+            reaches
+        );
+        // Moved onto the protected keys, or granted more while on them.
+        let mut elsewhere = sibling.clone();
+        elsewhere.prefix = "public/".into();
+        assert_eq!(mfa_sensitive_change(None, Some(&elsewhere), &[&hr]), None);
+        assert_eq!(
+            mfa_sensitive_change(Some(&elsewhere), Some(&sibling), &[&hr]).as_deref(),
+            reaches
+        );
+        let mut more = sibling.clone();
+        more.rules.push(
+            serde_json::from_value(
+                json!({"effect": "allow", "groups": ["all"], "operations": ["get"]}),
+            )
+            .expect("rule"),
+        );
+        assert_eq!(
+            mfa_sensitive_change(Some(&sibling), Some(&more), &[&hr]).as_deref(),
+            reaches
+        );
+        // An unprotected sibling, another bucket, or a change that grants nothing new is fine.
+        let mut longer = sibling.clone();
+        longer.max_expires_in = 7200;
+        assert_eq!(
+            mfa_sensitive_change(Some(&sibling), Some(&longer), &[&hr]),
+            None
+        );
+        let mut other_bucket = sibling.clone();
+        other_bucket.bucket = "c".into();
+        assert_eq!(
+            mfa_sensitive_change(None, Some(&other_bucket), &[&hr]),
+            None
+        );
+        let unprotected = spec("b", "hr/", json!([get]));
+        assert_eq!(
+            mfa_sensitive_change(None, Some(&sibling), &[&unprotected]),
+            None
+        );
     }
 }

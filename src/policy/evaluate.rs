@@ -155,12 +155,7 @@ pub fn evaluate_prefix(
 }
 
 /// The decision and the rule that gave it.
-pub fn rule_on(
-    ap: &CompiledAccessPoint,
-    p: &Principal,
-    op: Operation,
-    keys: Keys<'_>,
-) -> Ruling {
+pub fn rule_on(ap: &CompiledAccessPoint, p: &Principal, op: Operation, keys: Keys<'_>) -> Ruling {
     let ruling = decide(ap, p, p.mfa, op, &keys);
     if ruling.decision == Decision::Allow || p.mfa {
         return ruling;

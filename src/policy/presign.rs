@@ -304,13 +304,18 @@ mod tests {
             "rules": [{"effect": "allow", "groups": ["u"], "operations": ["get"]}]
         }));
         let get = PresignRequest::new(PresignOperation::Get, "k");
-        assert_eq!(check_request(&ap, &get, false), Err(RequestRefusal::HttpsRequired));
+        assert_eq!(
+            check_request(&ap, &get, false),
+            Err(RequestRefusal::HttpsRequired)
+        );
         assert_eq!(check_request(&ap, &get, true), Ok(300));
         let mut long = get.clone();
         long.expires_in = Some(10 * 86_400);
         assert!(matches!(
             check_request(&ap, &long, false),
-            Err(RequestRefusal::Constraint(ConstraintError::ExpiresOutOfRange { .. }))
+            Err(RequestRefusal::Constraint(
+                ConstraintError::ExpiresOutOfRange { .. }
+            ))
         ));
     }
 }

@@ -164,11 +164,17 @@ pub fn check_metadata(metadata: &BTreeMap<String, String>) -> Result<(), Constra
 
 /// Media types a browser runs as active content (script, markup, stylesheets-with-script)
 /// when served from the bucket's origin: HTML, any XML (`*/xml`, `*/*+xml`: SVG, XHTML, XSLT,
-/// feeds), and script types. `essence` is `type/subtype`, any case.
+/// feeds), script types, and the types a browser sniffs (WHATWG MIME Sniffing §7.1: S3 sends
+/// no `nosniff`, so `unknown/unknown` or `application/unknown` bytes may render as HTML), and
+/// `multipart/x-mixed-replace`, whose parts render as documents. `essence` is
+/// `type/subtype`, any case.
 pub fn is_active_content(essence: &str) -> bool {
     let essence = essence.to_ascii_lowercase();
     let sub = essence.split_once('/').map_or("", |(_, sub)| sub);
     essence == "text/html"
+        || essence == "unknown/unknown"
+        || essence == "application/unknown"
+        || essence == "multipart/x-mixed-replace"
         || essence == "text/xsl"
         || sub == "xml"
         || sub.ends_with("+xml")
@@ -555,6 +561,10 @@ mod response_override_tests {
             "image/svg+xml",
             "application/javascript",
             "text/ecmascript",
+            // Sniffed as HTML by browsers (the second review).
+            "application/unknown",
+            "unknown/unknown",
+            "multipart/x-mixed-replace; boundary=x",
         ] {
             assert_eq!(
                 check_response_overrides(&ap(&[]), Some(ct), None),
@@ -585,6 +595,9 @@ mod response_override_tests {
             (&["application/*"][..], "application/xml"),
             (&["application/*"][..], "application/rss+xml"),
             (&["application/*"][..], "application/javascript"),
+            (&["application/*"][..], "application/unknown"),
+            (&["*/*"][..], "unknown/unknown"),
+            (&["multipart/*"][..], "multipart/x-mixed-replace"),
         ] {
             assert!(
                 !content_type_allowed(&patterns(allowed), ct),

@@ -112,8 +112,10 @@ pub async fn serve(
             let open = OpenConnection::count(&limits.metrics);
             let conn = Connection::new(limits.timeouts);
             let tracked = Arc::clone(&conn);
+            // The first byte and the whole handshake share one deadline from the accept.
+            let handshake_by = tokio::time::Instant::now() + limits.tls_handshake;
             let is_tls = match &tls {
-                Some(_) => match starts_with_tls_handshake(&tcp, limits.tls_handshake).await {
+                Some(_) => match starts_with_tls_handshake(&tcp, handshake_by).await {
                     Some(is_tls) => is_tls,
                     None => {
                         on_timeout(Phase::Header);
@@ -140,7 +142,7 @@ pub async fn serve(
             let service = TowerToHyperService::new(service);
             let served = match tls {
                 Some(acceptor) if is_tls => {
-                    match tokio::time::timeout(limits.tls_handshake, acceptor.accept(tcp)).await {
+                    match tokio::time::timeout_at(handshake_by, acceptor.accept(tcp)).await {
                         Ok(Ok(stream)) => {
                             let stream = Deadlined::new(stream, conn, on_timeout);
                             let conn = builder
@@ -186,10 +188,10 @@ pub async fn serve(
 }
 
 /// Whether the connection opens with a TLS handshake record; `None` when it sent nothing
-/// within `within` (it is then closed).
-async fn starts_with_tls_handshake(tcp: &TcpStream, within: Duration) -> Option<bool> {
+/// by `by` (it is then closed).
+async fn starts_with_tls_handshake(tcp: &TcpStream, by: tokio::time::Instant) -> Option<bool> {
     let mut first = [0u8; 1];
-    match tokio::time::timeout(within, tcp.peek(&mut first)).await {
+    match tokio::time::timeout_at(by, tcp.peek(&mut first)).await {
         Ok(Ok(1)) => Some(first[0] == TLS_HANDSHAKE_RECORD),
         Ok(_) => Some(false),
         Err(_) => None,

@@ -400,6 +400,14 @@ pub fn ap(v: Value) -> AccessPointSpec {
     serde_json::from_value(v).expect("valid access point JSON")
 }
 
+/// `avatars` with its per-user folders (rule 0, `${jwt:sub}/*`) owned by the subjects of
+/// `issuers`: what an access point needs once several issuers are configured.
+pub fn avatars_of(issuers: &[&str]) -> AccessPointSpec {
+    let mut spec = avatars();
+    spec.rules[0].issuers = issuers.iter().map(|i| i.to_string()).collect();
+    spec
+}
+
 /// The avatars access point of the docs (docs/configuration.md), on the test bucket.
 pub fn avatars() -> AccessPointSpec {
     ap(serde_json::json!({

@@ -12,9 +12,12 @@ use std::time::{Duration, Instant};
 pub const S3_ACCESS_KEY: &str = "AKIADAEMONTEST000001";
 pub const S3_SECRET_KEY: &str = "daemon-test-s3-secret-key/0123456789+abcdef";
 
-/// Writes the harness's access points (`avatars`) as the daemon's `access_points.file`.
+/// Writes the harness's access points (`avatars`, its per-user folders owned by the harness
+/// issuer's subjects, so that a test may add another issuer) as the daemon's
+/// `access_points.file`.
 pub fn write_access_points(dir: &Path) {
-    let file = serde_json::json!({ "access_points": [super::app::avatars()] });
+    let avatars = super::app::avatars_of(&[super::app::ISSUER]);
+    let file = serde_json::json!({ "access_points": [avatars] });
     std::fs::write(
         dir.join("access-points.yaml"),
         serde_json::to_vec(&file).expect("serialize access points"),
