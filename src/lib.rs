@@ -12,6 +12,7 @@ pub mod bucket;
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod explain;
 pub mod http;
 pub mod limits;
 pub mod metrics;

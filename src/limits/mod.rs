@@ -185,63 +185,7 @@ impl Limiter {
         ap: &CompiledAccessPoint,
         op: Operation,
     ) -> Vec<Bucket> {
-        let cfg = &self.inner.limits;
-        let own = &ap.spec.limits;
-        let name = ap.name();
-        let mut out = Vec::with_capacity(4);
-        let mut subject = None;
-        let mut subject_hash = || {
-            subject
-                .get_or_insert_with(|| subject_key(&principal.iss, &principal.sub))
-                .clone()
-        };
-        if let Some(quota) = Quota::per_minute(cfg.per_subject_per_minute, cfg.per_subject_burst) {
-            out.push(Bucket {
-                key: format!("{}rl:s:{}", self.inner.prefix, subject_hash()),
-                quota,
-                scope: Scope::Subject,
-            });
-        }
-        if let Some(rate) = own.per_subject_per_minute
-            && let Some(quota) =
-                Quota::per_minute(rate, own.per_subject_burst.unwrap_or(cfg.per_subject_burst))
-        {
-            out.push(Bucket {
-                key: format!("{}rl:as:{name}:{}", self.inner.prefix, subject_hash()),
-                quota,
-                scope: Scope::AccessPointSubject,
-            });
-        }
-        let (rate, burst) = overridden(
-            own.per_second,
-            own.burst,
-            cfg.per_access_point_per_second,
-            cfg.per_access_point_burst,
-        );
-        if let Some(quota) = Quota::per_second(rate, burst) {
-            out.push(Bucket {
-                key: format!("{}rl:a:{name}", self.inner.prefix),
-                quota,
-                scope: Scope::AccessPoint,
-            });
-        }
-        // S3 calls KMS for every SSE-KMS PUT (GenerateDataKey) and GET (Decrypt).
-        if matches!(ap.spec.encryption, Encryption::SseKms { .. }) && op != Operation::Delete {
-            let (rate, burst) = overridden(
-                own.sse_kms_per_second,
-                own.sse_kms_burst,
-                cfg.sse_kms_per_second,
-                cfg.sse_kms_burst,
-            );
-            if let Some(quota) = Quota::per_second(rate, burst) {
-                out.push(Bucket {
-                    key: format!("{}rl:k:{name}", self.inner.prefix),
-                    quota,
-                    scope: Scope::SseKms,
-                });
-            }
-        }
-        out
+        buckets(&self.inner.limits, &self.inner.prefix, principal, ap, op)
     }
 
     /// Charges one presign request; `Err` when a limit refuses it (nothing is charged then).
@@ -329,6 +273,73 @@ pub fn refusal_quota(cfg: &LimitsConfig) -> Option<Quota> {
 
 /// An access point's own `(rate, burst)` when it sets a rate, else the global default; a
 /// missing burst is one second's worth.
+/// The buckets a presign request is charged to under `cfg`, their Redis keys under `prefix`
+/// (what `explain` lists, too).
+pub fn buckets(
+    cfg: &LimitsConfig,
+    prefix: &str,
+    principal: &Principal,
+    ap: &CompiledAccessPoint,
+    op: Operation,
+) -> Vec<Bucket> {
+    let own = &ap.spec.limits;
+    let name = ap.name();
+    let mut out = Vec::with_capacity(4);
+    let mut subject = None;
+    let mut subject_hash = || {
+        subject
+            .get_or_insert_with(|| subject_key(&principal.iss, &principal.sub))
+            .clone()
+    };
+    if let Some(quota) = Quota::per_minute(cfg.per_subject_per_minute, cfg.per_subject_burst) {
+        out.push(Bucket {
+            key: format!("{}rl:s:{}", prefix, subject_hash()),
+            quota,
+            scope: Scope::Subject,
+        });
+    }
+    if let Some(rate) = own.per_subject_per_minute
+        && let Some(quota) =
+            Quota::per_minute(rate, own.per_subject_burst.unwrap_or(cfg.per_subject_burst))
+    {
+        out.push(Bucket {
+            key: format!("{}rl:as:{name}:{}", prefix, subject_hash()),
+            quota,
+            scope: Scope::AccessPointSubject,
+        });
+    }
+    let (rate, burst) = overridden(
+        own.per_second,
+        own.burst,
+        cfg.per_access_point_per_second,
+        cfg.per_access_point_burst,
+    );
+    if let Some(quota) = Quota::per_second(rate, burst) {
+        out.push(Bucket {
+            key: format!("{}rl:a:{name}", prefix),
+            quota,
+            scope: Scope::AccessPoint,
+        });
+    }
+    // S3 calls KMS for every SSE-KMS PUT (GenerateDataKey) and GET (Decrypt).
+    if matches!(ap.spec.encryption, Encryption::SseKms { .. }) && op != Operation::Delete {
+        let (rate, burst) = overridden(
+            own.sse_kms_per_second,
+            own.sse_kms_burst,
+            cfg.sse_kms_per_second,
+            cfg.sse_kms_burst,
+        );
+        if let Some(quota) = Quota::per_second(rate, burst) {
+            out.push(Bucket {
+                key: format!("{}rl:k:{name}", prefix),
+                quota,
+                scope: Scope::SseKms,
+            });
+        }
+    }
+    out
+}
+
 fn overridden(
     own_rate: Option<u32>,
     own_burst: Option<u32>,
