@@ -506,6 +506,23 @@ async fn real_responses_match_the_documented_schemas() {
     let resp = call(&app, "GET", "/v1/whoami", None, None).await;
     contract.check("GET", "/v1/whoami", &resp);
 
+    // Explain: an allowed and a refused request, a simulated principal and a token.
+    let explain = "/v1/admin/explain";
+    for body in [
+        json!({"principal": {"sub": "alice", "groups": ["users"]}, "access_point": "avatars",
+               "request": {"operation": "put", "key": "alice/a.png", "content_type": "image/png", "content_length": 3}}),
+        json!({"principal": {"token": moderator.clone()}, "access_point": "reports",
+               "request": {"operation": "get", "key": "q3.pdf"}, "client": {"ip": "192.0.2.1", "tls": false}}),
+    ] {
+        contract.validate(&contract.schema("ExplainRequest"), &body, "request body");
+        let resp = call(&app, "POST", explain, Some(&admin), Some(body)).await;
+        assert_eq!(resp.status, 200, "{}", resp.body);
+        contract.check("POST", explain, &resp);
+    }
+    let resp = call(&app, "POST", explain, Some(&alice), Some(json!({}))).await;
+    assert_eq!(resp.status, 404);
+    contract.check("POST", explain, &resp);
+
     // Operations: health, readiness (not ready: one issuer has no keys), this document,
     // metrics.
     let resp = call(&app, "GET", "/healthz", None, None).await;

@@ -11,6 +11,10 @@ use presignd::policy::{
     evaluate_prefix, rule_on, trace_rules, validate_key,
 };
 use proptest::prelude::*;
+
+#[path = "common/policy_gen.rs"]
+mod policy_gen;
+use policy_gen::*;
 use proptest::sample::select;
 
 // ---------------------------------------------------------------------------------------
@@ -51,29 +55,6 @@ fn prefix_strategy() -> impl Strategy<Value = String> {
         }),
         (select(&["p", "p/"][..]), 0usize..1000).prop_map(|(s, n)| format!("{}{s}", "q".repeat(n))),
     ]
-}
-
-fn spec_with_prefix(prefix: &str) -> AccessPointSpec {
-    AccessPointSpec {
-        name: "ap".into(),
-        bucket: "bucket".into(),
-        prefix: prefix.into(),
-        default_expires_in: 300,
-        max_expires_in: 3600,
-        encryption: Default::default(),
-        upload: Default::default(),
-        cors_origins: vec![],
-        network: Default::default(),
-        limits: Default::default(),
-        rules: vec![Rule {
-            effect: Effect::Allow,
-            groups: vec!["*".into()],
-            issuers: vec![],
-            operations: vec![OperationPattern::Any],
-            keys: vec!["*".into()],
-            require_mfa: false,
-        }],
-    }
 }
 
 /// Decodes `%XX` once, as a lenient downstream tool would.
@@ -298,102 +279,6 @@ impl Model<'_> {
             })
             .collect()
     }
-}
-
-const GROUPS: &[&str] = &["g1", "g2", "g3", "*"];
-const PATTERNS: &[&str] = &[
-    "*",
-    "a/*",
-    "${jwt:sub}/*",
-    "a/b",
-    "?/b",
-    "${jwt:sub}",
-    "b*",
-    "*/b",
-    "${jwt:sub}?",
-];
-const SUBS: &[&str] = &["alice", "bob", "a", "*", "?", "al", "a/b"];
-const KEYS: &[&str] = &[
-    "alice/x", "bob/x", "a/b", "a/x", "*/b", "b", "bx", "alice", "?/b", "a", "alicex", "al/b",
-];
-const OP_PATTERNS: &[OperationPattern] = &[
-    OperationPattern::Any,
-    OperationPattern::Op(Operation::Get),
-    OperationPattern::Op(Operation::Put),
-    OperationPattern::Op(Operation::Delete),
-];
-
-fn rule_strategy() -> impl Strategy<Value = Rule> {
-    (
-        any::<bool>(),
-        prop::sample::subsequence(GROUPS, 1..=2),
-        prop::sample::subsequence(OP_PATTERNS, 1..=2),
-        prop::sample::subsequence(PATTERNS, 1..=2),
-        any::<bool>(),
-    )
-        .prop_map(|(allow, groups, ops, keys, require_mfa)| Rule {
-            effect: if allow { Effect::Allow } else { Effect::Deny },
-            groups: groups.iter().map(|g| g.to_string()).collect(),
-            issuers: vec![],
-            operations: ops,
-            keys: keys.iter().map(|k| k.to_string()).collect(),
-            require_mfa,
-        })
-}
-
-const OLAP: &str = "arn:aws:s3-object-lambda:us-east-1:123456789012:accesspoint/olap";
-
-/// 1-5 rules, fixed up to pass validation (allow+delete needs MFA; Object Lambda: get only).
-fn access_point_strategy() -> impl Strategy<Value = AccessPointSpec> {
-    (
-        prop::collection::vec(rule_strategy(), 1..=5),
-        prop::bool::weighted(0.2),
-    )
-        .prop_map(|(mut rules, object_lambda)| {
-            for r in rules.iter_mut().filter(|r| r.effect == Effect::Allow) {
-                if object_lambda {
-                    r.operations.retain(|o| {
-                        matches!(
-                            o,
-                            OperationPattern::Any | OperationPattern::Op(Operation::Get)
-                        )
-                    });
-                    if r.operations.is_empty() {
-                        r.operations.push(OperationPattern::Op(Operation::Get));
-                    }
-                }
-                if r.operations
-                    .contains(&OperationPattern::Op(Operation::Delete))
-                {
-                    r.require_mfa = true;
-                }
-            }
-            let mut spec = spec_with_prefix("p/");
-            spec.bucket = if object_lambda {
-                OLAP.into()
-            } else {
-                "bucket".into()
-            };
-            spec.rules = rules;
-            spec
-        })
-}
-
-fn principal_strategy() -> impl Strategy<Value = Principal> {
-    (
-        select(SUBS),
-        prop::sample::subsequence(&["g1", "g2", "g3"][..], 0..=3),
-        any::<bool>(),
-    )
-        .prop_map(|(sub, groups, mfa)| Principal {
-            sub: sub.into(),
-            iss: "https://idp.example.com/".into(),
-            groups: groups.iter().map(|g| g.to_string()).collect(),
-            mfa,
-            issued_at: None,
-            expires_at: 0,
-            jti: None,
-        })
 }
 
 proptest! {

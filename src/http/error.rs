@@ -117,6 +117,19 @@ impl From<crate::policy::RequestRefusal> for ApiError {
     }
 }
 
+impl From<crate::explain::Stop> for ApiError {
+    fn from(stop: crate::explain::Stop) -> Self {
+        use crate::explain::Stop;
+        match stop {
+            Stop::Transport => ApiError::HttpsRequired,
+            Stop::Principal(e) => ApiError::Auth(e),
+            Stop::AccessPoint => ApiError::NotFound,
+            Stop::Refused(r) => r.into(),
+            Stop::Request(r) => r.into(),
+        }
+    }
+}
+
 impl From<crate::sign::SignError> for ApiError {
     fn from(e: crate::sign::SignError) -> Self {
         match e {

@@ -42,7 +42,11 @@ impl FromRequestParts<AppState> for Authenticated {
     }
 }
 
-async fn authenticate(state: &AppState, token: &str) -> Result<Principal, crate::auth::AuthError> {
+/// Verifies a bearer token as every request's is: signature and claims, then revocations.
+pub(super) async fn authenticate(
+    state: &AppState,
+    token: &str,
+) -> Result<Principal, crate::auth::AuthError> {
     let principal = state.verifier().verify(token).await?;
     // In memory: revoked tokens, and tokens living longer than revocations can cover.
     state

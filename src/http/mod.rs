@@ -6,6 +6,7 @@ mod client;
 mod context;
 mod discovery;
 pub mod error;
+mod explain;
 mod extract;
 mod health;
 mod metrics_endpoint;
@@ -65,6 +66,7 @@ pub fn router(state: AppState) -> Router {
                 .put(admin::put_access_point)
                 .delete(admin::delete_access_point),
         )
+        .route("/v1/admin/explain", post(explain::explain))
         .route(
             "/v1/admin/revocations",
             get(admin::list_revocations).post(admin::create_revocation),

@@ -271,8 +271,6 @@ pub fn refusal_quota(cfg: &LimitsConfig) -> Option<Quota> {
     Quota::per_minute(cfg.refusals_per_minute, cfg.refusals_burst)
 }
 
-/// An access point's own `(rate, burst)` when it sets a rate, else the global default; a
-/// missing burst is one second's worth.
 /// The buckets a presign request is charged to under `cfg`, their Redis keys under `prefix`
 /// (what `explain` lists, too).
 pub fn buckets(
@@ -340,6 +338,8 @@ pub fn buckets(
     out
 }
 
+/// An access point's own `(rate, burst)` when it sets a rate, else the global default; a
+/// missing burst is one second's worth.
 fn overridden(
     own_rate: Option<u32>,
     own_burst: Option<u32>,

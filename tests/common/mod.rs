@@ -6,6 +6,7 @@
 pub mod app;
 pub mod daemon;
 pub mod jwt;
+pub mod policy_gen;
 pub mod postgres;
 pub mod redis;
 pub mod rgw;
