@@ -362,3 +362,120 @@ fn bucket_policy_and_cors_are_derived_from_the_access_point() {
     );
     assert!(!out.status.success());
 }
+
+/// Issue 21: `presignd explain` offline against an apply file, exit 0 on allow and 1 on
+/// deny, and `--matrix` over the examples (the documented example, run as users would).
+#[test]
+fn explain_decides_offline_and_checks_a_matrix() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("presignd.toml"), HS_CONFIG).expect("config");
+    std::fs::write(dir.path().join("aps.yaml"), AP_FILE).expect("aps");
+    let explain = |args: &[&str]| {
+        let mut all = vec!["--config", "presignd.toml", "explain", "-f", "aps.yaml"];
+        all.extend_from_slice(args);
+        presignd(dir.path(), &all)
+    };
+    let out = explain(&[
+        "--sub",
+        "alice",
+        "--groups",
+        "users",
+        "get",
+        "avatars/alice/a.png",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    assert!(shown.contains("allow (rule 0)"), "{shown}");
+    assert!(
+        shown.contains("full key \"avatars/alice/a.png\""),
+        "{shown}"
+    );
+    let out = explain(&[
+        "--sub",
+        "bob",
+        "--groups",
+        "users",
+        "get",
+        "avatars/alice/a.png",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).contains("deny: 403 forbidden"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = explain(&[
+        "--sub",
+        "alice",
+        "--groups",
+        "users",
+        "--json",
+        "get",
+        "reports/x",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(
+        (json["status"].as_u64(), json["code"].as_str()),
+        (Some(404), Some("not_found"))
+    );
+
+    // A matrix: all as expected, then one expectation that no longer holds, shown as a diff.
+    let matrix = dir.path().join("m.yaml");
+    std::fs::write(
+        &matrix,
+        "- {sub: alice, groups: [users], operation: get, access_point: avatars, key: alice/a.png, expect: allow}\n\
+         - {sub: bob, groups: [users], operation: get, access_point: avatars, key: alice/a.png, expect: forbidden}\n",
+    )
+    .expect("matrix");
+    let out = explain(&["--matrix", "m.yaml"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    std::fs::write(
+        &matrix,
+        "- {name: bob reads alice, sub: bob, groups: [users], operation: get, access_point: avatars, key: alice/a.png, expect: allow}\n",
+    )
+    .expect("matrix");
+    let out = explain(&["--matrix", "m.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    let diff = text(&out.stdout);
+    assert!(
+        diff.contains(
+            "#0 bob reads alice\n  - expected: allow\n  + got:      forbidden (rules: implicit_deny"
+        ),
+        "{diff}"
+    );
+
+    // The documented example, run from the repository as its comment says: the example
+    // matrix against the example access points (with -f, no database is opened).
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = presignd(
+        repo,
+        &[
+            "--config",
+            "examples/presignd.toml",
+            "explain",
+            "-f",
+            "examples/access-points.yaml",
+            "--matrix",
+            "examples/access-points.matrix.yaml",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stdout).contains("10 cases, all as expected"),
+        "{}",
+        text(&out.stdout)
+    );
+}

@@ -104,14 +104,15 @@ async fn explain_agrees_with_the_real_request_path() {
     let seen = Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::new()));
     let seen2 = Arc::clone(&seen);
     let result = tokio::task::spawn_blocking(move || {
-        runner.run(&case_strategy(), |case| {
-            let real = handle.block_on(check_case(&app2, &admin2, case))?;
-            if let Ok(mut seen) = seen2.lock() {
-                *seen.entry(real).or_insert(0u32) += 1;
-            }
-            Ok(())
-        })
-        .map_err(|e| e.to_string())
+        runner
+            .run(&case_strategy(), |case| {
+                let real = handle.block_on(check_case(&app2, &admin2, case))?;
+                if let Ok(mut seen) = seen2.lock() {
+                    *seen.entry(real).or_insert(0u32) += 1;
+                }
+                Ok(())
+            })
+            .map_err(|e| e.to_string())
     })
     .await
     .expect("proptest runner");

@@ -1,5 +1,7 @@
 //! The command line: `presignd [--config FILE] serve | migrate | apply -f FILE | check-config |
-//! token`.
+//! explain | bucket-policy | bucket-cors | token`.
+
+mod explain;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -66,6 +68,11 @@ pub enum Command {
         #[arg(long)]
         apply: bool,
     },
+    /// Explain why a request would be allowed or refused, offline, against the database or an
+    /// apply file (`-f`): every check of the presign path, each rule traced. Exits 0 on allow,
+    /// 1 on deny; with `--matrix FILE`, checks a list of expected decisions and exits 1 if any
+    /// differs.
+    Explain(explain::ExplainArgs),
     /// Mint a development token from a locally configured HS256 secret or private key.
     Token {
         #[arg(long)]
@@ -124,6 +131,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("weakens or moves MFA protection: {change}");
             }
         }
+        Command::Explain(args) => explain::run(&config, args).await?,
         Command::CheckConfig => {
             if let Some(file) = &config.access_points.file {
                 let specs = catalog::read_file(file, &config)?;
