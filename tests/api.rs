@@ -812,6 +812,15 @@ async fn bad_bodies(backend: common::app::Backend) {
             400,
             "invalid_request",
         ),
+        // serde fills a struct from an array of its fields; the API takes objects only.
+        (
+            app.http
+                .post(&url)
+                .bearer_auth(&alice)
+                .json(&json!(["get", "alice/x"])),
+            400,
+            "invalid_request",
+        ),
         (
             app.http
                 .post(&url)

@@ -425,6 +425,23 @@ async fn explain_traces_denials_tokens_and_changes_before_they_are_applied() {
         "{problem}"
     );
     assert!(problem["errors"].is_array(), "{problem}");
+    // Objects only, where the schema says object (serde would fill a struct from an array;
+    // schemathesis found `"client": [null, null]` accepted).
+    for (field, value) in [
+        ("client", json!([null, null])),
+        ("principal", json!([null, null, "alice", [], false])),
+        ("request", json!(["get", "alice/a.png"])),
+        ("access_point", json!(["avatars", "b"])),
+    ] {
+        let mut body = ask(json!("avatars"));
+        body[field] = value;
+        let (status, problem) = explain_call(&app, Some(&admin), body).await;
+        assert_eq!(
+            (status, problem["code"].as_str()),
+            (400, Some("invalid_request")),
+            "{field}: {problem}"
+        );
+    }
     // Neither a token and claims together, nor neither.
     let (status, _) = explain_call(
         &app,

@@ -98,36 +98,6 @@ async fn load(
     Ok(out)
 }
 
-/// A simulated principal: from a configured issuer, else the refusal its token would get.
-fn principal(
-    config: &Config,
-    sub: &str,
-    groups: &[String],
-    issuer: Option<&str>,
-    mfa: bool,
-) -> Result<Principal, AuthError> {
-    let issuers = &config.auth.issuers;
-    let iss = match issuer {
-        Some(iss) => iss.to_string(),
-        None => issuers
-            .first()
-            .map(|i| i.issuer.clone())
-            .unwrap_or_default(),
-    };
-    if !issuers.iter().any(|i| i.issuer == iss) {
-        return Err(AuthError::UnknownIssuer);
-    }
-    Ok(Principal {
-        sub: sub.to_string(),
-        iss,
-        groups: groups.iter().filter(|g| !g.is_empty()).cloned().collect(),
-        mfa,
-        issued_at: None,
-        expires_at: 0,
-        jti: None,
-    })
-}
-
 struct Asked<'a> {
     principal: &'a Result<Principal, AuthError>,
     access_point: Option<&'a CompiledAccessPoint>,
@@ -167,7 +137,8 @@ fn run_one(
     request.content_type = args.content_type.clone();
     request.content_length = args.content_length;
     request.key_starts_with = args.key_starts_with.then_some(true);
-    let principal = principal(config, sub, &args.groups, args.issuer.as_deref(), args.mfa);
+    let issuers = &config.auth.issuers;
+    let principal = explain::simulate(issuers, sub, &args.groups, args.issuer.as_deref(), args.mfa);
     let (explained, refusal) = ask(
         config,
         &Asked {
@@ -200,8 +171,8 @@ fn run_matrix(
     let cases = matrix::read(file)?;
     let mut changed = Vec::new();
     for (index, case) in cases.iter().enumerate() {
-        let principal = principal(
-            config,
+        let principal = explain::simulate(
+            &config.auth.issuers,
             &case.sub,
             &case.groups,
             case.issuer.as_deref(),

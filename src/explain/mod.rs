@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use crate::Principal;
 use crate::auth::AuthError;
-use crate::config::LimitsConfig;
+use crate::config::{IssuerConfig, LimitsConfig};
 use crate::policy::{
     self, CompiledAccessPoint, Keys, PresignRequest, Refusal, RequestRefusal, RuleTrace,
 };
@@ -35,6 +35,36 @@ pub struct Question<'a> {
     pub require_https: bool,
     /// `[limits]`, for the limits the request would be charged to.
     pub limits: &'a LimitsConfig,
+}
+
+/// A simulated principal (no token): from the named issuer, or the first configured one; an
+/// issuer that is not configured is refused as its token would be.
+pub fn simulate(
+    issuers: &[IssuerConfig],
+    sub: &str,
+    groups: &[String],
+    issuer: Option<&str>,
+    mfa: bool,
+) -> Result<Principal, AuthError> {
+    let iss = match issuer {
+        Some(iss) => iss.to_string(),
+        None => issuers
+            .first()
+            .map(|i| i.issuer.clone())
+            .unwrap_or_default(),
+    };
+    if !issuers.iter().any(|i| i.issuer == iss) {
+        return Err(AuthError::UnknownIssuer);
+    }
+    Ok(Principal {
+        sub: sub.to_string(),
+        iss,
+        groups: groups.iter().filter(|g| !g.is_empty()).cloned().collect(),
+        mfa,
+        issued_at: None,
+        expires_at: 0,
+        jti: None,
+    })
 }
 
 /// Where a refused request stops: the same refusal the request path answers with.

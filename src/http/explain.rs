@@ -9,7 +9,9 @@ use std::time::SystemTime;
 
 use axum::Json;
 use axum::extract::State;
+use serde::de::{DeserializeOwned, Deserializer, Error as _};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use super::audited;
 use super::client::ClientInfo;
@@ -26,12 +28,23 @@ use crate::state::AppState;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExplainRequest {
+    #[serde(deserialize_with = "object")]
     pub principal: PrincipalInput,
     pub access_point: AccessPointInput,
     /// The presign request to explain, as `POST /v1/access-points/{name}/presign` takes it.
+    #[serde(deserialize_with = "object")]
     pub request: PresignRequest,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object")]
     pub client: ClientInput,
+}
+
+/// A JSON object only: serde would also fill a struct from an array of its fields.
+fn object<'de, D: Deserializer<'de>, T: DeserializeOwned>(d: D) -> Result<T, D::Error> {
+    let value = Value::deserialize(d)?;
+    if !value.is_object() {
+        return Err(D::Error::custom("expected a JSON object"));
+    }
+    serde_json::from_value(value).map_err(D::Error::custom)
 }
 
 /// A real token (verified as a request's would be), or claims to simulate.
@@ -48,11 +61,24 @@ pub struct PrincipalInput {
 }
 
 /// A stored access point's name, or a whole document to try before applying it.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug)]
 pub enum AccessPointInput {
     Name(String),
     Inline(Box<AccessPointSpec>),
+}
+
+impl<'de> Deserialize<'de> for AccessPointInput {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match Value::deserialize(d)? {
+            Value::String(name) => Ok(AccessPointInput::Name(name)),
+            spec @ Value::Object(_) => serde_json::from_value(spec)
+                .map(AccessPointInput::Inline)
+                .map_err(D::Error::custom),
+            _ => Err(D::Error::custom(
+                "access_point must be a name or an access point document",
+            )),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -166,29 +192,14 @@ async fn principal(
             Ok((authenticate(state, token).await, false))
         }
         (None, Some(sub)) => {
-            let issuers = &state.config().auth.issuers;
-            let iss = match &input.issuer {
-                Some(iss) => iss.clone(),
-                None => issuers
-                    .first()
-                    .map(|i| i.issuer.clone())
-                    .unwrap_or_default(),
-            };
-            if !issuers.iter().any(|i| i.issuer == iss) {
-                return Ok((Err(AuthError::UnknownIssuer), true));
-            }
-            Ok((
-                Ok(Principal {
-                    sub: sub.clone(),
-                    iss,
-                    groups: input.groups.clone(),
-                    mfa: input.mfa,
-                    issued_at: None,
-                    expires_at: 0,
-                    jti: None,
-                }),
-                true,
-            ))
+            let principal = explain::simulate(
+                &state.config().auth.issuers,
+                sub,
+                &input.groups,
+                input.issuer.as_deref(),
+                input.mfa,
+            );
+            Ok((principal, true))
         }
         _ => Err(ApiError::InvalidRequest(
             "principal must be either {\"token\"} or {\"sub\", \"groups\", \"issuer\", \"mfa\"}"

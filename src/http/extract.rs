@@ -107,6 +107,12 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             }
             other => ApiError::InvalidRequest(other.body_text()),
         })?;
+        // Every body of this API is an object; serde would also fill a struct from an array.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(ApiError::InvalidRequest(
+                "the body must be a JSON object".into(),
+            ));
+        }
         serde_json::from_slice(&bytes)
             .map(ApiJson)
             .map_err(|e| ApiError::InvalidRequest(format!("invalid JSON body: {e}")))
