@@ -29,6 +29,47 @@ pub(crate) fn groups(claims: &Map<String, Value>, path: &str) -> Vec<String> {
     }
 }
 
+/// The groups as the rules see them: `groups_strip_prefix` removed from each (a group that is
+/// only the prefix is dropped), then each alias added after the group it names.
+pub(crate) fn mapped_groups(
+    groups: Vec<String>,
+    strip_prefix: Option<&str>,
+    aliases: &std::collections::BTreeMap<String, String>,
+) -> Vec<String> {
+    let mut out = Vec::with_capacity(groups.len());
+    for group in groups {
+        let group = match strip_prefix {
+            Some(prefix) => group
+                .strip_prefix(prefix)
+                .map_or(group.clone(), str::to_owned),
+            None => group,
+        };
+        if group.is_empty() {
+            continue;
+        }
+        let alias = aliases.get(&group).cloned();
+        out.push(group);
+        out.extend(alias);
+    }
+    out
+}
+
+/// Whether the audience claim at `path` is one of `accepted`, or an array holding one.
+pub(crate) fn audience_accepted(
+    claims: &Map<String, Value>,
+    path: &str,
+    accepted: &[String],
+) -> bool {
+    match lookup(claims, path) {
+        Some(Value::String(aud)) => accepted.contains(aud),
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .any(|aud| accepted.iter().any(|a| a == aud)),
+        _ => false,
+    }
+}
+
 /// RFC 8176: the `amr` array lists `"mfa"` when more than one factor was used.
 pub(crate) fn mfa(claims: &Map<String, Value>, path: &str) -> bool {
     matches!(lookup(claims, path), Some(Value::Array(items)) if items.iter().any(|v| v == "mfa"))
@@ -74,6 +115,37 @@ mod tests {
         assert!(groups(&c, "weird.x").is_empty());
         assert!(groups(&c, "missing.path").is_empty());
         assert!(groups(&c, "realm_access.roles.deeper").is_empty());
+    }
+
+    #[test]
+    fn groups_are_stripped_and_aliased() {
+        let aliases = std::collections::BTreeMap::from([(
+            "6a8f1c2e-0000-4000-8000-000000000001".to_string(),
+            "premium".to_string(),
+        )]);
+        let groups = |g: &[&str], strip: Option<&str>| {
+            mapped_groups(g.iter().map(|s| s.to_string()).collect(), strip, &aliases)
+        };
+        assert_eq!(
+            groups(&["/premium", "/org/staff", "/", "plain"], Some("/")),
+            ["premium", "org/staff", "plain"]
+        );
+        assert_eq!(
+            groups(&["6a8f1c2e-0000-4000-8000-000000000001", "other"], None),
+            ["6a8f1c2e-0000-4000-8000-000000000001", "premium", "other"]
+        );
+        assert_eq!(groups(&["/x"], None), ["/x"]);
+    }
+
+    #[test]
+    fn audiences_from_any_claim() {
+        let ok = ["app".to_string()];
+        let c = map(json!({"aud": ["x", "app"], "client_id": "app", "azp": "other"}));
+        assert!(audience_accepted(&c, "aud", &ok));
+        assert!(audience_accepted(&c, "client_id", &ok));
+        assert!(!audience_accepted(&c, "azp", &ok));
+        assert!(!audience_accepted(&c, "missing", &ok));
+        assert!(!audience_accepted(&map(json!({"aud": 5})), "aud", &ok));
     }
 
     #[test]

@@ -57,6 +57,9 @@ pub fn mint_dev_token(
         json!(["pwd"])
     };
     insert_claim(&mut claims, &cfg.mfa_claim, amr);
+    if cfg.audience_claim != "aud" {
+        insert_claim(&mut claims, &cfg.audience_claim, json!(aud));
+    }
     // Registered claims last, so a misconfigured claim name cannot shadow them.
     for (name, value) in [
         ("iss", json!(cfg.issuer)),

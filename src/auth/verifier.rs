@@ -52,6 +52,11 @@ struct Inner {
 struct Issuer {
     name: String,
     groups_claim: String,
+    groups_strip_prefix: Option<String>,
+    group_aliases: std::collections::BTreeMap<String, String>,
+    /// `(audience_claim, audiences)` when the audience is not `aud` (which `jsonwebtoken`
+    /// checks).
+    audience: Option<(String, Vec<String>)>,
     mfa_claim: String,
     /// `leeway_seconds`: what `jsonwebtoken` allows around `exp` and `nbf`.
     leeway: i64,
@@ -370,12 +375,18 @@ impl Issuer {
             .iter()
             .map(|alg| {
                 let mut v = Validation::new(alg.to_jwt());
-                v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
                 v.validate_exp = true;
                 v.validate_nbf = true;
                 v.leeway = cfg.leeway_seconds;
                 v.set_issuer(&[&cfg.issuer]);
-                v.set_audience(&cfg.audiences);
+                if cfg.audience_claim == "aud" {
+                    v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+                    v.set_audience(&cfg.audiences);
+                } else {
+                    // Checked in `principal` against the configured claim instead.
+                    v.set_required_spec_claims(&["exp", "iss", "sub"]);
+                    v.validate_aud = false;
+                }
                 (*alg, v)
             })
             .collect();
@@ -427,6 +438,10 @@ impl Issuer {
         Ok(Issuer {
             name: cfg.issuer.clone(),
             groups_claim: cfg.groups_claim.clone(),
+            groups_strip_prefix: cfg.groups_strip_prefix.clone(),
+            group_aliases: cfg.group_aliases.clone(),
+            audience: (cfg.audience_claim != "aud")
+                .then(|| (cfg.audience_claim.clone(), cfg.audiences.clone())),
             mfa_claim: cfg.mfa_claim.clone(),
             leeway: i64::try_from(cfg.leeway_seconds).unwrap_or(i64::MAX),
             validations,
@@ -449,6 +464,11 @@ impl Issuer {
     }
 
     fn principal(&self, claims: Map<String, Value>) -> Result<Principal, AuthError> {
+        if let Some((claim, accepted)) = &self.audience
+            && !claims::audience_accepted(&claims, claim, accepted)
+        {
+            return Err(AuthError::Invalid("the token audience is not accepted"));
+        }
         let sub = match claims.get("sub") {
             Some(Value::String(sub)) if !sub.is_empty() => sub.clone(),
             _ => {
@@ -469,7 +489,11 @@ impl Issuer {
         Ok(Principal {
             sub,
             iss: self.name.clone(),
-            groups: claims::groups(&claims, &self.groups_claim),
+            groups: claims::mapped_groups(
+                claims::groups(&claims, &self.groups_claim),
+                self.groups_strip_prefix.as_deref(),
+                &self.group_aliases,
+            ),
             mfa: claims::mfa(&claims, &self.mfa_claim),
             issued_at,
             expires_at,

@@ -49,8 +49,12 @@ impl Algorithm {
 pub struct IssuerConfig {
     /// Must equal the token's `iss` exactly.
     pub issuer: String,
-    /// The token's `aud` must contain at least one of these.
+    /// The token's audience (`audience_claim`) must be, or contain, one of these.
     pub audiences: Vec<String>,
+    /// The claim holding the audience: `aud` (the default, RFC 7519), or another for
+    /// providers whose access tokens carry none — Amazon Cognito's carry `client_id`.
+    #[serde(default = "default_audience_claim")]
+    pub audience_claim: String,
     pub algorithms: Vec<Algorithm>,
     pub jwks_url: Option<String>,
     /// Inline PEM public key.
@@ -63,6 +67,13 @@ pub struct IssuerConfig {
     /// Claim name, or a dotted path into nested objects (`realm_access.roles`).
     #[serde(default = "default_groups_claim")]
     pub groups_claim: String,
+    /// Removed from the start of each group (Keycloak's group paths: `/premium` → `premium`).
+    #[serde(default)]
+    pub groups_strip_prefix: Option<String>,
+    /// Extra names for groups, `"<group as the token has it>" = "<name the rules use>"`
+    /// (Microsoft Entra ID sends group object ids): a member of the first is also in the second.
+    #[serde(default)]
+    pub group_aliases: std::collections::BTreeMap<String, String>,
     /// Array claim that lists `"mfa"` when a second factor was used (RFC 8176 `amr`).
     #[serde(default = "default_mfa_claim")]
     pub mfa_claim: String,
@@ -74,6 +85,9 @@ pub struct IssuerConfig {
     pub jwks_min_refetch_seconds: u64,
 }
 
+fn default_audience_claim() -> String {
+    "aud".into()
+}
 fn default_groups_claim() -> String {
     "groups".into()
 }
@@ -206,6 +220,22 @@ impl IssuerConfig {
         }
         if self.mfa_claim.is_empty() {
             problem("mfa_claim", "must not be empty".into());
+        }
+        if self.audience_claim.is_empty() {
+            problem("audience_claim", "must not be empty".into());
+        }
+        if self.groups_strip_prefix.as_deref() == Some("") {
+            problem("groups_strip_prefix", "must not be empty when set".into());
+        }
+        for (group, alias) in &self.group_aliases {
+            if group.is_empty() || alias.is_empty() || alias == "*" {
+                problem(
+                    "group_aliases",
+                    format!(
+                        "{group:?} = {alias:?}: both sides must be non-empty, and the alias not \"*\""
+                    ),
+                );
+            }
         }
         if let Some(path) = &self.signing_key_file
             && let Err(e) = std::fs::read(path)
