@@ -217,6 +217,8 @@ async fn check_case(
         tls: true,
         require_https: config.server.require_https,
         limits: &config.limits,
+        url_https: explain::url_https(config),
+        insecure_allowed: config.s3.allow_insecure_endpoint,
     });
     let offline = match offline.outcome {
         Ok(()) => (200, None),
@@ -278,7 +280,8 @@ async fn explain_is_admin_only_audited_never_signs_and_charges_nothing() {
                 ("network", "pass"),
                 ("key", "pass"),
                 ("rules", "pass"),
-                ("request", "pass")
+                ("request", "pass"),
+                ("url", "pass")
             ]
         );
         assert_eq!(explained["rules"].as_array().map(Vec::len), Some(4));

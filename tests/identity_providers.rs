@@ -104,6 +104,10 @@ async fn cognito_id_tokens_and_access_tokens() {
         verify(access_cfg.clone(), &other).await.unwrap_err(),
         AuthError::Invalid("the token audience is not accepted")
     );
+    // And one that also carries an aud for another API (the third review).
+    let mut elsewhere = access_token.clone();
+    elsewhere["aud"] = json!("https://other-api.example");
+    assert!(verify(access_cfg.clone(), &elsewhere).await.is_err());
     // So is one without the claim.
     let mut none = access_token;
     none.as_object_mut().unwrap().remove("client_id");

@@ -464,8 +464,12 @@ impl Issuer {
     }
 
     fn principal(&self, claims: Map<String, Value>) -> Result<Principal, AuthError> {
+        // With another audience claim, an `aud` the token still carries must match too: a
+        // token the same client got for another API is not for presignd.
         if let Some((claim, accepted)) = &self.audience
-            && !claims::audience_accepted(&claims, claim, accepted)
+            && (!claims::audience_accepted(&claims, claim, accepted)
+                || (claims.contains_key("aud")
+                    && !claims::audience_accepted(&claims, "aud", accepted)))
         {
             return Err(AuthError::Invalid("the token audience is not accepted"));
         }

@@ -115,6 +115,8 @@ fn ask(config: &Config, a: &Asked<'_>) -> (Explanation, Option<ApiError>) {
         tls: a.tls,
         require_https: config.server.require_https,
         limits: &config.limits,
+        url_https: crate::explain::url_https(config),
+        insecure_allowed: config.s3.allow_insecure_endpoint,
     });
     let refusal = explained.outcome.clone().err().map(ApiError::from);
     (explained, refusal)

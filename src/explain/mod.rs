@@ -35,10 +35,26 @@ pub struct Question<'a> {
     pub require_https: bool,
     /// `[limits]`, for the limits the request would be charged to.
     pub limits: &'a LimitsConfig,
+    /// Whether issued URLs are `https://` (no `s3.endpoint`, or an `https://` one), and
+    /// whether plain-http URLs are allowed anyway (`s3.allow_insecure_endpoint`).
+    pub url_https: bool,
+    pub insecure_allowed: bool,
+}
+
+/// Whether the signer issues `https://` URLs under `config`: always for AWS (no
+/// `s3.endpoint`), else as the endpoint says.
+pub fn url_https(config: &crate::config::Config) -> bool {
+    config
+        .s3
+        .endpoint
+        .as_deref()
+        .is_none_or(|e| e.starts_with("https://"))
 }
 
 /// A simulated principal (no token): from the named issuer, or the first configured one; an
-/// issuer that is not configured is refused as its token would be.
+/// issuer that is not configured, or an empty subject, is refused as its token would be.
+/// `groups` are taken as the rules see them (after the issuer's `groups_strip_prefix` and
+/// `group_aliases`).
 pub fn simulate(
     issuers: &[IssuerConfig],
     sub: &str,
@@ -55,6 +71,11 @@ pub fn simulate(
     };
     if !issuers.iter().any(|i| i.issuer == iss) {
         return Err(AuthError::UnknownIssuer);
+    }
+    if sub.is_empty() {
+        return Err(AuthError::Invalid(
+            "the sub claim must be a non-empty string",
+        ));
     }
     Ok(Principal {
         sub: sub.to_string(),
@@ -80,6 +101,9 @@ pub enum Stop {
     Refused(Refusal),
     /// The request itself (fields, lifetime, upload constraints, SSE-C's TLS rule).
     Request(RequestRefusal),
+    /// The URL would be plain http: not allowed by configuration, or SSE-C (whose key must
+    /// only ever travel over TLS).
+    InsecureUrl,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -120,7 +144,7 @@ pub struct Explanation {
     pub outcome: Result<(), Stop>,
 }
 
-const CHECKS: [&str; 7] = [
+const CHECKS: [&str; 8] = [
     "transport",
     "principal",
     "access_point",
@@ -128,6 +152,7 @@ const CHECKS: [&str; 7] = [
     "key",
     "rules",
     "request",
+    "url",
 ];
 
 /// Explains `q`: the request path's checks, stopping where it would stop.
@@ -314,6 +339,26 @@ fn walk(q: &Question<'_>, steps: &mut Vec<Step>, e: &mut Explanation) -> Result<
             return Err(fail(steps, "request", detail, Stop::Request(refusal)));
         }
     }
+
+    // What the signer refuses after signing (nothing is signed here).
+    let sse_c = matches!(ap.spec.encryption, policy::Encryption::SseC);
+    if !q.url_https && (sse_c || !q.insecure_allowed) {
+        let detail = if sse_c {
+            "the S3 endpoint is plain http, and SSE-C keys travel only over TLS"
+        } else {
+            "the S3 endpoint is plain http and s3.allow_insecure_endpoint is off"
+        };
+        return Err(fail(steps, "url", detail, Stop::InsecureUrl));
+    }
+    pass(
+        steps,
+        "url",
+        if q.url_https {
+            "an https:// URL"
+        } else {
+            "a plain http:// URL (s3.allow_insecure_endpoint)"
+        },
+    );
     e.limits = crate::limits::buckets(q.limits, "", principal, ap, op)
         .into_iter()
         .map(|b| LimitView {

@@ -126,6 +126,7 @@ impl From<crate::explain::Stop> for ApiError {
             Stop::AccessPoint => ApiError::NotFound,
             Stop::Refused(r) => r.into(),
             Stop::Request(r) => r.into(),
+            Stop::InsecureUrl => ApiError::HttpsRequired,
         }
     }
 }

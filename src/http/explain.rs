@@ -21,7 +21,7 @@ use crate::Principal;
 use crate::audit::Verdict;
 use crate::auth::AuthError;
 use crate::catalog;
-use crate::explain::{self, LimitView, Question, Step};
+use crate::explain::{self, LimitView, Question, Step, url_https};
 use crate::policy::{AccessPointSpec, CompiledAccessPoint, PresignRequest, RuleTrace};
 use crate::state::AppState;
 
@@ -134,6 +134,8 @@ pub async fn explain(
         tls: req.client.tls.unwrap_or(true),
         require_https: state.config().server.require_https,
         limits: &state.config().limits,
+        url_https: url_https(state.config()),
+        insecure_allowed: state.config().s3.allow_insecure_endpoint,
     };
     let explained = explain::explain(&question);
     let refusal = explained.outcome.clone().err().map(ApiError::from);

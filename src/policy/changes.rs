@@ -9,9 +9,10 @@ use super::access_point::{AccessPointSpec, Effect, Operation, OperationPattern, 
 /// change that weakens or moves an MFA-protected rule does: deleting the access point (a
 /// re-create could then drop the rule), removing or rewriting the rule, adding an allow rule
 /// beside it (which could grant without MFA what it guards), or moving the rules to another
-/// bucket or prefix. So does adding a rule that grants `delete`, and creating, moving or
-/// widening an access point whose keys overlap those of another with MFA-protected rules (a
-/// sibling would reach the same objects without the second factor).
+/// bucket or prefix, or removing a deny rule or changing the network of such an access point.
+/// So does adding a rule that grants `delete`, and creating, moving or widening an access
+/// point whose keys overlap those of another with MFA-protected rules (a sibling would reach
+/// the same objects without the second factor).
 pub fn mfa_sensitive_change(
     before: Option<&AccessPointSpec>,
     after: Option<&AccessPointSpec>,
@@ -37,6 +38,18 @@ pub fn mfa_sensitive_change(
     {
         return Some("removes or changes a rule with require_mfa".into());
     }
+    // A deny rule of a protected access point carves access out of what it grants; dropping
+    // or rewriting one (or widening its network) weakens it.
+    let lifts_a_deny = old
+        .iter()
+        .any(|r| r.effect == Effect::Deny && !after.rules.contains(r));
+    let network_changed = before.is_some_and(|b| b.network != after.network);
+    if protected && (lifts_a_deny || network_changed) {
+        return Some(
+            "removes or changes a deny rule or the network of an access point with require_mfa rules"
+                .into(),
+        );
+    }
     let moved = before.is_none_or(|b| b.bucket != after.bucket || b.prefix != after.prefix);
     if protected && moved {
         return Some("moves rules with require_mfa to another bucket or prefix".into());
@@ -50,7 +63,7 @@ pub fn mfa_sensitive_change(
     if widens {
         return Some("adds an allow rule beside a rule with require_mfa".into());
     }
-    if moved || new_allows().next().is_some() {
+    if moved || lifts_a_deny || network_changed || new_allows().next().is_some() {
         let sibling = others.iter().find(|o| {
             o.name != after.name && o.rules.iter().any(|r| r.require_mfa) && overlaps(o, after)
         });
@@ -185,9 +198,18 @@ mod tests {
         let put = json!({"effect": "allow", "groups": ["hr"], "operations": ["put"]});
         let uploads = spec("b", "hr/", json!([mfa_get, put]));
         assert_eq!(mfa_sensitive_change(Some(&hr), Some(&uploads), &[]), None);
-        // A deny rule weakens nothing.
+        // A deny rule weakens nothing; dropping it again does (the third review).
         let narrowed = spec("b", "hr/", json!([mfa_get, deny]));
         assert_eq!(mfa_sensitive_change(Some(&hr), Some(&narrowed), &[]), None);
+        assert_eq!(
+            mfa_sensitive_change(Some(&narrowed), Some(&hr), &[]).as_deref(),
+            Some(
+                "removes or changes a deny rule or the network of an access point with require_mfa rules"
+            )
+        );
+        let mut opened = narrowed.clone();
+        opened.network.allowed_cidrs = vec!["0.0.0.0/0".parse().expect("cidr")];
+        assert!(mfa_sensitive_change(Some(&narrowed), Some(&opened), &[]).is_some());
 
         let mut sibling = spec("b", "hr/reports/", json!([get]));
         sibling.name = "hr2".into();
