@@ -47,7 +47,7 @@ pub struct AuditRecord {
     /// rule that refused, or the allow rule that granted. Absent for an implicit deny and for
     /// decisions the rules did not make.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rule: Option<u32>,
+    pub rule: Option<usize>,
 }
 
 impl AuditRecord {

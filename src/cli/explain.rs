@@ -2,16 +2,14 @@
 //! access points of an apply file (`-f`) or the database — for one request, or for a
 //! `--matrix` of expected decisions (policy unit tests a team keeps in CI).
 
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use clap::Args;
 
 use crate::Principal;
 use crate::auth::AuthError;
-use crate::catalog;
+use crate::catalog::{self, Catalog};
 use crate::config::Config;
 use crate::explain::{self, Explanation, Outcome, Question, matrix};
 use crate::http::error::ApiError;
@@ -74,28 +72,19 @@ pub async fn run(config: &Config, args: ExplainArgs) -> anyhow::Result<()> {
     }
 }
 
-/// Every access point of the file or the database, checked as `serve` checks them.
-async fn load(
-    config: &Config,
-    args: &ExplainArgs,
-) -> anyhow::Result<BTreeMap<String, Arc<CompiledAccessPoint>>> {
-    let specs = match &args.file {
-        Some(file) => catalog::read_file(file, config)?,
-        None => {
-            let store = super::connect(config).await?;
-            catalog::load(&store, config)
-                .await?
+/// The access points of the file or the database, as `serve` would serve them (the database's
+/// through `catalog::load`, which already leaves out and logs invalid ones).
+async fn load(config: &Config, args: &ExplainArgs) -> anyhow::Result<Catalog> {
+    match &args.file {
+        Some(file) => {
+            let compiled = catalog::read_file(file, config)?
                 .iter()
-                .map(|ap| ap.spec.clone())
-                .collect()
+                .map(|spec| catalog::check_spec(spec, config))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Catalog::new(compiled))
         }
-    };
-    let mut out = BTreeMap::new();
-    for spec in specs {
-        let ap = catalog::check_spec(&spec, config)?;
-        out.insert(spec.name.clone(), Arc::new(ap));
+        None => Ok(catalog::load(&super::connect(config).await?, config).await?),
     }
-    Ok(out)
 }
 
 struct Asked<'a> {
@@ -122,11 +111,7 @@ fn ask(config: &Config, a: &Asked<'_>) -> (Explanation, Option<ApiError>) {
     (explained, refusal)
 }
 
-fn run_one(
-    config: &Config,
-    access_points: &BTreeMap<String, Arc<CompiledAccessPoint>>,
-    args: &ExplainArgs,
-) -> anyhow::Result<()> {
+fn run_one(config: &Config, access_points: &Catalog, args: &ExplainArgs) -> anyhow::Result<()> {
     let (Some(sub), Some(op), Some(target)) = (&args.sub, &args.operation, &args.target) else {
         anyhow::bail!("explain needs --sub, an operation and <access point>/<key>");
     };
@@ -167,7 +152,7 @@ fn run_one(
 
 fn run_matrix(
     config: &Config,
-    access_points: &BTreeMap<String, Arc<CompiledAccessPoint>>,
+    access_points: &Catalog,
     file: &std::path::Path,
 ) -> anyhow::Result<()> {
     let cases = matrix::read(file)?;

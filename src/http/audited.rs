@@ -80,12 +80,12 @@ impl<'a> Audited<'a> {
         match policy::authorize(ap, self.principal, self.client.ip, op, keys) {
             Ok(Authorized { key, rule }) => {
                 self.record.key = Some(key.clone());
-                self.record.rule = rule.and_then(|i| u32::try_from(i).ok());
+                self.record.rule = rule;
                 Ok(key)
             }
             Err(Refusal::Rules { key, reason, rule }) => {
                 self.record.key = Some(key.clone());
-                self.record.rule = rule.and_then(|i| u32::try_from(i).ok());
+                self.record.rule = rule;
                 if reason != policy::DenyReason::MfaRequired {
                     self.record.reason = reason.as_str().to_string();
                 }

@@ -161,7 +161,7 @@ pub async fn explain(
             .decided_by
             .map_or(String::new(), |i| format!(" (rule {i})")),
     );
-    record.rule = explained.decided_by.and_then(|i| u32::try_from(i).ok());
+    record.rule = explained.decided_by;
     audited::commit_one(&state, Ok(()), record).await?;
 
     Ok(Json(ExplainResponse {
