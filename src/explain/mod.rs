@@ -262,11 +262,7 @@ fn walk(q: &Question<'_>, steps: &mut Vec<Step>, e: &mut Explanation) -> Result<
     );
 
     let op = q.request.operation.authorized_as();
-    let keys = if q.request.key_is_prefix() {
-        Keys::Prefix(&q.request.key)
-    } else {
-        Keys::Exact(&q.request.key)
-    };
+    let keys = q.request.keys();
     // The decision is authorize's; the steps and the trace say how it came about.
     let decided = policy::authorize(ap, principal, q.client_ip, op, keys);
     let cidrs = &ap.spec.network.allowed_cidrs;

@@ -18,8 +18,7 @@ use super::error::{ApiError, Problem};
 use super::extract::{ApiJson, Authenticated};
 use crate::audit::signature_sha256;
 use crate::policy::{
-    self, CompiledAccessPoint, Encryption, Keys, MAX_SINGLE_PUT_BYTES, PresignOperation,
-    PresignRequest,
+    self, CompiledAccessPoint, Encryption, MAX_SINGLE_PUT_BYTES, PresignOperation, PresignRequest,
 };
 use crate::sign::{PostKey, PostRequest, Presigned, SignRequest, SignedHeaders};
 use crate::state::AppState;
@@ -170,11 +169,7 @@ async fn decide(
 ) -> Result<PresignResponse, ApiError> {
     let ap = call.access_point(name)?;
     let spec = &ap.spec;
-    let keys = if req.key_is_prefix() {
-        Keys::Prefix(&req.key)
-    } else {
-        Keys::Exact(&req.key)
-    };
+    let keys = req.keys();
     let full_key = call.authorize(&ap, req.operation.authorized_as(), keys)?;
 
     let expires_in = policy::check_request(&ap, req, call.client.tls)?;

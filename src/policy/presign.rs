@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::compiled::CompiledAccessPoint;
+use super::evaluate::Keys;
 use super::request::{
     ConstraintError, UploadRequest, check_metadata, check_response_overrides, check_upload,
     resolve_expires,
@@ -91,9 +92,14 @@ impl PresignRequest {
         }
     }
 
-    /// Whether the key is a prefix the browser completes (a `starts-with` POST).
-    pub fn key_is_prefix(&self) -> bool {
-        self.operation == PresignOperation::Post && self.key_starts_with == Some(true)
+    /// What the rules are asked about: the key, or, for a `starts-with` POST, every key the
+    /// browser may complete from it.
+    pub fn keys(&self) -> Keys<'_> {
+        if self.operation == PresignOperation::Post && self.key_starts_with == Some(true) {
+            Keys::Prefix(&self.key)
+        } else {
+            Keys::Exact(&self.key)
+        }
     }
 }
 
