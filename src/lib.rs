@@ -11,6 +11,7 @@ pub mod auth;
 pub mod bucket;
 pub mod catalog;
 pub mod cli;
+pub mod cloudfront;
 pub mod config;
 pub mod explain;
 pub mod http;
