@@ -139,11 +139,16 @@ impl App {
         ));
         revocations.reload(&store).await?;
 
+        let cloudfront = config
+            .cloudfront
+            .load_keys()
+            .map_err(|e| StartupError::Config(format!("cloudfront.keys: {e}")))?;
         let state = AppState::new(Parts {
             config,
             verifier: verifier.clone(),
             catalog,
             signer,
+            cloudfront,
             audit,
             store,
             instance,

@@ -8,6 +8,7 @@ use crate::audit::AuditSink;
 use crate::auth::Verifier;
 use crate::auth::revocations::Revocations;
 use crate::catalog::Catalog;
+use crate::cloudfront::CloudFrontKeys;
 use crate::config::Config;
 use crate::limits::{Limiter, RefusalLimiter};
 use crate::metrics::Metrics;
@@ -25,6 +26,8 @@ struct Inner {
     /// Access points in memory: the hot path never reads SQL.
     catalog: ArcSwap<Catalog>,
     signer: Signer,
+    /// CloudFront signing keys (`[[cloudfront.keys]]`), by key pair id.
+    cloudfront: CloudFrontKeys,
     audit: Arc<dyn AuditSink>,
     store: Store,
     instance: String,
@@ -46,6 +49,7 @@ pub struct Parts {
     pub verifier: Verifier,
     pub catalog: Catalog,
     pub signer: Signer,
+    pub cloudfront: CloudFrontKeys,
     pub audit: Arc<dyn AuditSink>,
     pub store: Store,
     pub instance: String,
@@ -66,6 +70,7 @@ impl AppState {
                 verifier: p.verifier,
                 catalog: ArcSwap::from_pointee(p.catalog),
                 signer: p.signer,
+                cloudfront: p.cloudfront,
                 audit: p.audit,
                 store: p.store,
                 instance: p.instance,
@@ -95,6 +100,9 @@ impl AppState {
     pub fn signer(&self) -> &Signer {
         &self.inner.signer
     }
+    pub fn cloudfront(&self) -> &CloudFrontKeys {
+        &self.inner.cloudfront
+    }
     pub fn audit(&self) -> &dyn AuditSink {
         self.inner.audit.as_ref()
     }
@@ -107,6 +115,7 @@ impl AppState {
                 verifier: i.verifier.clone(),
                 catalog: ArcSwap::new(i.catalog.load_full()),
                 signer: i.signer.clone(),
+                cloudfront: i.cloudfront.clone(),
                 audit,
                 store: i.store.clone(),
                 instance: i.instance.clone(),

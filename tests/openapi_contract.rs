@@ -797,3 +797,99 @@ async fn multipart_responses_match_the_documented_schemas() {
     assert!(contract.doc["paths"][abort]["delete"]["responses"]["204"].is_object());
     app.finish().await;
 }
+
+/// CloudFront delivery: a presign `get` (canned and custom policy) and the cookies route,
+/// each status the suite can provoke, against the contract.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloudfront_responses_match_the_documented_schemas() {
+    let contract = Contract::load();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key_file = dir.path().join("cf.pem");
+    std::fs::write(&key_file, common::cloudfront::p256_key().pem).expect("write key");
+    let episodes = ap(json!({
+        "name": "episodes", "bucket": common::app::BUCKET, "prefix": "video/",
+        "delivery": {"cloudfront": {"domain": "d1.cloudfront.net", "path_prefix": "/video/",
+                                     "key_pair_id": "K1", "cookie_domain": "cloudfront.net"}},
+        "rules": [{"effect": "allow", "groups": ["premium"], "operations": ["get"], "keys": ["*"]},
+                  {"effect": "deny", "groups": ["*"], "operations": ["get"], "keys": ["drafts/*"]}]
+    }));
+    contract.validate(
+        &contract.schema("AccessPointSpec"),
+        &serde_json::to_value(&episodes).expect("json"),
+        "access point",
+    );
+    let mut opts = Options::new(Backend::Sqlite, vec![episodes, avatars()]);
+    opts.config(move |c| {
+        c.cloudfront.keys = vec![presignd::config::CloudFrontKeyConfig {
+            key_pair_id: "K1".into(),
+            private_key_file: key_file,
+        }];
+    });
+    let app = TestApp::spawn_with(opts).await;
+    let alice = app.token("alice", &["premium", "users"], false);
+    let presign = "/v1/access-points/{name}/presign";
+    for (body, status) in [
+        (json!({"operation": "get", "key": "a.mp4"}), 200),
+        (
+            json!({"operation": "get", "key": "a.mp4", "bind_client_ip": true,
+                "not_before": "2026-01-01T00:00:00Z"}),
+            200,
+        ),
+        (json!({"operation": "get", "key": "drafts/a.mp4"}), 403),
+        (
+            json!({"operation": "get", "key": "a.mp4", "response_content_type": "video/mp4"}),
+            400,
+        ),
+    ] {
+        contract.validate(&contract.schema("PresignRequest"), &body, "request body");
+        let resp = call(
+            &app,
+            "POST",
+            "/v1/access-points/episodes/presign",
+            Some(&alice),
+            Some(body.clone()),
+        )
+        .await;
+        assert_eq!(resp.status, status, "{body}: {}", resp.body);
+        contract.check("POST", presign, &resp);
+    }
+    let cookies = "/v1/access-points/{name}/cookies";
+    for (ap, body, status) in [
+        (
+            "episodes",
+            json!({"prefix": "show-1/", "expires_in": 60}),
+            200,
+        ),
+        (
+            "episodes",
+            json!({"prefix": "show-1/", "bind_client_ip": true}),
+            200,
+        ),
+        ("episodes", json!({"prefix": "drafts/"}), 403),
+        ("episodes", json!({"prefix": "show-1"}), 400),
+        ("avatars", json!({"prefix": "alice/"}), 400),
+        ("nope", json!({"prefix": "a/"}), 404),
+    ] {
+        let resp = call(
+            &app,
+            "POST",
+            &format!("/v1/access-points/{ap}/cookies"),
+            Some(&alice),
+            Some(body.clone()),
+        )
+        .await;
+        assert_eq!(resp.status, status, "{body}: {}", resp.body);
+        contract.check("POST", cookies, &resp);
+    }
+    let resp = call(
+        &app,
+        "POST",
+        "/v1/access-points/episodes/cookies",
+        None,
+        Some(json!({"prefix": "a/"})),
+    )
+    .await;
+    assert_eq!(resp.status, 401);
+    contract.check("POST", cookies, &resp);
+    app.finish().await;
+}

@@ -28,7 +28,7 @@ pub use guard::{check_log_destination, refuse_log_loops};
 pub use log_sink::{LogSink, SinkLocation, object_key};
 pub use outbox::{Outbox, OutboxSettings};
 pub use pipeline::Audit;
-pub use record::{AuditRecord, Verdict, signature_sha256};
+pub use record::{AuditRecord, Verdict, policy_sha256, signature_sha256};
 pub use shipper::{ShipperHandle, ShipperSettings};
 
 #[derive(Debug, thiserror::Error)]

@@ -48,6 +48,12 @@ pub struct AuditRecord {
     /// decisions the rules did not make.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule: Option<usize>,
+    /// CloudFront issuances only: the resource the signed policy grants (a URL, or for
+    /// cookies a URL pattern ending in `*`) and the SHA-256 of the policy statement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_sha256: Option<String>,
 }
 
 impl AuditRecord {
@@ -82,11 +88,18 @@ impl AuditRecord {
             instance: "t".into(),
             count: None,
             rule: None,
+            resource: None,
+            policy_sha256: None,
         }
     }
 }
 
-/// Hex SHA-256 of the `X-Amz-Signature` value.
+/// Hex SHA-256 of the `X-Amz-Signature` value (or CloudFront's `Signature`).
 pub fn signature_sha256(signature: &str) -> String {
     hex::encode(Sha256::digest(signature.as_bytes()))
+}
+
+/// Hex SHA-256 of a CloudFront policy statement.
+pub fn policy_sha256(policy: &str) -> String {
+    hex::encode(Sha256::digest(policy.as_bytes()))
 }

@@ -62,6 +62,17 @@ pub fn check_spec(
             message,
         }])
     })?;
+    if let Some(cf) = &spec.delivery.cloudfront
+        && !config.cloudfront.has_key(&cf.key_pair_id)
+    {
+        return Err(SpecErrors(vec![FieldError {
+            field: "delivery.cloudfront.key_pair_id".into(),
+            message: format!(
+                "no key {:?} in [[cloudfront.keys]] of the server configuration",
+                cf.key_pair_id
+            ),
+        }]));
+    }
     if config.auth.issuers.len() > 1 {
         let unscoped: Vec<FieldError> = spec
             .rules

@@ -58,6 +58,7 @@ pub fn check_key_pair_id(id: &str) -> Result<(), KeyError> {
 
 impl CloudFrontKey {
     pub fn load(key_pair_id: &str, path: &Path) -> Result<CloudFrontKey, KeyError> {
+        check_key_pair_id(key_pair_id)?;
         let pem = std::fs::read(path).map_err(|e| KeyError::Read {
             path: path.display().to_string(),
             message: e.to_string(),

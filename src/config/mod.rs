@@ -6,6 +6,7 @@
 mod access_points;
 mod audit;
 mod auth;
+mod cloudfront;
 mod database;
 pub(crate) mod issuers;
 mod limits;
@@ -25,6 +26,7 @@ use serde::{Deserialize, Serialize};
 pub use access_points::AccessPointsConfig;
 pub use audit::AuditConfig;
 pub use auth::{AuthConfig, MAX_TOKEN_CACHE_ENTRIES};
+pub use cloudfront::{CloudFrontConfig, CloudFrontKeyConfig};
 pub use database::DatabaseConfig;
 pub(crate) use issuers::decoding_key_from_pem;
 pub use issuers::{Algorithm, IssuerConfig, MIN_HS256_SECRET_BYTES};
@@ -68,6 +70,9 @@ pub struct Config {
     /// Multipart uploads: part URLs handed out at creation, the abandoned-upload sweeper.
     #[serde(default)]
     pub uploads: UploadsConfig,
+    /// Keys for CloudFront signed URLs and cookies (access points with `delivery.cloudfront`).
+    #[serde(default)]
+    pub cloudfront: CloudFrontConfig,
 }
 
 pub(crate) fn redacted<S: serde::Serializer>(_: &SecretString, s: S) -> Result<S::Ok, S::Error> {
@@ -173,6 +178,7 @@ impl Config {
         p.extend(audit::validate(self));
         p.extend(self.log.validate());
         p.extend(self.access_points.validate());
+        p.extend(self.cloudfront.validate());
         if p.is_empty() {
             Ok(())
         } else {
@@ -221,6 +227,16 @@ impl Config {
                 },
                 from.join(", ")
             ));
+        }
+        for key in &self.cloudfront.keys {
+            if let Ok(loaded) = key.load() {
+                notes.push(format!(
+                    "cloudfront: key {} ({}) from {} signs for access points that name it",
+                    key.key_pair_id,
+                    loaded.kind(),
+                    key.private_key_file.display()
+                ));
+            }
         }
         notes
     }

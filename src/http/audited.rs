@@ -178,6 +178,8 @@ pub fn record(
         signature_sha256: None,
         instance: state.instance().to_string(),
         count: None,
+        resource: None,
+        policy_sha256: None,
         rule: None,
     }
 }

@@ -140,6 +140,13 @@ impl From<crate::sign::SignError> for ApiError {
     }
 }
 
+/// The catalog serves only access points whose key is configured, so either is a bug.
+impl From<crate::cloudfront::CloudFrontError> for ApiError {
+    fn from(e: crate::cloudfront::CloudFrontError) -> Self {
+        ApiError::Internal(Box::new(e))
+    }
+}
+
 impl From<crate::sign::multipart::MultipartError> for ApiError {
     fn from(e: crate::sign::multipart::MultipartError) -> Self {
         use crate::sign::multipart::MultipartError;

@@ -33,7 +33,8 @@ pub struct Checks {
 /// Ready when the database answers, the audit sink accepts records and every JWKS issuer has
 /// keys: without any of them no URL can be issued. Redis (when configured) is reported, and
 /// blocks readiness only when `limits.on_redis_error = "deny"`. `warnings` lists what breaks
-/// clients but not presignd (a bucket CORS that does not cover an access point's origins).
+/// clients but not presignd (a bucket CORS that does not cover an access point's origins), or
+/// that would break the next start (a CloudFront key file that can no longer be read).
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let database = state.store().ping().await;
     let audit = state.audit().check().await;
@@ -67,11 +68,12 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     metrics.set_dependency_up("database", database.is_ok());
     metrics.set_dependency_up("audit", audit.is_ok());
     metrics.set_dependency_up("jwks", state.verifier().ready());
-    let warnings = state.bucket_warnings();
+    let mut warnings = state.bucket_warnings().to_vec();
+    warnings.extend(state.config().cloudfront.key_file_warnings());
     if ready {
         let mut body = serde_json::json!({ "status": "ready", "checks": checks });
         if !warnings.is_empty() {
-            body["warnings"] = serde_json::json!(*warnings);
+            body["warnings"] = serde_json::json!(warnings);
         }
         Json(body).into_response()
     } else {
@@ -83,7 +85,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         let mut body = serde_json::to_value(&problem).unwrap_or_default();
         body["checks"] = serde_json::to_value(&checks).unwrap_or_default();
         if !warnings.is_empty() {
-            body["warnings"] = serde_json::json!(*warnings);
+            body["warnings"] = serde_json::json!(warnings);
         }
         let mut resp = (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
         resp.headers_mut()

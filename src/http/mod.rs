@@ -3,6 +3,7 @@
 mod admin;
 mod audited;
 mod client;
+mod cloudfront;
 mod context;
 mod discovery;
 pub mod error;
@@ -21,7 +22,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::routing::{delete, get, post};
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::cors::{AllowCredentials, AllowOrigin, CorsLayer};
 use tower_http::timeout::TimeoutLayer;
 
 pub use audited::write_refusal_summaries;
@@ -41,6 +42,10 @@ pub fn router(state: AppState) -> Router {
             post(presign::presign_one),
         )
         .route("/v1/presign/batch", post(presign::presign_batch))
+        .route(
+            "/v1/access-points/{name}/cookies",
+            post(cloudfront::cookies),
+        )
         .route(
             "/v1/access-points/{name}/uploads",
             post(uploads::create_upload),
@@ -108,23 +113,27 @@ fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The access point named by a presign or multipart upload path
-/// (`/v1/access-points/{name}/presign`, `…/{name}/uploads[/…]`).
+/// The access point named by a presign, cookies or multipart upload path
+/// (`/v1/access-points/{name}/presign`, `…/{name}/cookies`, `…/{name}/uploads[/…]`).
 fn issuing_access_point(path: &str) -> Option<&str> {
     let rest = path.strip_prefix("/v1/access-points/")?;
-    rest.strip_suffix("/presign").or_else(|| {
-        rest.split_once("/uploads")
-            .filter(|(name, tail)| {
-                !name.contains('/') && (tail.is_empty() || tail.starts_with('/'))
-            })
-            .map(|(name, _)| name)
-    })
+    rest.strip_suffix("/presign")
+        .or_else(|| rest.strip_suffix("/cookies"))
+        .or_else(|| {
+            rest.split_once("/uploads")
+                .filter(|(name, tail)| {
+                    !name.contains('/') && (tail.is_empty() || tail.starts_with('/'))
+                })
+                .map(|(name, _)| name)
+        })
 }
 
 /// CORS: `server.cors_allowed_origins` on every route, plus an access point's own
-/// `cors_origins` on that access point's presign route. Bearer tokens travel in a header, so
-/// credentials mode is never enabled (and `*` is never sent). A refused origin gets no CORS
-/// headers — the browser blocks the call — and the refusal is logged.
+/// `cors_origins` on that access point's issuing routes. Bearer tokens travel in a header, so
+/// credentials mode is enabled on one route only, `…/{name}/cookies`, whose `Set-Cookie` a
+/// browser keeps only from a credentialed response; presignd reads no cookie, so this grants
+/// a page nothing it could not do with its token. `*` is never sent. A refused origin gets no
+/// CORS headers — the browser blocks the call — and the refusal is logged.
 fn cors(state: &AppState) -> CorsLayer {
     let state = state.clone();
     let allow = AllowOrigin::predicate(move |origin: &HeaderValue, parts: &Parts| {
@@ -149,8 +158,13 @@ fn cors(state: &AppState) -> CorsLayer {
         }
         per_access_point
     });
+    let credentials = AllowCredentials::predicate(|_origin: &HeaderValue, parts: &Parts| {
+        let path = parts.uri.path();
+        path.ends_with("/cookies") && issuing_access_point(path).is_some()
+    });
     CorsLayer::new()
         .allow_origin(allow)
+        .allow_credentials(credentials)
         // PUT, DELETE and the conditional headers serve the admin API (an admin console).
         .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
         .allow_headers([

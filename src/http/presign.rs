@@ -42,6 +42,9 @@ pub struct PresignResponse {
     /// `post` only: the form fields to send, before the file.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fields: Option<BTreeMap<String, String>>,
+    /// `cloudfront` when the URL is a CloudFront signed URL; absent for S3.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<&'static str>,
 }
 
 pub async fn presign_one(
@@ -181,6 +184,14 @@ async fn decide(
     if req.operation == PresignOperation::Post {
         return sign_post(call, &ap, req, &full_key, expires_in).await;
     }
+    if let Some(cf) = spec
+        .delivery
+        .cloudfront
+        .as_ref()
+        .filter(|_| req.via_cloudfront(&ap))
+    {
+        return super::cloudfront::sign_get(call, &ap, cf, req, full_key, expires_in);
+    }
 
     let signed: Presigned = call
         .state
@@ -218,6 +229,7 @@ async fn decide(
         request_id: call.client.request_id.clone(),
         expires_clamped: signed.clamped,
         fields: None,
+        delivery: None,
     })
 }
 
@@ -274,5 +286,6 @@ async fn sign_post(
         request_id: call.client.request_id.clone(),
         expires_clamped: signed.clamped,
         fields: Some(signed.fields),
+        delivery: None,
     })
 }

@@ -253,6 +253,8 @@ impl Summary {
             instance: instance.to_string(),
             count: Some(self.count),
             rule: None,
+            resource: None,
+            policy_sha256: None,
         }
     }
 }

@@ -41,6 +41,8 @@ pub fn operation_label(operation: &str) -> &'static str {
         "multipart_parts" => "multipart_parts",
         "multipart_complete" => "multipart_complete",
         "multipart_abort" => "multipart_abort",
+        // CloudFront signed cookies for a prefix.
+        "cookies" => "cookies",
         // An admin's explanation: recorded, nothing issued.
         "explain" => "explain",
         _ => "unknown",

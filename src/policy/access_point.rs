@@ -8,6 +8,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::delivery::Delivery;
 use super::limits::AccessPointLimits;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,6 +34,9 @@ pub struct AccessPointSpec {
     /// This access point's own rate limits, overriding `[limits]` (see `policy::limits`).
     #[serde(default, skip_serializing_if = "AccessPointLimits::is_empty")]
     pub limits: AccessPointLimits,
+    /// Where GETs are served from: S3 (absent) or a CloudFront distribution.
+    #[serde(default, skip_serializing_if = "Delivery::is_s3")]
+    pub delivery: Delivery,
     pub rules: Vec<Rule>,
 }
 
@@ -278,6 +282,7 @@ impl AccessPointSpec {
             cors_origins: vec![],
             network: Default::default(),
             limits: Default::default(),
+            delivery: Default::default(),
             rules,
         }
     }

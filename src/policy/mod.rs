@@ -7,12 +7,14 @@
 //! - `evaluate`: the IAM-style decision (and its per-rule trace); `authorize`: network, key and
 //!   rules, as every issuing path checks them; `request`: per-request limits (expiry,
 //!   uploads); `presign`: a presign request and every check after the rules;
+//! - `delivery`: where GETs are served from (S3, or CloudFront signed URLs and cookies);
 //! - `changes`: which access point changes need a second factor.
 
 mod access_point;
 mod authorize;
 mod changes;
 mod compiled;
+mod delivery;
 mod errors;
 mod evaluate;
 mod glob;
@@ -30,6 +32,7 @@ pub use access_point::{
 pub use authorize::{Authorized, Refusal, authorize, in_network};
 pub use changes::mfa_sensitive_change;
 pub use compiled::CompiledAccessPoint;
+pub use delivery::{CloudFrontDelivery, Delivery};
 pub use errors::{FieldError, SpecErrors};
 pub use evaluate::{
     Decision, DenyReason, Keys, MfaCheck, RuleTrace, Ruling, allowed_operations, can_see, evaluate,

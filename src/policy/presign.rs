@@ -49,6 +49,14 @@ impl PresignOperation {
     }
 }
 
+impl PresignRequest {
+    /// Whether the URL is a CloudFront signed URL: a `get` on an access point that delivers
+    /// through CloudFront. Everything else is an S3 presigned URL.
+    pub fn via_cloudfront(&self, ap: &CompiledAccessPoint) -> bool {
+        self.operation == PresignOperation::Get && ap.spec.delivery.cloudfront.is_some()
+    }
+}
+
 /// The body of `POST /v1/access-points/{name}/presign`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -73,6 +81,19 @@ pub struct PresignRequest {
     /// `starts-with`); every completion must be allowed by the rules.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_starts_with: Option<bool>,
+    /// `get` through CloudFront only: the URL is refused before this time (a custom policy's
+    /// `DateGreaterThan`).
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub not_before: Option<time::OffsetDateTime>,
+    /// `get` through CloudFront only: only the caller's address (as presignd sees it) may use
+    /// the URL (a custom policy's `IpAddress`, `/32` or `/128`). Fragile for mobile clients,
+    /// whose address changes between networks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bind_client_ip: Option<bool>,
 }
 
 impl PresignRequest {
@@ -89,6 +110,8 @@ impl PresignRequest {
             response_content_disposition: None,
             response_content_type: None,
             key_starts_with: None,
+            not_before: None,
+            bind_client_ip: None,
         }
     }
 
@@ -129,6 +152,7 @@ pub fn check_request(
 ) -> Result<u32, RequestRefusal> {
     let spec = &ap.spec;
     check_fields_for_operation(req)?;
+    check_delivery(ap, req)?;
     let expires_in = resolve_expires(spec, req.expires_in)?;
     check_metadata(&req.metadata)?;
     check_response_overrides(
@@ -214,6 +238,26 @@ fn check_fields_for_operation(req: &PresignRequest) -> Result<(), RequestRefusal
     if req.operation != PresignOperation::Get && overrides {
         return Err(RequestRefusal::Invalid(
             "response_content_disposition and response_content_type apply to get only".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The fields that belong to one delivery: `not_before` and `bind_client_ip` shape a CloudFront
+/// policy; the response overrides are S3 query parameters, which CloudFront does not sign.
+fn check_delivery(ap: &CompiledAccessPoint, req: &PresignRequest) -> Result<(), RequestRefusal> {
+    let cloudfront_fields = req.not_before.is_some() || req.bind_client_ip == Some(true);
+    let via_cloudfront = req.via_cloudfront(ap);
+    if cloudfront_fields && !via_cloudfront {
+        return Err(RequestRefusal::Invalid(
+            "not_before and bind_client_ip apply to get on an access point with CloudFront delivery only".into(),
+        ));
+    }
+    let overrides =
+        req.response_content_disposition.is_some() || req.response_content_type.is_some();
+    if via_cloudfront && overrides {
+        return Err(RequestRefusal::Invalid(
+            "response_content_disposition and response_content_type are S3 parameters; this access point delivers GETs through CloudFront (set them on the object, or with a CloudFront response headers policy)".into(),
         ));
     }
     Ok(())

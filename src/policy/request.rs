@@ -284,6 +284,7 @@ mod tests {
             cors_origins: vec![],
             network: Default::default(),
             limits: Default::default(),
+            delivery: Default::default(),
             rules: vec![Rule {
                 effect: Effect::Allow,
                 groups: vec!["*".into()],

@@ -78,6 +78,19 @@ impl AccessPointSpec {
             self.limits
                 .validate(matches!(self.encryption, Encryption::SseKms { .. })),
         );
+        if let Some(cf) = &self.delivery.cloudfront {
+            for (field, message) in cf.problems() {
+                e.add(format!("delivery.cloudfront.{field}"), message);
+            }
+            if matches!(self.encryption, Encryption::SseC) {
+                // A GET of an SSE-C object needs the customer key in headers, which a
+                // CloudFront URL cannot carry to the origin.
+                e.add(
+                    "delivery.cloudfront",
+                    "CloudFront cannot serve SSE-C objects: use sse-s3 or sse-kms, or S3 delivery",
+                );
+            }
+        }
         if e.0.is_empty() {
             Ok(())
         } else {
@@ -279,6 +292,7 @@ mod tests {
             cors_origins: vec!["https://app.example.com".into()],
             network: Default::default(),
             limits: Default::default(),
+            delivery: Default::default(),
             rules: vec![rule(Effect::Allow, &[GET, PUT], &["${jwt:sub}/*"], false)],
         }
     }

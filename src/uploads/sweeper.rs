@@ -110,6 +110,8 @@ fn sweep_record(state: &AppState, upload: &StoredUpload, now: SystemTime) -> Aud
         signature_sha256: None,
         instance: state.instance().to_string(),
         count: None,
+        resource: None,
+        policy_sha256: None,
         rule: None,
     }
 }

@@ -19,6 +19,7 @@ pub fn spec_with_prefix(prefix: &str) -> AccessPointSpec {
         cors_origins: vec![],
         network: Default::default(),
         limits: Default::default(),
+        delivery: Default::default(),
         rules: vec![Rule {
             effect: Effect::Allow,
             groups: vec!["*".into()],
