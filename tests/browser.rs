@@ -22,7 +22,7 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use aws_sdk_s3::types::{CorsConfiguration, CorsRule};
@@ -30,20 +30,11 @@ use axum::extract::Path as UrlPath;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use common::app::{Backend, Options, S3Endpoint, TestApp, ap};
+use common::browser::{artifacts, browse, preconditions, root};
 use common::rgw::Rgw;
 use serde_json::{Value, json};
 
 const BUCKET: &str = "web-uploads";
-const CHROMIUM: &str = "/usr/bin/chromium";
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn artifacts() -> PathBuf {
-    root().join("target/browser-artifacts")
-}
-
 /// Serves the top-level files of `examples/web/` on a fresh loopback port: one origin.
 async fn static_origin() -> String {
     async fn file(name: Option<UrlPath<String>>) -> axum::response::Response {
@@ -76,53 +67,6 @@ async fn static_origin() -> String {
         let _ = axum::serve(listener, router).await;
     });
     format!("http://{addr}")
-}
-
-fn preconditions() {
-    assert!(
-        Path::new(CHROMIUM).exists(),
-        "{CHROMIUM} is missing: apt-get install -y chromium (scripts/test installs it: scripts/ensure-test-tools)"
-    );
-    assert!(
-        root()
-            .join("examples/web/test/node_modules/playwright-core")
-            .exists(),
-        "playwright-core is missing: (cd examples/web/test && npm ci) (scripts/test does it: scripts/ensure-test-tools)"
-    );
-}
-
-/// Runs the page once per `(name, url)` in a fresh chromium; returns each run's log.
-fn browse(runs: &[(&str, String)]) -> Vec<Value> {
-    let spec = json!({
-        "chromium": CHROMIUM,
-        "timeout_ms": 30000,
-        "runs": runs.iter().map(|(name, url)| json!({
-            "name": name, "url": url,
-            "screenshot": artifacts().join(format!("{name}.png")),
-        })).collect::<Vec<_>>(),
-    });
-    let out = Command::new("node")
-        .arg(root().join("examples/web/test/browser.mjs"))
-        .arg(spec.to_string())
-        .current_dir(root())
-        .output()
-        .expect("run node (is Node.js installed?)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "browser.mjs failed: {}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let doc: Value = serde_json::from_str(&stdout).expect("browser.mjs prints JSON");
-    let runs = doc["runs"].as_array().expect("runs").clone();
-    for r in &runs {
-        std::fs::write(
-            artifacts().join(format!("{}.json", r["name"].as_str().expect("name"))),
-            serde_json::to_vec_pretty(r).expect("json"),
-        )
-        .expect("write run log");
-    }
-    runs
 }
 
 fn page_url(origin: &str, app: &TestApp, token: &str, key: &str, text: &str) -> String {

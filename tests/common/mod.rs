@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod app;
+pub mod browser;
 pub mod cloudfront;
 pub mod daemon;
 pub mod jwt;

@@ -3,6 +3,9 @@
 //   node examples/web/test/browser.mjs '{"runs": [{"name": "a", "url": "http://…/?autorun=1&…",
 //        "screenshot": "target/browser-artifacts/a.png"}], "chromium": "/usr/bin/chromium"}'
 //
+// Optional: "args" (more chromium flags, e.g. --host-resolver-rules to map test host names to
+// 127.0.0.1) and "ignore_https_errors" (test certificates), used by tests/cloudfront_browser.rs.
+//
 // Each run gets its own browser with a fresh profile. Prints one JSON document on stdout:
 // {"runs": [{name, result (the page's #result JSON), console: [...], failed: [...],
 // responses: [...], screenshot}]}. Exits non-zero only when the browser itself fails.
@@ -23,7 +26,9 @@ const args = [
 async function once(run) {
   const profile = mkdtempSync(join(tmpdir(), 'presignd-chromium-'));
   const context = await chromium.launchPersistentContext(profile, {
-    executablePath, headless: true, args, viewport: { width: 1100, height: 1100 },
+    executablePath, headless: true, args: [...args, ...(spec.args ?? [])],
+    ignoreHTTPSErrors: spec.ignore_https_errors ?? false,
+    viewport: { width: 1100, height: 1100 },
   });
   const log = { name: run.name, console: [], failed: [], responses: [], screenshot: run.screenshot };
   try {
