@@ -14,6 +14,7 @@ pub mod cli;
 pub mod cloudfront;
 pub mod config;
 pub mod explain;
+pub mod grants;
 pub mod http;
 pub mod limits;
 pub mod metrics;

@@ -20,12 +20,9 @@ use super::audited::{self, Audited};
 use super::client::ClientInfo;
 use super::error::ApiError;
 use super::extract::{ApiJson, Authenticated};
-use super::presign::PresignResponse;
 use crate::audit::{policy_sha256, signature_sha256};
 use crate::cloudfront::Conditions;
-use crate::policy::{
-    self, CloudFrontDelivery, CompiledAccessPoint, Keys, Operation, PresignRequest,
-};
+use crate::policy::{self, CloudFrontDelivery, Keys, Operation, PresignRequest};
 use crate::sign::RECORD_ID_PARAM;
 use crate::state::AppState;
 
@@ -63,17 +60,15 @@ fn expiry(conditions: &Conditions) -> Result<OffsetDateTime, ApiError> {
         .map_err(|e| ApiError::Internal(Box::new(e)))
 }
 
-/// A CloudFront signed URL for a GET the rules allowed: a canned policy, or a custom one with
-/// `not_before` or `bind_client_ip`. It does not depend on the S3 credentials, so it is never
-/// clamped to them.
+/// A CloudFront signed URL for a GET the rules allowed, and when it expires: a canned
+/// policy, or a custom one with `not_before` or `bind_client_ip`. It does not depend on the S3
+/// credentials, so it is never clamped to them. The record learns what was signed.
 pub(super) fn sign_get(
     call: &mut Audited<'_>,
-    ap: &CompiledAccessPoint,
     cf: &CloudFrontDelivery,
     req: &PresignRequest,
-    full_key: String,
     expires_in: u32,
-) -> Result<PresignResponse, ApiError> {
+) -> Result<(String, OffsetDateTime), ApiError> {
     let conditions = conditions(call, expires_in, req.not_before, req.bind_client_ip)?;
     // The record id rides along as on S3 URLs: CloudFront's access logs keep the query.
     let url = format!(
@@ -90,19 +85,7 @@ pub(super) fn sign_get(
     call.record.signature_sha256 = Some(signature_sha256(&signed.signature));
     call.record.policy_sha256 = Some(policy_sha256(&signed.policy));
     call.record.resource = Some(url);
-    Ok(PresignResponse {
-        url: signed.url,
-        method: "GET",
-        headers: BTreeMap::new(),
-        expires_at,
-        access_point: ap.spec.name.clone(),
-        bucket: ap.target.sdk_bucket().to_string(),
-        key: full_key,
-        request_id: call.client.request_id.clone(),
-        expires_clamped: false,
-        fields: None,
-        delivery: Some("cloudfront"),
-    })
+    Ok((signed.url, expires_at))
 }
 
 /// The body of `POST /v1/access-points/{name}/cookies`.

@@ -190,7 +190,20 @@ async fn decide(
         .as_ref()
         .filter(|_| req.via_cloudfront(&ap))
     {
-        return super::cloudfront::sign_get(call, &ap, cf, req, full_key, expires_in);
+        let (url, expires_at) = super::cloudfront::sign_get(call, cf, req, expires_in)?;
+        return Ok(PresignResponse {
+            url,
+            method: "GET",
+            headers: BTreeMap::new(),
+            expires_at,
+            access_point: spec.name.clone(),
+            bucket: ap.target.sdk_bucket().to_string(),
+            key: full_key,
+            request_id: call.client.request_id.clone(),
+            expires_clamped: false,
+            fields: None,
+            delivery: Some("cloudfront"),
+        });
     }
 
     let signed: Presigned = call

@@ -4,6 +4,7 @@
 
 mod access_points;
 mod conditional;
+mod grants;
 mod notify;
 pub mod outbox;
 mod revocations;
@@ -16,6 +17,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
 pub use access_points::{StoredAccessPoint, Upsert, etag};
+pub use grants::{Redemption, StoredGrant};
 pub use notify::{CHANGES_CHANNEL, Change};
 pub use revocations::{RevocationKind, StoredRevocation};
 pub use uploads::{StoredUpload, UploadClaim, UploadOwner};

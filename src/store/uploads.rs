@@ -93,7 +93,7 @@ fn i64_of(v: u64) -> i64 {
 }
 
 /// The same statement for both backends: SQLite takes `?`, PostgreSQL `$n` (one per `?`).
-fn numbered(sql: &str) -> String {
+pub(super) fn numbered(sql: &str) -> String {
     let mut out = String::with_capacity(sql.len() + 8);
     let mut n = 0;
     for c in sql.chars() {
