@@ -74,17 +74,19 @@ impl CloudFrontConfig {
     }
 
     /// A warning per key file that can no longer be read or parsed (it was at startup; the
-    /// loaded key keeps signing, but the next restart would fail): shown on `/readyz`.
+    /// loaded key keeps signing, but the next restart would fail): shown on `/readyz`, which
+    /// anyone may call, so it names the key id only; the path and the error go to the log.
+    /// Reads files: call it off the async workers.
     pub fn key_file_warnings(&self) -> Vec<String> {
         self.keys
             .iter()
             .filter_map(|k| {
-                k.load().err().map(|e| {
-                    format!(
-                        "cloudfront key {}: {e}; signing goes on with the key loaded at startup, but a restart would fail",
-                        k.key_pair_id
-                    )
-                })
+                let e = k.load().err()?;
+                tracing::warn!(key_pair_id = %k.key_pair_id, error = %e, "cloudfront key file unusable");
+                Some(format!(
+                    "cloudfront key {}: its private_key_file can no longer be read or parsed (see the log); signing goes on with the key loaded at startup, but a restart would fail",
+                    k.key_pair_id
+                ))
             })
             .collect()
     }

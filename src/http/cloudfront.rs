@@ -22,13 +22,14 @@ use super::error::ApiError;
 use super::extract::{ApiJson, Authenticated};
 use crate::audit::{policy_sha256, signature_sha256};
 use crate::cloudfront::Conditions;
-use crate::policy::{self, CloudFrontDelivery, Keys, Operation, PresignRequest};
+use crate::policy::{self, CloudFrontDelivery, Keys, Operation};
 use crate::sign::RECORD_ID_PARAM;
 use crate::state::AppState;
 
 /// The policy conditions of a URL or cookies issued at `now` for `expires_in` seconds: a
 /// start (`not_before`) and the caller's address (`bind_client_ip`) make it a custom policy.
-fn conditions(
+/// Checked before the rate limits are charged, like every other refusal.
+pub(super) fn conditions(
     call: &Audited<'_>,
     expires_in: u32,
     not_before: Option<OffsetDateTime>,
@@ -60,27 +61,27 @@ fn expiry(conditions: &Conditions) -> Result<OffsetDateTime, ApiError> {
         .map_err(|e| ApiError::Internal(Box::new(e)))
 }
 
-/// A CloudFront signed URL for a GET the rules allowed, and when it expires: a canned
-/// policy, or a custom one with `not_before` or `bind_client_ip`. It does not depend on the S3
+/// A CloudFront signed URL for a GET of `key` (relative to the access point's prefix
+/// `ap_prefix`) the rules allowed, and when it expires. It does not depend on the S3
 /// credentials, so it is never clamped to them. The record learns what was signed.
 pub(super) fn sign_get(
     call: &mut Audited<'_>,
+    ap_prefix: &str,
     cf: &CloudFrontDelivery,
-    req: &PresignRequest,
-    expires_in: u32,
+    key: &str,
+    conditions: &Conditions,
 ) -> Result<(String, OffsetDateTime), ApiError> {
-    let conditions = conditions(call, expires_in, req.not_before, req.bind_client_ip)?;
     // The record id rides along as on S3 URLs: CloudFront's access logs keep the query.
     let url = format!(
         "{}?{RECORD_ID_PARAM}={}",
-        cf.url_of(&req.key),
+        cf.url_of(ap_prefix, key),
         call.record.id
     );
     let signed = call
         .state
         .cloudfront()
-        .sign_url(&cf.key_pair_id, &url, &conditions)?;
-    let expires_at = expiry(&conditions)?;
+        .sign_url(&cf.key_pair_id, &url, conditions)?;
+    let expires_at = expiry(conditions)?;
     call.record.expires_at = Some(expires_at);
     call.record.signature_sha256 = Some(signature_sha256(&signed.signature));
     call.record.policy_sha256 = Some(policy_sha256(&signed.policy));
@@ -172,14 +173,14 @@ async fn decide(
     // the rule for a POST `starts-with` policy.
     let full_prefix = call.authorize(&ap, Operation::Get, Keys::Prefix(&req.prefix))?;
     let expires_in = policy::resolve_expires(&ap.spec, req.expires_in)?;
+    let conditions = conditions(call, expires_in, req.not_before, req.bind_client_ip)?;
     call.state
         .limiter()
         .admit(call.principal, &ap, Operation::Get)
         .await?;
-    let conditions = conditions(call, expires_in, req.not_before, req.bind_client_ip)?;
     let path = format!(
         "{}{}",
-        cf.path_prefix,
+        cf.path_prefix_for(&ap.spec.prefix),
         crate::cloudfront::policy::encode_path(&req.prefix)
     );
     let resource = format!("https://{}{path}*", cf.domain);

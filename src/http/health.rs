@@ -69,7 +69,11 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     metrics.set_dependency_up("audit", audit.is_ok());
     metrics.set_dependency_up("jwks", state.verifier().ready());
     let mut warnings = state.bucket_warnings().to_vec();
-    warnings.extend(state.config().cloudfront.key_file_warnings());
+    if !state.config().cloudfront.keys.is_empty() {
+        let keys = state.config().cloudfront.clone();
+        let key_warnings = tokio::task::spawn_blocking(move || keys.key_file_warnings());
+        warnings.extend(key_warnings.await.unwrap_or_default());
+    }
     if ready {
         let mut body = serde_json::json!({ "status": "ready", "checks": checks });
         if !warnings.is_empty() {

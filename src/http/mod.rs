@@ -128,6 +128,13 @@ fn issuing_access_point(path: &str) -> Option<&str> {
         })
 }
 
+/// The access point of `/v1/access-points/{name}/cookies`, exactly (one path segment).
+fn cookies_route(path: &str) -> Option<&str> {
+    path.strip_prefix("/v1/access-points/")?
+        .strip_suffix("/cookies")
+        .filter(|name| !name.is_empty() && !name.contains('/'))
+}
+
 /// CORS: `server.cors_allowed_origins` on every route, plus an access point's own
 /// `cors_origins` on that access point's issuing routes. Bearer tokens travel in a header, so
 /// credentials mode is enabled on one route only, `…/{name}/cookies`, whose `Set-Cookie` a
@@ -159,8 +166,7 @@ fn cors(state: &AppState) -> CorsLayer {
         per_access_point
     });
     let credentials = AllowCredentials::predicate(|_origin: &HeaderValue, parts: &Parts| {
-        let path = parts.uri.path();
-        path.ends_with("/cookies") && issuing_access_point(path).is_some()
+        cookies_route(parts.uri.path()).is_some()
     });
     CorsLayer::new()
         .allow_origin(allow)
@@ -185,7 +191,7 @@ fn cors(state: &AppState) -> CorsLayer {
 
 #[cfg(test)]
 mod tests {
-    use super::issuing_access_point;
+    use super::{cookies_route, issuing_access_point};
 
     #[test]
     fn presign_and_upload_paths_name_their_access_point() {
@@ -197,8 +203,23 @@ mod tests {
             ("/v1/access-points/a/b/uploads", None),
             ("/v1/access-points", None),
             ("/v1/admin/access-points/videos", None),
+            ("/v1/access-points/videos/cookies", Some("videos")),
         ] {
             assert_eq!(issuing_access_point(path), name, "{path}");
+        }
+        // Credentialed CORS on the cookies route only, exactly.
+        assert_eq!(
+            cookies_route("/v1/access-points/videos/cookies"),
+            Some("videos")
+        );
+        for other in [
+            "/v1/access-points/x/uploads/cookies",
+            "/v1/access-points/a/b/cookies",
+            "/v1/access-points//cookies",
+            "/v1/access-points/videos/presign",
+            "/v1/admin/access-points/videos/cookies",
+        ] {
+            assert_eq!(cookies_route(other), None, "{other}");
         }
     }
 }

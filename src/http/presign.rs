@@ -176,6 +176,13 @@ async fn decide(
     let full_key = call.authorize(&ap, req.operation.authorized_as(), keys)?;
 
     let expires_in = policy::check_request(&ap, req, call.client.tls)?;
+    let cloudfront = match spec.delivery.cloudfront.as_ref() {
+        Some(cf) if req.via_cloudfront(&ap) => Some((
+            cf,
+            super::cloudfront::conditions(call, expires_in, req.not_before, req.bind_client_ip)?,
+        )),
+        _ => None,
+    };
     // Only a request that would be issued is charged to the rate limits.
     call.state
         .limiter()
@@ -184,13 +191,9 @@ async fn decide(
     if req.operation == PresignOperation::Post {
         return sign_post(call, &ap, req, &full_key, expires_in).await;
     }
-    if let Some(cf) = spec
-        .delivery
-        .cloudfront
-        .as_ref()
-        .filter(|_| req.via_cloudfront(&ap))
-    {
-        let (url, expires_at) = super::cloudfront::sign_get(call, cf, req, expires_in)?;
+    if let Some((cf, conditions)) = cloudfront {
+        let (url, expires_at) =
+            super::cloudfront::sign_get(call, &spec.prefix, cf, &req.key, &conditions)?;
         return Ok(PresignResponse {
             url,
             method: "GET",

@@ -50,7 +50,10 @@ pub fn mfa_sensitive_change(
                 .into(),
         );
     }
-    let moved = before.is_none_or(|b| b.bucket != after.bucket || b.prefix != after.prefix);
+    // Where GETs are served from counts too: a CloudFront domain and path are another way in.
+    let moved = before.is_none_or(|b| {
+        b.bucket != after.bucket || b.prefix != after.prefix || b.delivery != after.delivery
+    });
     if protected && moved {
         return Some("moves rules with require_mfa to another bucket or prefix".into());
     }
@@ -78,9 +81,20 @@ pub fn mfa_sensitive_change(
 }
 
 /// Whether two access points can reach the same object: the same bucket (or ARN) and
-/// prefixes one of which starts with the other.
+/// prefixes one of which starts with the other; or, through CloudFront, the same domain and
+/// paths one of which starts with the other (the distribution's key group trusts every
+/// access point's signatures alike).
 fn overlaps(a: &AccessPointSpec, b: &AccessPointSpec) -> bool {
-    a.bucket == b.bucket && (a.prefix.starts_with(&b.prefix) || b.prefix.starts_with(&a.prefix))
+    let nested = |x: &str, y: &str| x.starts_with(y) || y.starts_with(x);
+    let by_bucket = a.bucket == b.bucket && nested(&a.prefix, &b.prefix);
+    let by_cloudfront = match (&a.delivery.cloudfront, &b.delivery.cloudfront) {
+        (Some(x), Some(y)) => {
+            x.domain.eq_ignore_ascii_case(&y.domain)
+                && nested(&x.path_prefix_for(&a.prefix), &y.path_prefix_for(&b.prefix))
+        }
+        _ => false,
+    };
+    by_bucket || by_cloudfront
 }
 
 fn share_an_operation(a: &Rule, b: &Rule) -> bool {
@@ -105,6 +119,41 @@ fn grants_delete(r: &Rule) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// The review's bypass: another bucket, but the protected access point's CloudFront path.
+    #[test]
+    fn cloudfront_paths_overlap_and_delivery_changes_are_moves() {
+        let cf = |domain: &str, path: &str| json!({"cloudfront": {"domain": domain, "path_prefix": path, "key_pair_id": "K1"}});
+        let with =
+            |bucket: &str, prefix: &str, delivery: serde_json::Value, rules: serde_json::Value| {
+                let mut s = spec(bucket, prefix, rules);
+                s.delivery = serde_json::from_value(delivery).expect("delivery");
+                s
+            };
+        let mfa_get = json!([{"effect": "allow", "groups": ["hr"], "operations": ["get"], "require_mfa": true}]);
+        let open_get = json!([{"effect": "allow", "groups": ["*"], "operations": ["get"]}]);
+        let hr = with("hr-bucket", "hr/", cf("d1.cloudfront.net", "/hr/"), mfa_get);
+        let mut pubr = with(
+            "other",
+            "x/",
+            cf("d1.cloudfront.net", "/hr/"),
+            open_get.clone(),
+        );
+        pubr.name = "pub".into();
+        assert!(mfa_sensitive_change(None, Some(&pubr), &[&hr]).is_some());
+        let elsewhere = with("other", "x/", cf("d2.cloudfront.net", "/hr/"), open_get);
+        assert!(mfa_sensitive_change(None, Some(&elsewhere), &[&hr]).is_none());
+        let moved = with(
+            "hr-bucket",
+            "hr/",
+            cf("d2.cloudfront.net", "/hr/"),
+            hr.rules
+                .iter()
+                .map(|r| serde_json::to_value(r).expect("rule"))
+                .collect(),
+        );
+        assert!(mfa_sensitive_change(Some(&hr), Some(&moved), &[]).is_some());
+    }
 
     fn spec(bucket: &str, prefix: &str, rules: serde_json::Value) -> AccessPointSpec {
         serde_json::from_value(

@@ -32,9 +32,11 @@ pub struct CloudFrontDelivery {
     /// name; URLs are always `https://`.
     pub domain: String,
     /// How the access point's prefix appears on that domain: `/video/` when the distribution
-    /// serves the bucket's `video/` at `/video/`. Starts and ends with `/`.
-    #[serde(default = "root")]
-    pub path_prefix: String,
+    /// serves the bucket's `video/` at `/video/`. Starts and ends with `/`. Absent: `/` + the
+    /// access point's prefix (a distribution serving the bucket at its root), so a URL can
+    /// never name a key outside the prefix by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_prefix: Option<String>,
     /// The public key's id in the distribution's trusted key group; its private key must be
     /// in `[[cloudfront.keys]]`. Change it to rotate keys without a restart.
     pub key_pair_id: String,
@@ -45,17 +47,22 @@ pub struct CloudFrontDelivery {
     pub cookie_domain: Option<String>,
 }
 
-fn root() -> String {
-    "/".into()
-}
-
 impl CloudFrontDelivery {
-    /// The URL of `key` (relative to the access point's prefix) on the distribution.
-    pub fn url_of(&self, key: &str) -> String {
+    /// The URL path of the access point's prefix on the distribution.
+    pub fn path_prefix_for(&self, ap_prefix: &str) -> String {
+        match &self.path_prefix {
+            Some(p) => p.clone(),
+            None => format!("/{}", encode_path(ap_prefix)),
+        }
+    }
+
+    /// The URL of `key` (relative to the access point's prefix `ap_prefix`) on the
+    /// distribution.
+    pub fn url_of(&self, ap_prefix: &str, key: &str) -> String {
         format!(
             "https://{}{}{}",
             self.domain,
-            self.path_prefix,
+            self.path_prefix_for(ap_prefix),
             encode_path(key)
         )
     }
@@ -65,16 +72,21 @@ impl CloudFrontDelivery {
         let mut p = Vec::new();
         if let Err(m) = check_domain(&self.domain) {
             p.push(("domain", m));
+        } else if self.domain.bytes().any(|b| b.is_ascii_uppercase()) {
+            // Browsers and CloudFront lowercase the host; the policy's resource must match.
+            p.push(("domain", format!("{:?} must be lowercase", self.domain)));
         }
-        let path_ok = self.path_prefix.starts_with('/')
-            && self.path_prefix.ends_with('/')
-            && !self.path_prefix.contains("//")
-            && self.path_prefix.len() <= 512
-            && self.path_prefix.bytes().all(|b| {
-                b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'.' | b'~')
-            })
-            && !self.path_prefix.split('/').any(|s| s == "." || s == "..");
-        if !path_ok {
+        let path_ok = |p: &String| {
+            p.starts_with('/')
+                && p.ends_with('/')
+                && !p.contains("//")
+                && p.len() <= 512
+                && p.bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'.' | b'~')
+                })
+                && !p.split('/').any(|s| s == "." || s == "..")
+        };
+        if !self.path_prefix.as_ref().is_none_or(path_ok) {
             p.push((
                 "path_prefix",
                 "must start and end with / and hold only letters, digits, '-', '_', '.', '~' and '/' (no empty, '.' or '..' segments)".into(),
@@ -132,7 +144,7 @@ mod tests {
     fn cf(domain: &str, path_prefix: &str, key_pair_id: &str) -> CloudFrontDelivery {
         CloudFrontDelivery {
             domain: domain.into(),
-            path_prefix: path_prefix.into(),
+            path_prefix: Some(path_prefix.into()),
             key_pair_id: key_pair_id.into(),
             cookie_domain: None,
         }
@@ -208,10 +220,21 @@ mod tests {
 
     #[test]
     fn urls_encode_the_key_under_the_path_prefix() {
-        let c = cf("d1.cloudfront.net", "/video/", "K1");
+        let c = cf("d1.cloudfront.net", "/media/", "K1");
         assert_eq!(
-            c.url_of("show 1/ep*1.m3u8"),
-            "https://d1.cloudfront.net/video/show%201/ep%2A1.m3u8"
+            c.url_of("video/", "show 1/ep*1.m3u8"),
+            "https://d1.cloudfront.net/media/show%201/ep%2A1.m3u8"
         );
+        // Without a path_prefix, the access point's prefix (never the bucket's root).
+        let root = CloudFrontDelivery {
+            path_prefix: None,
+            ..c
+        };
+        assert_eq!(
+            root.url_of("video/", "a.ts"),
+            "https://d1.cloudfront.net/video/a.ts"
+        );
+        assert_eq!(root.url_of("", "a.ts"), "https://d1.cloudfront.net/a.ts");
+        assert_eq!(cf("D1.example.com", "/", "K1").problems().len(), 1);
     }
 }
