@@ -10,7 +10,7 @@ use crate::auth::revocations::Revocations;
 use crate::catalog::Catalog;
 use crate::cloudfront::CloudFrontKeys;
 use crate::config::Config;
-use crate::limits::{Limiter, RefusalLimiter};
+use crate::limits::{Limiter, LocalLimiter, RefusalLimiter};
 use crate::metrics::Metrics;
 use crate::sign::Signer;
 use crate::store::Store;
@@ -38,6 +38,8 @@ struct Inner {
     revocations: Arc<Revocations>,
     /// Refused callers past their limit: counted into summaries, not recorded one by one.
     refusals: Arc<RefusalLimiter>,
+    /// Download grant redemptions per source address (`grants.redemptions_per_minute`).
+    redemptions: Arc<LocalLimiter>,
     /// Catalog reloads run one at a time, so a slow one never replaces a newer catalog.
     catalog_reload: Arc<tokio::sync::Mutex<()>>,
     /// The latest bucket CORS check's warnings (`crate::bucket_check`), shown on `/readyz`.
@@ -79,6 +81,7 @@ impl AppState {
                 limiter: p.limiter,
                 revocations: p.revocations,
                 refusals,
+                redemptions: Arc::new(LocalLimiter::default()),
                 catalog_reload: Arc::new(tokio::sync::Mutex::new(())),
                 bucket_warnings: Arc::new(ArcSwap::from_pointee(Vec::new())),
             }),
@@ -124,6 +127,7 @@ impl AppState {
                 limiter: i.limiter.clone(),
                 revocations: Arc::clone(&i.revocations),
                 refusals: Arc::clone(&i.refusals),
+                redemptions: Arc::clone(&i.redemptions),
                 catalog_reload: Arc::clone(&i.catalog_reload),
                 bucket_warnings: Arc::clone(&i.bucket_warnings),
             }),
@@ -131,6 +135,9 @@ impl AppState {
     }
     pub fn refusals(&self) -> &RefusalLimiter {
         &self.inner.refusals
+    }
+    pub fn redemptions(&self) -> &LocalLimiter {
+        &self.inner.redemptions
     }
     pub fn store(&self) -> &Store {
         &self.inner.store

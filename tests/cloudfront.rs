@@ -64,6 +64,7 @@ async fn setup() -> Setup {
             key_pair_id: KEY_ID.into(),
             private_key_file: file,
         }];
+        c.server.public_base_url = Some("http://links.test".into());
     });
     Setup {
         app: TestApp::spawn_with(opts).await,
@@ -635,6 +636,70 @@ async fn cookies_are_refused_where_a_key_under_the_prefix_is() {
             "{path}"
         );
     }
+    app.finish().await;
+}
+
+/// A download grant on a CloudFront access point redirects to a fresh CloudFront URL that
+/// lives `grants.redirect_expires_in`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grants_redirect_to_cloudfront_urls() {
+    let Setup {
+        app,
+        cloudfront,
+        _dir,
+        ..
+    } = setup().await;
+    let alice = app.token("alice", &["premium"], false);
+    let (status, created) = app
+        .post(
+            &alice,
+            "/v1/access-points/episodes/grants",
+            json!({"key": "a.mp4", "max_uses": 1}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let token = created["url"]
+        .as_str()
+        .expect("url")
+        .rsplit('/')
+        .next()
+        .expect("token");
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let resp = http
+        .get(format!("{}/g/{token}", app.base))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(resp.status(), 302);
+    let location = resp.headers()["location"]
+        .to_str()
+        .expect("ascii")
+        .to_string();
+    assert!(
+        location.starts_with(&format!("https://{DOMAIN}/video/a.mp4?x-presignd-id=")),
+        "{location}"
+    );
+    let expires: i64 = param(&location, "Expires")
+        .expect("canned")
+        .parse()
+        .expect("epoch");
+    assert!(
+        (expires - now() - 60).abs() <= 2,
+        "grants.redirect_expires_in: {expires}"
+    );
+    cloudfront
+        .check_url(&location, now(), localhost())
+        .expect("CloudFront accepts it");
+    let again = http
+        .get(format!("{}/g/{token}", app.base))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(again.status(), 410);
     app.finish().await;
 }
 

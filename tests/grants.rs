@@ -216,3 +216,312 @@ on_both_backends!(
     single_use_grants_redeem_once_across_instances,
     concurrent_redemptions_count_exactly
 );
+
+// ---- The HTTP routes: create, redeem (302 to a URL S3 serves), HEAD, revoke, audit. ----
+
+use common::app::{Options, TestApp, avatars};
+use serde_json::{Value, json};
+
+const LINKS: &str = "http://links.test";
+const BODY: &[u8] = b"quarterly report, premium edition";
+
+async fn grants_app(backend: Backend) -> TestApp {
+    let mut opts = Options::new(backend, vec![avatars()]);
+    opts.config(|c| c.server.public_base_url = Some(LINKS.into()));
+    let app = TestApp::spawn_with(opts).await;
+    // alice's object, uploaded through a presigned PUT.
+    let alice = app.token("alice", &["users"], false);
+    let (status, put) = app
+        .presign(
+            &alice,
+            "avatars",
+            json!({"operation": "put", "key": "alice/report.txt", "content_type": "text/plain",
+                   "content_length": BODY.len()}),
+        )
+        .await;
+    assert_eq!(status, 200, "{put}");
+    let mut req = app.http.put(put["url"].as_str().expect("url")).body(BODY);
+    for (k, v) in put["headers"].as_object().expect("headers") {
+        if k != "content-length" {
+            req = req.header(k, v.as_str().expect("value"));
+        }
+    }
+    assert_eq!(req.send().await.expect("PUT").status(), 200);
+    app
+}
+
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+/// The token of a grant link, as the app serves it.
+fn link(app: &TestApp, created: &Value) -> String {
+    let url = created["url"].as_str().expect("url");
+    let token = url
+        .strip_prefix(&format!("{LINKS}/g/"))
+        .expect("a link on public_base_url");
+    assert!(grants::is_token(token), "{url}");
+    format!("{}/g/{token}", app.base)
+}
+
+async fn problem_code(resp: reqwest::Response) -> (u16, String) {
+    let (status, body) = common::app::decode(resp).await;
+    (
+        status,
+        body["code"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+async fn links_redirect_count_and_revoke(backend: Backend) {
+    let app = grants_app(backend).await;
+    let http = no_redirects();
+    let alice = app.token("alice", &["users"], false);
+    let bob = app.token("bob", &["users"], false);
+    let root = app.token("root", &["presignd-admins"], false);
+    let grants_path = "/v1/access-points/avatars/grants";
+
+    let (status, created) = app
+        .post(
+            &alice,
+            grants_path,
+            json!({"key": "alice/report.txt", "max_uses": 2,
+            "response_content_disposition": "attachment; filename=\"report.txt\""}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(
+        (created["max_uses"].as_u64(), created["key"].as_str()),
+        (Some(2), Some("avatars/alice/report.txt"))
+    );
+    let grant_id = created["grant_id"].as_str().expect("grant_id").to_string();
+    let url = link(&app, &created);
+
+    // HEAD checks without spending a use; each GET spends one and redirects to a URL S3
+    // serves (signature checked by the S3 server), with the requested disposition.
+    for _ in 0..3 {
+        assert_eq!(http.head(&url).send().await.expect("HEAD").status(), 204);
+    }
+    for _ in 0..2 {
+        let resp = http.get(&url).send().await.expect("GET");
+        assert_eq!(resp.status(), 302);
+        assert_eq!(resp.headers()["cache-control"], "no-store");
+        let location = resp.headers()["location"]
+            .to_str()
+            .expect("ascii")
+            .to_string();
+        assert!(location.contains("X-Amz-Signature="), "{location}");
+        assert!(
+            location.contains("X-Amz-Expires=60"),
+            "grants.redirect_expires_in: {location}"
+        );
+        let download = app.http.get(&location).send().await.expect("download");
+        assert_eq!(download.status(), 200);
+        assert_eq!(
+            download.headers()["content-disposition"],
+            "attachment; filename=\"report.txt\""
+        );
+        assert_eq!(download.bytes().await.expect("bytes").as_ref(), BODY);
+    }
+    assert_eq!(
+        problem_code(http.get(&url).send().await.expect("GET")).await,
+        (410, "gone".into())
+    );
+    assert_eq!(http.head(&url).send().await.expect("HEAD").status(), 410);
+    // Unknown and malformed tokens.
+    let unknown = format!("{}/g/{}", app.base, "A".repeat(grants::TOKEN_CHARS));
+    assert_eq!(
+        problem_code(http.get(&unknown).send().await.expect("GET")).await,
+        (404, "not_found".into())
+    );
+    assert_eq!(
+        problem_code(
+            http.get(format!("{}/g/short", app.base))
+                .send()
+                .await
+                .expect("GET")
+        )
+        .await,
+        (404, "not_found".into())
+    );
+
+    // Creation is authorized like a GET of the key; bad fields are 400s.
+    for (token, body, want) in [
+        (&bob, json!({"key": "alice/report.txt"}), (403, "forbidden")),
+        (
+            &alice,
+            json!({"key": "alice/r.txt", "max_uses": 0}),
+            (400, "invalid_request"),
+        ),
+        (
+            &alice,
+            json!({"key": "alice/r.txt", "expires_in": 99_999_999}),
+            (400, "expires_in_out_of_range"),
+        ),
+        (&alice, json!({"key": "../x"}), (400, "invalid_key")),
+        (
+            &alice,
+            json!({"key": "alice/r.txt", "uses": 1}),
+            (400, "invalid_request"),
+        ),
+    ] {
+        let (status, problem) = app.post(token, grants_path, body.clone()).await;
+        assert_eq!(
+            (status, problem["code"].as_str().expect("code")),
+            want,
+            "{body}: {problem}"
+        );
+    }
+
+    // Revocation: not by another user (404), by the creator (204, twice), by an admin.
+    let (_, second) = app
+        .post(
+            &alice,
+            grants_path,
+            json!({"key": "alice/report.txt", "max_uses": 5}),
+        )
+        .await;
+    let second_id = second["grant_id"].as_str().expect("id").to_string();
+    let delete = |token: &str, id: &str| {
+        app.http
+            .delete(format!("{}/v1/grants/{id}", app.base))
+            .bearer_auth(token)
+            .send()
+    };
+    assert_eq!(
+        delete(&bob, &second_id).await.expect("DELETE").status(),
+        404
+    );
+    assert_eq!(
+        http.head(link(&app, &second))
+            .send()
+            .await
+            .expect("HEAD")
+            .status(),
+        204
+    );
+    assert_eq!(
+        delete(&alice, &second_id).await.expect("DELETE").status(),
+        204
+    );
+    assert_eq!(
+        delete(&alice, &second_id).await.expect("DELETE").status(),
+        204
+    );
+    let (status, problem) =
+        common::app::decode(http.get(link(&app, &second)).send().await.expect("GET")).await;
+    assert_eq!(
+        (status, problem["detail"].as_str()),
+        (410, Some("this download grant is revoked"))
+    );
+    let (_, third) = app
+        .post(&alice, grants_path, json!({"key": "alice/report.txt"}))
+        .await;
+    assert_eq!(
+        delete(&root, third["grant_id"].as_str().expect("id"))
+            .await
+            .expect("DELETE")
+            .status(),
+        204
+    );
+    assert_eq!(
+        delete(&alice, "no-such-grant")
+            .await
+            .expect("DELETE")
+            .status(),
+        404
+    );
+
+    // Expiry.
+    let (_, brief) = app
+        .post(
+            &alice,
+            grants_path,
+            json!({"key": "alice/report.txt", "expires_in": 1}),
+        )
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let (status, problem) =
+        common::app::decode(http.get(link(&app, &brief)).send().await.expect("GET")).await;
+    assert_eq!(
+        (status, problem["detail"].as_str()),
+        (410, Some("this download grant is expired"))
+    );
+
+    // Every creation, redemption (allowed or refused) and revocation is a record with the
+    // grant id; redemptions name no subject (the redeemer is anonymous).
+    let records = app.audit_records();
+    let of = |op: &str, decision: &str| -> Vec<&Value> {
+        records
+            .iter()
+            .filter(|r| {
+                r["operation"] == op
+                    && r["decision"] == decision
+                    && r["grant_id"] == grant_id.as_str()
+            })
+            .collect()
+    };
+    assert_eq!(of("grant_create", "allow").len(), 1);
+    let redeemed = of("grant_redeem", "allow");
+    assert_eq!(redeemed.len(), 2);
+    for r in &redeemed {
+        assert!(r["subject"].is_null(), "{r}");
+        assert_eq!(r["key"], "avatars/alice/report.txt");
+        assert!(r["signature_sha256"].is_string(), "{r}");
+    }
+    let refused = of("grant_redeem", "deny");
+    assert_eq!(refused.len(), 1, "HEAD is not recorded, the third GET is");
+    assert_eq!(refused[0]["reason"], "gone");
+    let revokes: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["operation"] == "grant_revoke" && r["grant_id"] == second_id.as_str())
+        .collect();
+    assert_eq!(
+        revokes.len(),
+        3,
+        "bob's refusal and alice's two revocations"
+    );
+    app.finish().await;
+}
+on_both_backends!(
+    links_redirect_count_and_revoke,
+    links_redirect_count_and_revoke
+);
+
+/// 50 concurrent redemptions of a single-use link over HTTP: one 302, 49 × 410.
+async fn single_use_links_redirect_once(backend: Backend) {
+    let app = grants_app(backend).await;
+    let alice = app.token("alice", &["users"], false);
+    let (status, created) = app
+        .post(
+            &alice,
+            "/v1/access-points/avatars/grants",
+            json!({"key": "alice/report.txt"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let url = link(&app, &created);
+    let http = no_redirects();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..50 {
+        let (http, url) = (http.clone(), url.clone());
+        tasks.spawn(async move { http.get(url).send().await.expect("GET").status().as_u16() });
+    }
+    let mut statuses = std::collections::BTreeMap::new();
+    while let Some(status) = tasks.join_next().await {
+        *statuses.entry(status.expect("task")).or_insert(0) += 1;
+    }
+    assert_eq!(
+        statuses,
+        [(302, 1), (410, 49)].into_iter().collect(),
+        "{statuses:?}"
+    );
+    app.finish().await;
+}
+on_both_backends!(
+    single_use_links_redirect_once_over_http,
+    single_use_links_redirect_once
+);

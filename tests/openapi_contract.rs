@@ -893,3 +893,104 @@ async fn cloudfront_responses_match_the_documented_schemas() {
     contract.check("POST", cookies, &resp);
     app.finish().await;
 }
+
+/// Download grants: create, redeem (302 without following it), revoke; each status the
+/// suite can provoke, against the contract.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grant_responses_match_the_documented_schemas() {
+    let contract = Contract::load();
+    let mut opts = Options::new(Backend::Sqlite, vec![avatars()]);
+    opts.config(|c| c.server.public_base_url = Some("https://links.example.com".into()));
+    let app = TestApp::spawn_with(opts).await;
+    let alice = app.token("alice", &["users"], false);
+    let create = "/v1/access-points/{name}/grants";
+    let mut link = String::new();
+    let mut grant_id = String::new();
+    for (ap, body, status) in [
+        (
+            "avatars",
+            json!({"key": "alice/a.png", "max_uses": 1, "expires_in": 600}),
+            201,
+        ),
+        ("avatars", json!({"key": "alice/a.png", "max_uses": 0}), 400),
+        ("avatars", json!({"key": "bob/a.png"}), 403),
+        ("nope", json!({"key": "a.png"}), 404),
+    ] {
+        if status != 400 {
+            contract.validate(&contract.schema("GrantRequest"), &body, "request body");
+        }
+        let resp = call(
+            &app,
+            "POST",
+            &format!("/v1/access-points/{ap}/grants"),
+            Some(&alice),
+            Some(body.clone()),
+        )
+        .await;
+        assert_eq!(resp.status, status, "{body}: {}", resp.body);
+        contract.check("POST", create, &resp);
+        if status == 201 {
+            link = resp.body["url"]
+                .as_str()
+                .expect("url")
+                .replace("https://links.example.com", &app.base);
+            grant_id = resp.body["grant_id"].as_str().expect("id").to_string();
+        }
+    }
+    let no_redirects = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    for (url, status) in [
+        (link.clone(), 302),
+        (link.clone(), 410),
+        (format!("{}/g/{}", app.base, "x".repeat(43)), 404),
+    ] {
+        let resp = no_redirects.get(&url).send().await.expect("GET");
+        let got = resp.status().as_u16();
+        let headers: BTreeMap<String, String> = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_string()))
+            .collect();
+        let content_type = headers
+            .get("content-type")
+            .map(|v| v.split(';').next().unwrap_or_default().trim().to_string())
+            .unwrap_or_default();
+        let text = resp.text().await.expect("body");
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).expect("JSON")
+        };
+        assert_eq!(got, status, "{url}: {body}");
+        let resp = Response {
+            status: got,
+            content_type,
+            headers,
+            body,
+        };
+        if status == 302 {
+            // No content: only the documented headers.
+            let doc = &contract.doc["paths"]["/g/{token}"]["get"]["responses"]["302"];
+            assert!(doc["content"].is_null() && resp.headers.contains_key("location"));
+        } else {
+            contract.check("GET", "/g/{token}", &resp);
+        }
+    }
+    let revoke = "/v1/grants/{grant_id}";
+    let resp = call(
+        &app,
+        "DELETE",
+        &format!("/v1/grants/{grant_id}"),
+        Some(&alice),
+        None,
+    )
+    .await;
+    assert_eq!(resp.status, 204);
+    let resp = call(&app, "DELETE", "/v1/grants/unknown", Some(&alice), None).await;
+    assert_eq!(resp.status, 404);
+    contract.check("DELETE", revoke, &resp);
+    app.finish().await;
+}

@@ -8,6 +8,9 @@
 //! type, an added field and an expired policy are refused by radosgw itself. A key outside the
 //! caller's rules is refused by presignd before anything is signed.
 //!
+//! The object uploaded first is then downloaded through a download grant: the link's redirect
+//! target is a URL radosgw serves.
+//!
 //! One test function: radosgw takes ~15 s to start, so every scenario shares one gateway.
 
 mod common;
@@ -108,6 +111,7 @@ async fn presigned_post_conditions_are_enforced_by_radosgw() {
         access_key: rgw.access_key.clone(),
         secret_key: rgw.secret_key.clone(),
     });
+    opts.config(|c| c.server.public_base_url = Some("http://links.test".into()));
     let app = TestApp::spawn_with(opts).await;
     let alice = app.token("alice", &["users"], false);
     let http = reqwest::Client::new();
@@ -151,6 +155,51 @@ async fn presigned_post_conditions_are_enforced_by_radosgw() {
     );
     let bytes = got.body.collect().await.expect("body").into_bytes();
     assert_eq!(bytes.as_ref(), exact.as_slice(), "the bytes read back");
+
+    // A download grant for it: the link redirects to a URL radosgw serves (it checks the
+    // signature), once.
+    let (s, grant) = app
+        .post(
+            &alice,
+            "/v1/access-points/forms/grants",
+            json!({"key": "alice/note.txt", "max_uses": 1}),
+        )
+        .await;
+    assert_eq!(s, 201, "{grant}");
+    let link = grant["url"]
+        .as_str()
+        .expect("url")
+        .replace("http://links.test", &app.base);
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let redirect = no_redirects.get(&link).send().await.expect("redeem");
+    assert_eq!(redirect.status(), 302);
+    let location = redirect.headers()["location"]
+        .to_str()
+        .expect("ascii")
+        .to_string();
+    assert!(location.starts_with(&rgw.endpoint), "{location}");
+    let download = http
+        .get(&location)
+        .send()
+        .await
+        .expect("download from radosgw");
+    assert_eq!(download.status(), 200);
+    assert_eq!(
+        download.bytes().await.expect("bytes").as_ref(),
+        exact.as_slice()
+    );
+    assert_eq!(
+        no_redirects
+            .get(&link)
+            .send()
+            .await
+            .expect("redeem")
+            .status(),
+        410
+    );
 
     // 2. One byte over the access point's maximum: refused by radosgw.
     let over = vec![b'y'; MAX + 1];

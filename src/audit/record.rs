@@ -54,6 +54,10 @@ pub struct AuditRecord {
     pub resource: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy_sha256: Option<String>,
+    /// Download grant records only (`grant_create`, `grant_redeem`, `grant_revoke`): the
+    /// grant's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant_id: Option<String>,
 }
 
 impl AuditRecord {
@@ -90,6 +94,7 @@ impl AuditRecord {
             rule: None,
             resource: None,
             policy_sha256: None,
+            grant_id: None,
         }
     }
 }

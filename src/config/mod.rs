@@ -8,6 +8,7 @@ mod audit;
 mod auth;
 mod cloudfront;
 mod database;
+mod grants;
 pub(crate) mod issuers;
 mod limits;
 mod log;
@@ -28,6 +29,7 @@ pub use audit::AuditConfig;
 pub use auth::{AuthConfig, MAX_TOKEN_CACHE_ENTRIES};
 pub use cloudfront::{CloudFrontConfig, CloudFrontKeyConfig};
 pub use database::DatabaseConfig;
+pub use grants::{GrantsConfig, MAX_GRANT_SECONDS};
 pub(crate) use issuers::decoding_key_from_pem;
 pub use issuers::{Algorithm, IssuerConfig, MIN_HS256_SECRET_BYTES};
 pub use limits::{LimitsConfig, MAX_RATE, OnRedisError, RedisConfig};
@@ -73,6 +75,9 @@ pub struct Config {
     /// Keys for CloudFront signed URLs and cookies (access points with `delivery.cloudfront`).
     #[serde(default)]
     pub cloudfront: CloudFrontConfig,
+    /// Download grants: revocable N-use links (needs `server.public_base_url`).
+    #[serde(default)]
+    pub grants: GrantsConfig,
 }
 
 pub(crate) fn redacted<S: serde::Serializer>(_: &SecretString, s: S) -> Result<S::Ok, S::Error> {
@@ -179,6 +184,7 @@ impl Config {
         p.extend(self.log.validate());
         p.extend(self.access_points.validate());
         p.extend(self.cloudfront.validate());
+        p.extend(self.grants.validate());
         if p.is_empty() {
             Ok(())
         } else {

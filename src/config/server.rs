@@ -44,6 +44,9 @@ pub struct ServerConfig {
     pub max_connections: usize,
     pub body_limit_bytes: usize,
     pub shutdown_grace_ms: u64,
+    /// The URL clients reach presignd at (`https://files.example.com`, no trailing `/`):
+    /// download grant links are `{public_base_url}/g/{token}`. Required for grants.
+    pub public_base_url: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -65,6 +68,7 @@ impl Default for ServerConfig {
             max_connections: 4_096,
             body_limit_bytes: 256 * 1024,
             shutdown_grace_ms: 10_000,
+            public_base_url: None,
         }
     }
 }
@@ -169,6 +173,74 @@ impl ServerConfig {
                 ));
             }
         }
+        if let Some(url) = &s.public_base_url
+            && let Err(m) = check_public_base_url(url, s.require_https)
+        {
+            p.push(ConfigProblem::new("server.public_base_url", m));
+        }
         p
+    }
+}
+
+/// `https://host[:port][/path]`, no trailing `/`, query, fragment or user info: grant links
+/// are built by appending `/g/{token}`. Plain `http://` only with `require_https = false`
+/// (the link is a bearer credential).
+fn check_public_base_url(url: &str, require_https: bool) -> Result<(), String> {
+    let rest = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
+        (Some(rest), _) => rest,
+        (None, Some(_)) if require_https => {
+            return Err("must be https:// while server.require_https is true (a grant link is a bearer credential)".into());
+        }
+        (None, Some(rest)) => rest,
+        (None, None) => return Err(format!("{url:?} must start with https://")),
+    };
+    let host = rest.split('/').next().unwrap_or_default();
+    let ok = !host.is_empty()
+        && !url.ends_with('/')
+        && url.bytes().all(|b| b.is_ascii_graphic())
+        && !url.contains(['?', '#', '@', '\\'])
+        && !rest
+            .split('/')
+            .skip(1)
+            .any(|seg| seg.is_empty() || seg == "." || seg == "..");
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{url:?} must be an absolute URL like https://files.example.com or https://example.com/presignd: a host, an optional path, no trailing /, query, fragment or user"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_public_base_url;
+
+    #[test]
+    fn public_base_urls_are_absolute_and_bare() {
+        for ok in [
+            "https://files.example.com",
+            "https://example.com:8443/presignd",
+            "https://[::1]:8443",
+        ] {
+            assert_eq!(check_public_base_url(ok, true), Ok(()), "{ok}");
+        }
+        assert_eq!(
+            check_public_base_url("http://127.0.0.1:8080", false),
+            Ok(())
+        );
+        for bad in [
+            "http://files.example.com",
+            "files.example.com",
+            "https://files.example.com/",
+            "https://files.example.com/a?b",
+            "https://u@files.example.com",
+            "https://",
+            "https://x.com//a",
+            "https://x.com/../a",
+            "https://x.com/a b",
+        ] {
+            assert!(check_public_base_url(bad, true).is_err(), "{bad}");
+        }
     }
 }

@@ -180,6 +180,7 @@ pub fn record(
         count: None,
         resource: None,
         policy_sha256: None,
+        grant_id: None,
         rule: None,
     }
 }

@@ -20,7 +20,7 @@ use super::audited::{self, Audited};
 use super::client::ClientInfo;
 use super::error::ApiError;
 use super::extract::{ApiJson, Authenticated};
-use crate::audit::{policy_sha256, signature_sha256};
+use crate::audit::{AuditRecord, policy_sha256, signature_sha256};
 use crate::cloudfront::Conditions;
 use crate::policy::{self, CloudFrontDelivery, Keys, Operation};
 use crate::sign::RECORD_ID_PARAM;
@@ -65,7 +65,8 @@ fn expiry(conditions: &Conditions) -> Result<OffsetDateTime, ApiError> {
 /// `ap_prefix`) the rules allowed, and when it expires. It does not depend on the S3
 /// credentials, so it is never clamped to them. The record learns what was signed.
 pub(super) fn sign_get(
-    call: &mut Audited<'_>,
+    state: &AppState,
+    record: &mut AuditRecord,
     ap_prefix: &str,
     cf: &CloudFrontDelivery,
     key: &str,
@@ -75,17 +76,16 @@ pub(super) fn sign_get(
     let url = format!(
         "{}?{RECORD_ID_PARAM}={}",
         cf.url_of(ap_prefix, key),
-        call.record.id
+        record.id
     );
-    let signed = call
-        .state
+    let signed = state
         .cloudfront()
         .sign_url(&cf.key_pair_id, &url, conditions)?;
     let expires_at = expiry(conditions)?;
-    call.record.expires_at = Some(expires_at);
-    call.record.signature_sha256 = Some(signature_sha256(&signed.signature));
-    call.record.policy_sha256 = Some(policy_sha256(&signed.policy));
-    call.record.resource = Some(url);
+    record.expires_at = Some(expires_at);
+    record.signature_sha256 = Some(signature_sha256(&signed.signature));
+    record.policy_sha256 = Some(policy_sha256(&signed.policy));
+    record.resource = Some(url);
     Ok((signed.url, expires_at))
 }
 

@@ -76,6 +76,10 @@ pub enum ApiError {
     InvalidParts(String),
     #[error("S3 failed the request")]
     Upstream(#[source] Cause),
+    #[error("no such download grant")]
+    GrantNotFound,
+    #[error("this download grant is {0}")]
+    Gone(String),
 }
 
 impl From<crate::store::StoreError> for ApiError {
@@ -226,6 +230,8 @@ impl ApiError {
             ApiError::InvalidPartSize(_) => (S::BAD_REQUEST, "invalid_part_size"),
             ApiError::UploadTooLarge { .. } => (S::PAYLOAD_TOO_LARGE, "upload_too_large"),
             ApiError::InvalidParts(_) => (S::BAD_REQUEST, "invalid_parts"),
+            ApiError::GrantNotFound => (S::NOT_FOUND, "not_found"),
+            ApiError::Gone(_) => (S::GONE, "gone"),
             ApiError::Upstream(_) => (S::BAD_GATEWAY, "upstream_error"),
         }
     }

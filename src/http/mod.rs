@@ -9,6 +9,7 @@ mod discovery;
 pub mod error;
 mod explain;
 mod extract;
+mod grants;
 mod health;
 mod metrics_endpoint;
 mod presign;
@@ -46,6 +47,10 @@ pub fn router(state: AppState) -> Router {
             "/v1/access-points/{name}/cookies",
             post(cloudfront::cookies),
         )
+        .route("/v1/access-points/{name}/grants", post(grants::create))
+        .route("/v1/grants/{grant_id}", delete(grants::revoke))
+        // No JWT: the token is the capability. HEAD checks without spending a use.
+        .route("/g/{token}", get(grants::redeem).head(grants::peek))
         .route(
             "/v1/access-points/{name}/uploads",
             post(uploads::create_upload),
@@ -113,12 +118,15 @@ fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The access point named by a presign, cookies or multipart upload path
-/// (`/v1/access-points/{name}/presign`, `…/{name}/cookies`, `…/{name}/uploads[/…]`).
+/// The access point named by a presign, cookies, grants or multipart upload path
+/// (`/v1/access-points/{name}/presign`, `…/{name}/cookies`, `…/{name}/grants`,
+/// `…/{name}/uploads[/…]`).
 fn issuing_access_point(path: &str) -> Option<&str> {
     let rest = path.strip_prefix("/v1/access-points/")?;
+    let single = |name: &&str| !name.is_empty() && !name.contains('/');
     rest.strip_suffix("/presign")
-        .or_else(|| rest.strip_suffix("/cookies"))
+        .or_else(|| cookies_route(path))
+        .or_else(|| rest.strip_suffix("/grants").filter(single))
         .or_else(|| {
             rest.split_once("/uploads")
                 .filter(|(name, tail)| {
@@ -204,6 +212,8 @@ mod tests {
             ("/v1/access-points", None),
             ("/v1/admin/access-points/videos", None),
             ("/v1/access-points/videos/cookies", Some("videos")),
+            ("/v1/access-points/videos/grants", Some("videos")),
+            ("/v1/access-points/a/b/grants", None),
         ] {
             assert_eq!(issuing_access_point(path), name, "{path}");
         }

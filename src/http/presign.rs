@@ -192,8 +192,14 @@ async fn decide(
         return sign_post(call, &ap, req, &full_key, expires_in).await;
     }
     if let Some((cf, conditions)) = cloudfront {
-        let (url, expires_at) =
-            super::cloudfront::sign_get(call, &spec.prefix, cf, &req.key, &conditions)?;
+        let (url, expires_at) = super::cloudfront::sign_get(
+            call.state,
+            &mut call.record,
+            &spec.prefix,
+            cf,
+            &req.key,
+            &conditions,
+        )?;
         return Ok(PresignResponse {
             url,
             method: "GET",

@@ -255,6 +255,7 @@ impl Summary {
             rule: None,
             resource: None,
             policy_sha256: None,
+            grant_id: None,
         }
     }
 }

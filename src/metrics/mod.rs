@@ -43,6 +43,10 @@ pub fn operation_label(operation: &str) -> &'static str {
         "multipart_abort" => "multipart_abort",
         // CloudFront signed cookies for a prefix.
         "cookies" => "cookies",
+        // Download grants: created, redeemed (anonymous), revoked.
+        "grant_create" => "grant_create",
+        "grant_redeem" => "grant_redeem",
+        "grant_revoke" => "grant_revoke",
         // An admin's explanation: recorded, nothing issued.
         "explain" => "explain",
         _ => "unknown",

@@ -112,6 +112,7 @@ fn sweep_record(state: &AppState, upload: &StoredUpload, now: SystemTime) -> Aud
         count: None,
         resource: None,
         policy_sha256: None,
+        grant_id: None,
         rule: None,
     }
 }
