@@ -525,3 +525,145 @@ on_both_backends!(
     single_use_links_redirect_once_over_http,
     single_use_links_redirect_once
 );
+
+/// `POST /v1/admin/revocations` with `grants_of_key` or `grants_of_subject`: every live grant
+/// of the key, or of the subject, answers 410 at once; audited; admins only.
+async fn admins_revoke_grants_by_key_and_subject(backend: Backend) {
+    let app = grants_app(backend).await;
+    let http = no_redirects();
+    let alice = app.token("alice", &["users"], false);
+    let root = app.token("root", &["presignd-admins"], false);
+    let grant = |key: &'static str| {
+        let (app, alice) = (&app, &alice);
+        async move {
+            let (status, created) = app
+                .post(
+                    alice,
+                    "/v1/access-points/avatars/grants",
+                    json!({"key": key, "max_uses": 9}),
+                )
+                .await;
+            assert_eq!(status, 201, "{created}");
+            link(app, &created)
+        }
+    };
+    let report = [
+        grant("alice/report.txt").await,
+        grant("alice/report.txt").await,
+    ];
+    let other = grant("alice/other.txt").await;
+    let head = |url: String| {
+        let http = http.clone();
+        async move { http.head(url).send().await.expect("HEAD").status().as_u16() }
+    };
+
+    let revoke = "/v1/admin/revocations";
+    let (status, _) = app
+        .post(&alice, revoke, json!({"grants_of_subject": "alice"}))
+        .await;
+    assert_eq!(status, 404, "admins only");
+    for bad in [
+        json!({"grants_of_subject": "alice", "grants_of_key": {"access_point": "avatars", "key": "k"}}),
+        json!({"grants_of_subject": "alice", "iss": "https://unknown.test/"}),
+        json!({"grants_of_subject": ""}),
+        json!({"grants_of_key": {"access_point": "avatars"}}),
+        json!({"grants_of_key": {"access_point": "avatars", "key": "k"}, "iss": common::app::ISSUER}),
+    ] {
+        let (status, problem) = app.post(&root, revoke, bad.clone()).await;
+        assert_eq!(status, 400, "{bad}: {problem}");
+    }
+
+    let (status, revoked) = app
+        .post(&root, revoke, json!({"grants_of_key": {"access_point": "avatars", "key": "alice/report.txt"}, "sub": null}))
+        .await;
+    assert_eq!(
+        (status, revoked["revoked_grants"].as_u64()),
+        (200, Some(2)),
+        "{revoked}"
+    );
+    for url in &report {
+        assert_eq!(head(url.clone()).await, 410);
+    }
+    assert_eq!(
+        head(other.clone()).await,
+        204,
+        "another key's grant still serves"
+    );
+
+    let (status, revoked) = app
+        .post(
+            &root,
+            revoke,
+            json!({"grants_of_subject": "alice", "iss": common::app::ISSUER}),
+        )
+        .await;
+    assert_eq!(
+        (status, revoked["revoked_grants"].as_u64()),
+        (200, Some(1)),
+        "{revoked}"
+    );
+    assert_eq!(head(other).await, 410);
+
+    let records = app.audit_records();
+    let reasons: Vec<&str> = records
+        .iter()
+        .filter(|r| r["operation"] == "admin.revoke_grants")
+        .filter_map(|r| r["reason"].as_str())
+        .collect();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(reasons[1].contains("subject \"alice\""), "{reasons:?}");
+    app.finish().await;
+}
+on_both_backends!(
+    admins_revoke_grants_by_key_and_subject,
+    admins_revoke_grants_by_key_and_subject
+);
+
+/// Two instances on one PostgreSQL database (as deployed), 50 concurrent redemptions of a
+/// single-use link, half through each: exactly one 302 between them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_redirect_a_single_use_link_once() {
+    let a = grants_app(Backend::Postgres).await;
+    let mut opts = Options::new(Backend::Postgres, vec![avatars()]);
+    opts.shared_database = Some(a.db_url.clone());
+    opts.config(|c| c.server.public_base_url = Some(LINKS.into()));
+    let b = TestApp::spawn_with(opts).await;
+    let alice = a.token("alice", &["users"], false);
+    let (status, created) = a
+        .post(
+            &alice,
+            "/v1/access-points/avatars/grants",
+            json!({"key": "alice/report.txt"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let token = created["url"]
+        .as_str()
+        .expect("url")
+        .rsplit('/')
+        .next()
+        .expect("token")
+        .to_string();
+    let http = no_redirects();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..50 {
+        let base = if i % 2 == 0 {
+            a.base.clone()
+        } else {
+            b.base.clone()
+        };
+        let (http, url) = (http.clone(), format!("{base}/g/{token}"));
+        tasks.spawn(async move { http.get(url).send().await.expect("GET").status().as_u16() });
+    }
+    let mut statuses = std::collections::BTreeMap::new();
+    while let Some(status) = tasks.join_next().await {
+        *statuses.entry(status.expect("task")).or_insert(0) += 1;
+    }
+    assert_eq!(
+        statuses,
+        [(302, 1), (410, 49)].into_iter().collect(),
+        "{statuses:?}"
+    );
+    b.finish().await;
+    a.finish().await;
+}

@@ -5,7 +5,7 @@
 //!   across delete and re-create) and `If-Match` / `If-None-Match` for optimistic concurrency
 //!   (412 on a stale write);
 //! - `POST|GET /v1/admin/revocations`: refuse a subject's tokens issued before a time, or one
-//!   token by `jti`.
+//!   token by `jti`; or revoke download grants (`grants_of_subject`, `grants_of_key`).
 //!
 //! Every change is audited before it is made (a failed audit append means no change, 503
 //! `audit_unavailable`), then written with a single conditional statement, then applied to
@@ -222,13 +222,56 @@ pub async fn list_revocations(
     }))
 }
 
+/// A revocation of download grants rather than tokens: every live grant of a subject, or of
+/// one key of an access point.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GrantsRevocation {
+    #[serde(default)]
+    grants_of_subject: Option<String>,
+    #[serde(default)]
+    grants_of_key: Option<GrantsOfKey>,
+    /// With `grants_of_subject`: only grants created with tokens of this issuer.
+    #[serde(default)]
+    iss: Option<String>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GrantsOfKey {
+    access_point: String,
+    /// As the grants' creators gave it (relative to the access point's prefix).
+    key: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct GrantsRevoked {
+    pub revoked_grants: u64,
+}
+
+/// A body naming `grants_of_subject` or `grants_of_key` (not null) revokes grants.
+fn revokes_grants(body: &Value) -> bool {
+    ["grants_of_subject", "grants_of_key"]
+        .iter()
+        .any(|f| body.get(f).is_some_and(|v| !v.is_null()))
+}
+
 pub async fn create_revocation(
     State(state): State<AppState>,
     Admin(admin): Admin,
     client: ClientInfo,
     body: Result<ApiJson<Value>, ApiError>,
-) -> Result<(StatusCode, Json<RevocationView>), ApiError> {
-    let ApiJson(body) = body?;
+) -> Result<Response, ApiError> {
+    let ApiJson(mut body) = body?;
+    // A field sent as null is an absent one, whichever kind of revocation the body is.
+    if let Some(object) = body.as_object_mut() {
+        object.retain(|_, v| !v.is_null());
+    }
+    if revokes_grants(&body) {
+        return revoke_grants(&state, &admin, &client, parse_fields(body)?)
+            .await
+            .map(|revoked| Json(revoked).into_response());
+    }
     let request: RevocationRequest = parse_fields(body)?;
     let issuers: Vec<&str> = state
         .config()
@@ -269,7 +312,79 @@ pub async fn create_revocation(
     if let Err(error) = crate::catalog::sync::reload_revocations(&state).await {
         tracing::warn!(%error, "revocation stored but not reloaded; the periodic reload will");
     }
-    Ok((StatusCode::CREATED, Json(RevocationView::from(&stored))))
+    Ok((StatusCode::CREATED, Json(RevocationView::from(&stored))).into_response())
+}
+
+/// Revokes grants: audited first (the reason names what is revoked), then applied.
+async fn revoke_grants(
+    state: &AppState,
+    admin: &Principal,
+    client: &ClientInfo,
+    request: GrantsRevocation,
+) -> Result<GrantsRevoked, ApiError> {
+    let field = |field: &str, message: &str| {
+        ApiError::InvalidAccessPoint(vec![FieldError {
+            field: field.into(),
+            message: message.into(),
+        }])
+    };
+    if let Some(iss) = &request.iss
+        && !state.config().auth.issuers.iter().any(|i| &i.issuer == iss)
+    {
+        return Err(field("iss", "is not a configured issuer"));
+    }
+    let what = match (&request.grants_of_subject, &request.grants_of_key) {
+        (Some(sub), None) if !sub.is_empty() => format!(
+            "the download grants of subject {sub:?} (issuer {})",
+            request.iss.as_deref().unwrap_or("any")
+        ),
+        (Some(_), None) => return Err(field("grants_of_subject", "must not be empty")),
+        (None, Some(_)) if request.iss.is_some() => {
+            return Err(field("iss", "applies to grants_of_subject only"));
+        }
+        (None, Some(k)) if !k.access_point.is_empty() && !k.key.is_empty() => format!(
+            "the download grants of key {:?} on access point {:?}",
+            k.key, k.access_point
+        ),
+        (None, Some(_)) => {
+            return Err(field(
+                "grants_of_key",
+                "needs a non-empty access_point and key",
+            ));
+        }
+        _ => {
+            return Err(field(
+                "grants_of_key",
+                "give either grants_of_subject or grants_of_key, not both",
+            ));
+        }
+    };
+    let mut record = audited::record(
+        state,
+        client,
+        Some(admin),
+        "admin.revoke_grants",
+        SystemTime::now(),
+    );
+    record.decision = Verdict::Allow;
+    record.reason = format!("revoked {what}");
+    audit(state, record).await?;
+    let now = unix_now();
+    let store = state.store();
+    let revoked_grants = match (&request.grants_of_subject, &request.grants_of_key) {
+        (Some(sub), _) => {
+            store
+                .revoke_grants_of_subject(request.iss.as_deref(), sub, now)
+                .await?
+        }
+        (_, Some(k)) => {
+            store
+                .revoke_grants_of_key(&k.access_point, &k.key, now)
+                .await?
+        }
+        (None, None) => 0,
+    };
+    Ok(GrantsRevoked { revoked_grants })
 }
 
 // ---- helpers ---------------------------------------------------------------------------

@@ -234,4 +234,60 @@ impl Store {
         };
         Ok(row.map(from_row))
     }
+
+    /// Revokes every live grant of `subject` (of `issuer`, or of any issuer) at `now`; how
+    /// many.
+    pub async fn revoke_grants_of_subject(
+        &self,
+        issuer: Option<&str>,
+        subject: &str,
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        let sql = match issuer {
+            Some(_) => {
+                "UPDATE download_grants SET revoked_at = ? \
+                        WHERE revoked_at IS NULL AND subject = ? AND issuer = ?"
+            }
+            None => {
+                "UPDATE download_grants SET revoked_at = ? \
+                     WHERE revoked_at IS NULL AND subject = ?"
+            }
+        };
+        self.revoke_where(sql, now, subject, issuer).await
+    }
+
+    /// Revokes every live grant of `key` (as the creators gave it) on `access_point` at `now`;
+    /// how many.
+    pub async fn revoke_grants_of_key(
+        &self,
+        access_point: &str,
+        key: &str,
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        let sql = "UPDATE download_grants SET revoked_at = ? \
+                   WHERE revoked_at IS NULL AND access_point = ? AND request_key = ?";
+        self.revoke_where(sql, now, access_point, Some(key)).await
+    }
+
+    async fn revoke_where(
+        &self,
+        sql: &'static str,
+        now: i64,
+        first: &str,
+        second: Option<&str>,
+    ) -> Result<u64, StoreError> {
+        macro_rules! run {
+            ($pool:expr, $sql:expr) => {{
+                let mut q = sqlx::query(sqlx::AssertSqlSafe($sql)).bind(now).bind(first);
+                if let Some(second) = second {
+                    q = q.bind(second);
+                }
+                q.execute($pool).await?.rows_affected()
+            }};
+        }
+        Ok(match self {
+            Store::Sqlite(pool) => run!(pool, sql.to_string()),
+            Store::Postgres(pool) => run!(pool, numbered(sql)),
+        })
+    }
 }

@@ -49,6 +49,8 @@ pub struct TestApp {
     pub s3: TestS3,
     pub http: reqwest::Client,
     pub audit_dir: PathBuf,
+    /// The database URL (for a second instance: `Options::shared_database`).
+    pub db_url: String,
     /// The `metrics.listen` listener, when the config sets one.
     pub metrics_addr: Option<SocketAddr>,
     _dirs: tempfile::TempDir,
@@ -59,7 +61,12 @@ pub struct TestApp {
 
 enum TestDb {
     Sqlite,
-    Postgres { admin_url: String, name: String },
+    Postgres {
+        admin_url: String,
+        name: String,
+    },
+    /// Another instance's database: not ours to drop.
+    Shared,
 }
 
 pub use super::postgres::{create_postgres_database, drop_postgres_database, with_database};
@@ -79,6 +86,9 @@ pub struct Options {
     pub access_points: Vec<AccessPointSpec>,
     /// Sign for this S3 endpoint instead of the in-process server (e.g. radosgw).
     pub s3_endpoint: Option<S3Endpoint>,
+    /// Use this database (another instance's `db_url`) instead of a fresh one: a second
+    /// instance of the same deployment. The owner drops it.
+    pub shared_database: Option<String>,
     changes: Vec<ConfigChange>,
 }
 
@@ -98,6 +108,7 @@ impl Options {
             backend,
             access_points,
             s3_endpoint: None,
+            shared_database: None,
             changes: Vec::new(),
         }
     }
@@ -130,12 +141,13 @@ impl TestApp {
         let s3 = TestS3::start().await;
         s3.create_bucket(BUCKET).await;
 
-        let (db_url, db) = match opts.backend {
-            Backend::Sqlite => (
+        let (db_url, db) = match (&opts.shared_database, opts.backend) {
+            (Some(url), _) => (url.clone(), TestDb::Shared),
+            (None, Backend::Sqlite) => (
                 format!("sqlite://{}", dirs.path().join("presignd.db").display()),
                 TestDb::Sqlite,
             ),
-            Backend::Postgres => {
+            (None, Backend::Postgres) => {
                 let (admin_url, name) = create_postgres_database("presignd_test").await;
                 (
                     with_database(&admin_url, &name),
@@ -234,6 +246,7 @@ reload_interval_ms = 200
                 .build()
                 .expect("http client"),
             audit_dir,
+            db_url: db_url.clone(),
             metrics_addr,
             _dirs: dirs,
             db,
@@ -304,7 +317,7 @@ reload_interval_ms = 200
     pub fn postgres_database(&self) -> Option<(String, String)> {
         match &self.db {
             TestDb::Postgres { admin_url, name } => Some((admin_url.clone(), name.clone())),
-            TestDb::Sqlite => None,
+            TestDb::Sqlite | TestDb::Shared => None,
         }
     }
 }
