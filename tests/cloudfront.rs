@@ -24,6 +24,7 @@ fn episodes() -> Value {
         "prefix": "video/",
         "max_expires_in": 86400,
         "cors_origins": ["https://app.example.com"],
+        "grants": {"max_uses": 5},
         "delivery": {"cloudfront": {"domain": DOMAIN, "path_prefix": "/video/", "key_pair_id": KEY_ID}},
         "rules": [
             {"effect": "allow", "groups": ["premium"], "operations": ["get", "put"], "keys": ["*"]},

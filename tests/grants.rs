@@ -55,6 +55,7 @@ fn grant(id: &str, max_uses: u32, expires_at: i64) -> StoredGrant {
     StoredGrant {
         grant_id: id.into(),
         access_point: "downloads".into(),
+        bucket: "files".into(),
         request_key: "report.pdf".into(),
         object_key: "files/report.pdf".into(),
         issuer: "https://idp.test/".into(),
@@ -225,8 +226,21 @@ use serde_json::{Value, json};
 const LINKS: &str = "http://links.test";
 const BODY: &[u8] = b"quarterly report, premium edition";
 
+/// `avatars` with download grants: up to 10 uses, a day.
+fn avatars_with_grants() -> presignd::policy::AccessPointSpec {
+    let mut ap = avatars();
+    ap.grants = Some(presignd::policy::GrantLimits {
+        max_uses: 10,
+        max_expires_in: 86_400,
+    });
+    ap
+}
+
 async fn grants_app(backend: Backend) -> TestApp {
-    let mut opts = Options::new(backend, vec![avatars()]);
+    // `plain`: the same folders, no grants allowed.
+    let mut plain = avatars();
+    plain.name = "plain".into();
+    let mut opts = Options::new(backend, vec![avatars_with_grants(), plain]);
     opts.config(|c| c.server.public_base_url = Some(LINKS.into()));
     let app = TestApp::spawn_with(opts).await;
     // alice's object, uploaded through a presigned PUT.
@@ -563,18 +577,23 @@ async fn admins_revoke_grants_by_key_and_subject(backend: Backend) {
         .await;
     assert_eq!(status, 404, "admins only");
     for bad in [
-        json!({"grants_of_subject": "alice", "grants_of_key": {"access_point": "avatars", "key": "k"}}),
+        json!({"grants_of_subject": "alice", "grants_of_key": {"key": "avatars/k"}}),
         json!({"grants_of_subject": "alice", "iss": "https://unknown.test/"}),
         json!({"grants_of_subject": ""}),
         json!({"grants_of_key": {"access_point": "avatars"}}),
-        json!({"grants_of_key": {"access_point": "avatars", "key": "k"}, "iss": common::app::ISSUER}),
+        json!({"grants_of_key": {"key": "avatars/k"}, "iss": common::app::ISSUER}),
+        json!({"grants_of_key": {"key": ""}}),
     ] {
         let (status, problem) = app.post(&root, revoke, bad.clone()).await;
         assert_eq!(status, 400, "{bad}: {problem}");
     }
 
     let (status, revoked) = app
-        .post(&root, revoke, json!({"grants_of_key": {"access_point": "avatars", "key": "alice/report.txt"}, "sub": null}))
+        .post(
+            &root,
+            revoke,
+            json!({"grants_of_key": {"key": "avatars/alice/report.txt"}, "sub": null}),
+        )
         .await;
     assert_eq!(
         (status, revoked["revoked_grants"].as_u64()),
@@ -624,7 +643,7 @@ on_both_backends!(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_redirect_a_single_use_link_once() {
     let a = grants_app(Backend::Postgres).await;
-    let mut opts = Options::new(Backend::Postgres, vec![avatars()]);
+    let mut opts = Options::new(Backend::Postgres, vec![avatars_with_grants()]);
     opts.shared_database = Some(a.db_url.clone());
     opts.config(|c| c.server.public_base_url = Some(LINKS.into()));
     let b = TestApp::spawn_with(opts).await;

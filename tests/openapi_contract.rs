@@ -899,7 +899,17 @@ async fn cloudfront_responses_match_the_documented_schemas() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grant_responses_match_the_documented_schemas() {
     let contract = Contract::load();
-    let mut opts = Options::new(Backend::Sqlite, vec![avatars()]);
+    let mut with_grants = avatars();
+    with_grants.grants = Some(presignd::policy::GrantLimits {
+        max_uses: 5,
+        max_expires_in: 3600,
+    });
+    contract.validate(
+        &contract.schema("AccessPointSpec"),
+        &serde_json::to_value(&with_grants).expect("json"),
+        "access point",
+    );
+    let mut opts = Options::new(Backend::Sqlite, vec![with_grants]);
     opts.config(|c| c.server.public_base_url = Some("https://links.example.com".into()));
     let app = TestApp::spawn_with(opts).await;
     let alice = app.token("alice", &["users"], false);

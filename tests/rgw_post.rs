@@ -32,6 +32,7 @@ fn forms() -> presignd::policy::AccessPointSpec {
     ap(json!({
         "name": "forms", "bucket": BUCKET, "prefix": "forms/",
         "upload": {"max_content_length": MAX, "content_types": ["text/plain", "image/*"]},
+        "grants": {"max_uses": 1},
         "rules": [
             {"effect": "allow", "groups": ["users"], "operations": ["put", "get"], "keys": ["${jwt:sub}/*"]},
             {"effect": "deny", "groups": ["users"], "operations": ["put"], "keys": ["${jwt:sub}/locked/*"]}

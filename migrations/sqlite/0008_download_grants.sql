@@ -2,11 +2,13 @@
 -- object until `expires_at`. The token is the capability: only its SHA-256 is stored. Each
 -- redemption is one conditional UPDATE (`uses < max_uses`, not revoked, not expired), so
 -- the count is exact however many instances share the database. `groups` (a JSON array) and
--- `mfa` are the creator's, for the rules at redemption. Times are Unix seconds.
+-- `mfa` are the creator's, for the rules at redemption; `bucket` is the access point's target at
+-- creation (a grant serves no more once it changes). Times are Unix seconds.
 CREATE TABLE download_grants (
     grant_id                     TEXT    NOT NULL CONSTRAINT download_grants_pkey PRIMARY KEY,
     token_sha256                 TEXT    NOT NULL CONSTRAINT download_grants_token UNIQUE,
     access_point                 TEXT    NOT NULL,
+    bucket                       TEXT    NOT NULL,
     request_key                  TEXT    NOT NULL,
     object_key                   TEXT    NOT NULL,
     issuer                       TEXT    NOT NULL,
@@ -21,5 +23,6 @@ CREATE TABLE download_grants (
     expires_at                   INTEGER  NOT NULL,
     revoked_at                   INTEGER
 ) STRICT;
-CREATE INDEX download_grants_owner ON download_grants (issuer, subject);
-CREATE INDEX download_grants_object ON download_grants (access_point, object_key);
+CREATE INDEX download_grants_subject ON download_grants (subject, issuer);
+CREATE INDEX download_grants_object ON download_grants (object_key);
+CREATE INDEX download_grants_access_point ON download_grants (access_point);

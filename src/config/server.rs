@@ -195,10 +195,21 @@ fn check_public_base_url(url: &str, require_https: bool) -> Result<(), String> {
         (None, None) => return Err(format!("{url:?} must start with https://")),
     };
     let host = rest.split('/').next().unwrap_or_default();
+    let port = match host.strip_prefix('[') {
+        Some(v6) => v6.split_once(']').map(|(_, p)| p).unwrap_or("x"),
+        None => host.split_once(':').map_or("", |(_, p)| p),
+    };
+    let port_ok = port.is_empty()
+        || port
+            .strip_prefix(':')
+            .unwrap_or(port)
+            .parse::<u16>()
+            .is_ok_and(|p| p > 0);
     let ok = !host.is_empty()
+        && port_ok
         && !url.ends_with('/')
         && url.bytes().all(|b| b.is_ascii_graphic())
-        && !url.contains(['?', '#', '@', '\\'])
+        && !url.contains(['?', '#', '@', '\\', '%'])
         && !rest
             .split('/')
             .skip(1)
@@ -239,6 +250,10 @@ mod tests {
             "https://x.com//a",
             "https://x.com/../a",
             "https://x.com/a b",
+            "https://x.com/%2e%2e",
+            "https://x.com:http",
+            "https://x.com:0",
+            "https://[::1]x",
         ] {
             assert!(check_public_base_url(bad, true).is_err(), "{bad}");
         }

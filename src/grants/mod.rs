@@ -72,6 +72,7 @@ mod tests {
         StoredGrant {
             grant_id: "g".into(),
             access_point: "ap".into(),
+            bucket: "b".into(),
             request_key: "k".into(),
             object_key: "k".into(),
             issuer: "i".into(),

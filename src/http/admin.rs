@@ -187,7 +187,7 @@ pub async fn delete_access_point(
     }
     record.decision = Verdict::Allow;
     record.reason = format!(
-        "access_point deleted (was v{}): {}",
+        "access_point deleted (was v{}), its download grants revoked: {}",
         before.version,
         summary(&before.spec)
     );
@@ -203,6 +203,11 @@ pub async fn delete_access_point(
         audit(&state, record).await?;
         return Err(conditions.lost_race());
     }
+    // A later access point of the same name must not revive the links of this one.
+    state
+        .store()
+        .revoke_grants_of_access_point(&name, unix_now())
+        .await?;
     apply_locally(&state).await;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -239,9 +244,11 @@ struct GrantsRevocation {
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct GrantsOfKey {
-    access_point: String,
-    /// As the grants' creators gave it (relative to the access point's prefix).
+    /// The full object key, as grant responses and audit records show it.
     key: String,
+    /// Only grants made through this access point; absent: through any.
+    #[serde(default)]
+    access_point: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -335,22 +342,23 @@ async fn revoke_grants(
     }
     let what = match (&request.grants_of_subject, &request.grants_of_key) {
         (Some(sub), None) if !sub.is_empty() => format!(
-            "the download grants of subject {sub:?} (issuer {})",
+            "the download grants of subject {:?} (issuer {})",
+            audited::bounded(sub),
             request.iss.as_deref().unwrap_or("any")
         ),
         (Some(_), None) => return Err(field("grants_of_subject", "must not be empty")),
         (None, Some(_)) if request.iss.is_some() => {
             return Err(field("iss", "applies to grants_of_subject only"));
         }
-        (None, Some(k)) if !k.access_point.is_empty() && !k.key.is_empty() => format!(
-            "the download grants of key {:?} on access point {:?}",
-            k.key, k.access_point
+        (None, Some(k)) if !k.key.is_empty() => format!(
+            "the download grants of object {:?} (access point {})",
+            audited::bounded(&k.key),
+            k.access_point
+                .as_deref()
+                .map_or("any".into(), |a| format!("{:?}", audited::bounded(a)))
         ),
         (None, Some(_)) => {
-            return Err(field(
-                "grants_of_key",
-                "needs a non-empty access_point and key",
-            ));
+            return Err(field("grants_of_key.key", "must not be empty"));
         }
         _ => {
             return Err(field(
@@ -379,7 +387,7 @@ async fn revoke_grants(
         }
         (_, Some(k)) => {
             store
-                .revoke_grants_of_key(&k.access_point, &k.key, now)
+                .revoke_grants_of_object(&k.key, k.access_point.as_deref(), now)
                 .await?
         }
         (None, None) => 0,

@@ -30,7 +30,7 @@ use crate::auth::Principal;
 use crate::cloudfront::Conditions;
 use crate::grants;
 use crate::limits::Quota;
-use crate::policy::{self, CompiledAccessPoint, ConstraintError, Encryption, Keys, Operation};
+use crate::policy::{self, CompiledAccessPoint, ConstraintError, Keys, Operation};
 use crate::sign::SignRequest;
 use crate::state::AppState;
 use crate::store::{Redemption, StoredGrant};
@@ -107,18 +107,25 @@ async fn decide_create(
     })?;
     let ap = call.access_point(name)?;
     let full_key = call.authorize(&ap, Operation::Get, Keys::Exact(&req.key))?;
-    let limits = &config.grants;
+    let Some(own) = ap.spec.grants else {
+        return Err(ApiError::InvalidRequest(
+            "this access point allows no download grants (its document has no grants)".into(),
+        ));
+    };
+    // The access point's bounds, within the server's.
+    let global = &config.grants;
+    let most_uses = own.max_uses.min(global.max_uses);
     let max_uses = req.max_uses.unwrap_or(1);
-    if !(1..=limits.max_uses).contains(&max_uses) {
+    if !(1..=most_uses).contains(&max_uses) {
         return Err(ApiError::InvalidRequest(format!(
-            "max_uses must be between 1 and {} (grants.max_uses)",
-            limits.max_uses
+            "max_uses must be between 1 and {most_uses} (the access point's grants.max_uses)"
         )));
     }
-    let expires_in = req.expires_in.unwrap_or(DEFAULT_GRANT_SECONDS);
-    if !(1..=limits.max_expires_in).contains(&expires_in) {
+    let longest = own.max_expires_in.min(global.max_expires_in);
+    let expires_in = req.expires_in.unwrap_or(DEFAULT_GRANT_SECONDS.min(longest));
+    if !(1..=longest).contains(&expires_in) {
         return Err(ConstraintError::ExpiresOutOfRange {
-            max: u32::try_from(limits.max_expires_in).unwrap_or(u32::MAX),
+            max: u32::try_from(longest).unwrap_or(u32::MAX),
         }
         .into());
     }
@@ -126,12 +133,6 @@ async fn decide_create(
     if req.response_content_disposition.is_some() && ap.spec.delivery.cloudfront.is_some() {
         return Err(ApiError::InvalidRequest(
             "response_content_disposition is an S3 parameter; this access point delivers GETs through CloudFront".into(),
-        ));
-    }
-    if matches!(ap.spec.encryption, Encryption::SseC) {
-        // A browser following the redirect cannot add the customer key's headers.
-        return Err(ApiError::InvalidRequest(
-            "this access point uses SSE-C: a download link cannot carry the customer key".into(),
         ));
     }
     call.state
@@ -145,6 +146,7 @@ async fn decide_create(
     let grant = StoredGrant {
         grant_id: uuid::Uuid::now_v7().to_string(),
         access_point: ap.spec.name.clone(),
+        bucket: ap.target.sdk_bucket().to_string(),
         request_key: req.key.clone(),
         object_key: full_key.clone(),
         issuer: call.principal.iss.clone(),
@@ -207,7 +209,7 @@ async fn check_grant(
     record: &mut AuditRecord,
     token: &str,
     now: i64,
-) -> Result<(StoredGrant, std::sync::Arc<CompiledAccessPoint>), ApiError> {
+) -> Result<(StoredGrant, std::sync::Arc<CompiledAccessPoint>, Principal), ApiError> {
     admit_redemption(state, client.ip)?;
     if !grants::is_token(token) {
         return Err(ApiError::GrantNotFound);
@@ -223,11 +225,24 @@ async fn check_grant(
     if let Some(gone) = grants::gone(&grant, now) {
         return Err(ApiError::Gone(gone.as_str().into()));
     }
+    let no_longer = |why: &str| ApiError::Gone(format!("no longer allowed: {why}"));
+    if !state
+        .config()
+        .auth
+        .issuers
+        .iter()
+        .any(|i| i.issuer == grant.issuer)
+    {
+        return Err(no_longer("its creator's issuer is no longer configured"));
+    }
     let ap = state
         .catalog()
         .get(&grant.access_point)
         .cloned()
         .ok_or_else(|| ApiError::Gone("no longer served: its access point is gone".into()))?;
+    if ap.spec.grants.is_none() || ap.target.sdk_bucket() != grant.bucket {
+        return Err(no_longer("its access point changed (grants or bucket)"));
+    }
     record.bucket = Some(ap.target.sdk_bucket().to_string());
     record.sse = Some(ap.spec.encryption.mode().to_string());
     // The rules as they are now, for the grant's creator, from the redeemer's network.
@@ -247,15 +262,17 @@ async fn check_grant(
         Operation::Get,
         Keys::Exact(&grant.request_key),
     ) {
-        Ok(authorized) if authorized.key == grant.object_key => Ok((grant, ap)),
-        Err(policy::Refusal::Network) => Err(ApiError::NetworkDenied),
-        _ => Err(ApiError::Gone(
-            "no longer allowed: the access point's rules changed".into(),
-        )),
+        Ok(authorized) if authorized.key == grant.object_key => {}
+        Err(policy::Refusal::Network) => return Err(ApiError::NetworkDenied),
+        _ => return Err(no_longer("the access point's rules changed")),
     }
+    Ok((grant, ap, creator))
 }
 
-/// Counts one use and signs the URL to redirect to (its lifetime `grants.redirect_expires_in`).
+/// Signs the URL to redirect to (its lifetime `grants.redirect_expires_in`), then counts one
+/// use: a signing failure spends nothing, and a URL is never signed for a use not counted
+/// (it is dropped unanswered). Each redemption is charged to the creator's rate limits, as
+/// a URL they asked for would be.
 async fn decide_redeem(
     state: &AppState,
     client: &ClientInfo,
@@ -263,18 +280,10 @@ async fn decide_redeem(
     token: &str,
     now: SystemTime,
 ) -> Result<String, ApiError> {
-    let (grant, ap) = check_grant(state, client, record, token, unix(now)).await?;
-    let digest = grants::token_sha256(token);
-    match state.store().redeem_grant(&digest, unix(now)).await? {
-        Redemption::Redeemed(_) => {}
-        Redemption::Gone(g) => {
-            let why = grants::gone(&g, unix(now)).map_or("gone", grants::Gone::as_str);
-            return Err(ApiError::Gone(why.into()));
-        }
-        Redemption::Unknown => return Err(ApiError::GrantNotFound),
-    }
+    let (grant, ap, creator) = check_grant(state, client, record, token, unix(now)).await?;
+    state.limiter().admit(&creator, &ap, Operation::Get).await?;
     let lifetime = state.config().grants.redirect_expires_in;
-    let signed = match &ap.spec.delivery.cloudfront {
+    let url = match &ap.spec.delivery.cloudfront {
         Some(cf) => {
             let conditions = Conditions {
                 expires: unix(now) + i64::from(lifetime),
@@ -315,7 +324,26 @@ async fn decide_redeem(
             signed.url
         }
     };
-    Ok(signed)
+    match state
+        .store()
+        .redeem_grant(&grants::token_sha256(token), unix(now))
+        .await?
+    {
+        Redemption::Redeemed(_) => Ok(url),
+        Redemption::Gone(g) => {
+            let why = grants::gone(&g, unix(now)).map_or("gone", grants::Gone::as_str);
+            Err(ApiError::Gone(why.into()))
+        }
+        Redemption::Unknown => Err(ApiError::GrantNotFound),
+    }
+}
+
+/// Every `/g` answer, redirect or refusal, is for this request only.
+fn no_store(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 /// `GET /g/{token}`: one use, then `302` to a fresh URL once the record is durable. A use
@@ -324,35 +352,36 @@ pub async fn redeem(
     State(state): State<AppState>,
     client: ClientInfo,
     Path(token): Path<String>,
-) -> Result<Response, ApiError> {
+) -> Response {
     let now = SystemTime::now();
     let mut record = audited::record(&state, &client, None, "grant_redeem", now);
     let outcome = decide_redeem(&state, &client, &mut record, &token, now).await;
     audited::name_decision(&mut record, &outcome);
     let counted = outcome.is_ok().then(|| record.grant_id.clone()).flatten();
-    match audited::commit_one(&state, outcome, record).await {
-        Ok(location) => {
-            let mut response = StatusCode::FOUND.into_response();
-            let headers = response.headers_mut();
-            let location =
-                HeaderValue::from_str(&location).map_err(|e| ApiError::Internal(Box::new(e)))?;
-            headers.insert(header::LOCATION, location);
-            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            headers.insert(
-                header::REFERRER_POLICY,
-                HeaderValue::from_static("no-referrer"),
-            );
-            Ok(response)
-        }
+    let response = match audited::commit_one(&state, outcome, record).await {
+        Ok(location) => match HeaderValue::from_str(&location) {
+            Ok(location) => {
+                let mut response = StatusCode::FOUND.into_response();
+                let headers = response.headers_mut();
+                headers.insert(header::LOCATION, location);
+                headers.insert(
+                    header::REFERRER_POLICY,
+                    HeaderValue::from_static("no-referrer"),
+                );
+                response
+            }
+            Err(e) => ApiError::Internal(Box::new(e)).into_response(),
+        },
         Err(e) => {
             if let (ApiError::AuditUnavailable(_), Some(grant_id)) = (&e, counted)
                 && let Err(refund) = state.store().refund_grant_use(&grant_id).await
             {
                 tracing::error!(%grant_id, error = %refund, "could not give back a use of a grant whose redemption was not recorded");
             }
-            Err(e)
+            e.into_response()
         }
-    }
+    };
+    no_store(response)
 }
 
 /// `HEAD /g/{token}`: whether a `GET` would redirect now; no use counted, nothing signed, no
@@ -361,17 +390,14 @@ pub async fn peek(
     State(state): State<AppState>,
     client: ClientInfo,
     Path(token): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    let mut scratch = audited::record(&state, &client, None, "grant_redeem", SystemTime::now());
-    check_grant(
-        &state,
-        &client,
-        &mut scratch,
-        &token,
-        unix(SystemTime::now()),
-    )
-    .await?;
-    Ok(StatusCode::NO_CONTENT)
+) -> Response {
+    let now = SystemTime::now();
+    let mut scratch = audited::record(&state, &client, None, "grant_redeem", now);
+    let checked = check_grant(&state, &client, &mut scratch, &token, unix(now)).await;
+    no_store(match checked {
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => e.into_response(),
+    })
 }
 
 /// `DELETE /v1/grants/{grant_id}`: its creator (same issuer and subject) or an admin. Anyone

@@ -37,7 +37,31 @@ pub struct AccessPointSpec {
     /// Where GETs are served from: S3 (absent) or a CloudFront distribution.
     #[serde(default, skip_serializing_if = "Delivery::is_s3")]
     pub delivery: Delivery,
+    /// Download grants (revocable N-use links) through this access point, and their bounds;
+    /// absent: none may be created (a link outliving `max_expires_in` is an explicit choice).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grants: Option<GrantLimits>,
     pub rules: Vec<Rule>,
+}
+
+/// What a download grant through an access point may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantLimits {
+    /// The most uses a grant may have (1 to 1000000).
+    #[serde(default = "one")]
+    pub max_uses: u32,
+    /// The longest a grant may live, in seconds (1 to 31536000, a year).
+    #[serde(default = "one_day")]
+    pub max_expires_in: u64,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn one_day() -> u64 {
+    86_400
 }
 
 fn default_expires_in() -> u32 {
@@ -283,6 +307,7 @@ impl AccessPointSpec {
             network: Default::default(),
             limits: Default::default(),
             delivery: Default::default(),
+            grants: None,
             rules,
         }
     }

@@ -50,6 +50,12 @@ pub fn mfa_sensitive_change(
                 .into(),
         );
     }
+    // Grants hand out links that work without the caller's token, MFA or not.
+    if protected && before.is_some_and(|b| b.grants != after.grants) {
+        return Some(
+            "changes the download grants of an access point with require_mfa rules".into(),
+        );
+    }
     // Where GETs are served from counts too: a CloudFront domain and path are another way in.
     let moved = before.is_none_or(|b| {
         b.bucket != after.bucket || b.prefix != after.prefix || b.delivery != after.delivery

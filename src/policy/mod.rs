@@ -26,8 +26,8 @@ mod target;
 mod validate;
 
 pub use access_point::{
-    AccessPointSpec, Effect, Encryption, NetworkRestriction, Operation, OperationPattern, Rule,
-    UnknownOperation, UploadConstraints,
+    AccessPointSpec, Effect, Encryption, GrantLimits, NetworkRestriction, Operation,
+    OperationPattern, Rule, UnknownOperation, UploadConstraints,
 };
 pub use authorize::{Authorized, Refusal, authorize, in_network};
 pub use changes::mfa_sensitive_change;

@@ -285,6 +285,7 @@ mod tests {
             network: Default::default(),
             limits: Default::default(),
             delivery: Default::default(),
+            grants: None,
             rules: vec![Rule {
                 effect: Effect::Allow,
                 groups: vec!["*".into()],

@@ -78,6 +78,24 @@ impl AccessPointSpec {
             self.limits
                 .validate(matches!(self.encryption, Encryption::SseKms { .. })),
         );
+        if let Some(g) = &self.grants {
+            if !(1..=1_000_000).contains(&g.max_uses) {
+                e.add("grants.max_uses", "must be between 1 and 1000000");
+            }
+            if !(1..=31_536_000).contains(&g.max_expires_in) {
+                e.add(
+                    "grants.max_expires_in",
+                    "must be between 1 and 31536000 (a year)",
+                );
+            }
+            if matches!(self.encryption, Encryption::SseC) {
+                // A browser following the redirect cannot add the customer key's headers.
+                e.add(
+                    "grants",
+                    "a download link cannot carry an SSE-C customer key",
+                );
+            }
+        }
         if let Some(cf) = &self.delivery.cloudfront {
             for (field, message) in cf.problems() {
                 e.add(format!("delivery.cloudfront.{field}"), message);
@@ -293,6 +311,7 @@ mod tests {
             network: Default::default(),
             limits: Default::default(),
             delivery: Default::default(),
+            grants: None,
             rules: vec![rule(Effect::Allow, &[GET, PUT], &["${jwt:sub}/*"], false)],
         }
     }

@@ -13,6 +13,8 @@ use super::{Store, StoreError};
 pub struct StoredGrant {
     pub grant_id: String,
     pub access_point: String,
+    /// The access point's target at creation (a bucket name or ARN).
+    pub bucket: String,
     /// The key as the creator gave it (without the access point's prefix).
     pub request_key: String,
     /// The full object key in the bucket.
@@ -49,6 +51,7 @@ type Row = (
     String,
     String,
     String,
+    String,
     i32,
     Option<String>,
     i32,
@@ -58,29 +61,30 @@ type Row = (
     Option<i64>,
 );
 
-const COLUMNS: &str = "grant_id, access_point, request_key, object_key, issuer, subject, groups, \
-                       mfa, response_content_disposition, max_uses, uses, created_at, \
-                       expires_at, revoked_at";
+const COLUMNS: &str = "grant_id, access_point, bucket, request_key, object_key, issuer, \
+                       subject, groups, mfa, response_content_disposition, max_uses, uses, \
+                       created_at, expires_at, revoked_at";
 
 fn from_row(r: Row) -> StoredGrant {
     StoredGrant {
         grant_id: r.0,
         access_point: r.1,
-        request_key: r.2,
-        object_key: r.3,
-        issuer: r.4,
-        subject: r.5,
+        bucket: r.2,
+        request_key: r.3,
+        object_key: r.4,
+        issuer: r.5,
+        subject: r.6,
         // Written by `insert_grant` from a Vec<String>; anything else reads as no groups,
         // which can only narrow what the rules grant.
-        groups: serde_json::from_str(&r.6).unwrap_or_default(),
-        mfa: r.7 == 1,
-        response_content_disposition: r.8,
+        groups: serde_json::from_str(&r.7).unwrap_or_default(),
+        mfa: r.8 == 1,
+        response_content_disposition: r.9,
         // CHECK constraints keep these non-negative.
-        max_uses: u32::try_from(r.9).unwrap_or(0),
-        uses: u32::try_from(r.10).unwrap_or(u32::MAX),
-        created_at: r.11,
-        expires_at: r.12,
-        revoked_at: r.13,
+        max_uses: u32::try_from(r.10).unwrap_or(0),
+        uses: u32::try_from(r.11).unwrap_or(u32::MAX),
+        created_at: r.12,
+        expires_at: r.13,
+        revoked_at: r.14,
     }
 }
 
@@ -117,16 +121,17 @@ impl Store {
         token_sha256: &str,
     ) -> Result<(), StoreError> {
         let groups = serde_json::to_string(&g.groups).unwrap_or_else(|_| "[]".into());
-        let sql = "INSERT INTO download_grants (grant_id, token_sha256, access_point, \
+        let sql = "INSERT INTO download_grants (grant_id, token_sha256, access_point, bucket, \
                    request_key, object_key, issuer, subject, groups, mfa, \
                    response_content_disposition, max_uses, created_at, expires_at) \
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
         macro_rules! run {
             ($pool:expr, $sql:expr) => {
                 sqlx::query(sqlx::AssertSqlSafe($sql))
                     .bind(&g.grant_id)
                     .bind(token_sha256)
                     .bind(&g.access_point)
+                    .bind(&g.bucket)
                     .bind(&g.request_key)
                     .bind(&g.object_key)
                     .bind(&g.issuer)
@@ -235,8 +240,8 @@ impl Store {
         Ok(row.map(from_row))
     }
 
-    /// Revokes every live grant of `subject` (of `issuer`, or of any issuer) at `now`; how
-    /// many.
+    /// Revokes every live grant (not revoked, not expired at `now`) of `subject` (of
+    /// `issuer`, or of any issuer); how many.
     pub async fn revoke_grants_of_subject(
         &self,
         issuer: Option<&str>,
@@ -245,28 +250,47 @@ impl Store {
     ) -> Result<u64, StoreError> {
         let sql = match issuer {
             Some(_) => {
-                "UPDATE download_grants SET revoked_at = ? \
-                        WHERE revoked_at IS NULL AND subject = ? AND issuer = ?"
+                "UPDATE download_grants SET revoked_at = ? WHERE revoked_at IS NULL \
+                        AND expires_at > ? AND subject = ? AND issuer = ?"
             }
             None => {
-                "UPDATE download_grants SET revoked_at = ? \
-                     WHERE revoked_at IS NULL AND subject = ?"
+                "UPDATE download_grants SET revoked_at = ? WHERE revoked_at IS NULL \
+                     AND expires_at > ? AND subject = ?"
             }
         };
         self.revoke_where(sql, now, subject, issuer).await
     }
 
-    /// Revokes every live grant of `key` (as the creators gave it) on `access_point` at `now`;
-    /// how many.
-    pub async fn revoke_grants_of_key(
+    /// Revokes every live grant of the object `object_key` (the full key), through any access
+    /// point or only through `access_point`; how many.
+    pub async fn revoke_grants_of_object(
         &self,
-        access_point: &str,
-        key: &str,
+        object_key: &str,
+        access_point: Option<&str>,
         now: i64,
     ) -> Result<u64, StoreError> {
-        let sql = "UPDATE download_grants SET revoked_at = ? \
-                   WHERE revoked_at IS NULL AND access_point = ? AND request_key = ?";
-        self.revoke_where(sql, now, access_point, Some(key)).await
+        let sql = match access_point {
+            Some(_) => {
+                "UPDATE download_grants SET revoked_at = ? WHERE revoked_at IS NULL \
+                        AND expires_at > ? AND object_key = ? AND access_point = ?"
+            }
+            None => {
+                "UPDATE download_grants SET revoked_at = ? WHERE revoked_at IS NULL \
+                     AND expires_at > ? AND object_key = ?"
+            }
+        };
+        self.revoke_where(sql, now, object_key, access_point).await
+    }
+
+    /// Revokes every live grant made through `access_point` (when it is deleted); how many.
+    pub async fn revoke_grants_of_access_point(
+        &self,
+        access_point: &str,
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        let sql = "UPDATE download_grants SET revoked_at = ? WHERE revoked_at IS NULL \
+                   AND expires_at > ? AND access_point = ?";
+        self.revoke_where(sql, now, access_point, None).await
     }
 
     async fn revoke_where(
@@ -278,7 +302,10 @@ impl Store {
     ) -> Result<u64, StoreError> {
         macro_rules! run {
             ($pool:expr, $sql:expr) => {{
-                let mut q = sqlx::query(sqlx::AssertSqlSafe($sql)).bind(now).bind(first);
+                let mut q = sqlx::query(sqlx::AssertSqlSafe($sql))
+                    .bind(now)
+                    .bind(now)
+                    .bind(first);
                 if let Some(second) = second {
                     q = q.bind(second);
                 }

@@ -20,6 +20,7 @@ pub fn spec_with_prefix(prefix: &str) -> AccessPointSpec {
         network: Default::default(),
         limits: Default::default(),
         delivery: Default::default(),
+        grants: None,
         rules: vec![Rule {
             effect: Effect::Allow,
             groups: vec!["*".into()],
