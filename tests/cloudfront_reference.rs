@@ -8,6 +8,8 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+mod common;
+
 use presignd::cloudfront::{CloudFrontKey, CloudFrontKeys, Conditions, policy};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
@@ -212,17 +214,7 @@ fn reference(cases: &[Case], keys: &[Key]) -> Vec<Value> {
 
 /// `openssl dgst -sha256 -verify`: does `signature` (CloudFront base64) sign `policy`?
 fn verifies(dir: &Path, key: &Key, policy: &str, signature: &str, n: usize) -> bool {
-    let raw: String = signature
-        .chars()
-        .map(|c| match c {
-            '-' => '+',
-            '_' => '=',
-            '~' => '/',
-            c => c,
-        })
-        .collect();
-    let sig = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, raw)
-        .expect("base64 signature");
+    let sig = common::cloudfront::unbase64(signature).expect("base64 signature");
     let (sig_file, data_file) = (dir.join(format!("{n}.sig")), dir.join(format!("{n}.txt")));
     std::fs::write(&sig_file, sig).expect("write");
     std::fs::write(&data_file, policy).expect("write");

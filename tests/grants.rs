@@ -272,6 +272,21 @@ fn no_redirects() -> reqwest::Client {
         .expect("client")
 }
 
+/// `GET`s every URL at once (no redirects followed): how many answered each status.
+async fn redeem_concurrently(urls: Vec<String>) -> std::collections::BTreeMap<u16, usize> {
+    let http = no_redirects();
+    let mut tasks = tokio::task::JoinSet::new();
+    for url in urls {
+        let http = http.clone();
+        tasks.spawn(async move { http.get(url).send().await.expect("GET").status().as_u16() });
+    }
+    let mut statuses = std::collections::BTreeMap::new();
+    while let Some(status) = tasks.join_next().await {
+        *statuses.entry(status.expect("task")).or_insert(0) += 1;
+    }
+    statuses
+}
+
 /// The token of a grant link, as the app serves it.
 fn link(app: &TestApp, created: &Value) -> String {
     let url = created["url"].as_str().expect("url");
@@ -518,16 +533,7 @@ async fn single_use_links_redirect_once(backend: Backend) {
         .await;
     assert_eq!(status, 201, "{created}");
     let url = link(&app, &created);
-    let http = no_redirects();
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..50 {
-        let (http, url) = (http.clone(), url.clone());
-        tasks.spawn(async move { http.get(url).send().await.expect("GET").status().as_u16() });
-    }
-    let mut statuses = std::collections::BTreeMap::new();
-    while let Some(status) = tasks.join_next().await {
-        *statuses.entry(status.expect("task")).or_insert(0) += 1;
-    }
+    let statuses = redeem_concurrently((0..50).map(|_| url.clone()).collect()).await;
     assert_eq!(
         statuses,
         [(302, 1), (410, 49)].into_iter().collect(),
@@ -663,21 +669,10 @@ async fn two_instances_redirect_a_single_use_link_once() {
         .next()
         .expect("token")
         .to_string();
-    let http = no_redirects();
-    let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..50 {
-        let base = if i % 2 == 0 {
-            a.base.clone()
-        } else {
-            b.base.clone()
-        };
-        let (http, url) = (http.clone(), format!("{base}/g/{token}"));
-        tasks.spawn(async move { http.get(url).send().await.expect("GET").status().as_u16() });
-    }
-    let mut statuses = std::collections::BTreeMap::new();
-    while let Some(status) = tasks.join_next().await {
-        *statuses.entry(status.expect("task")).or_insert(0) += 1;
-    }
+    let urls = (0..50)
+        .map(|i| format!("{}/g/{token}", if i % 2 == 0 { &a.base } else { &b.base }))
+        .collect();
+    let statuses = redeem_concurrently(urls).await;
     assert_eq!(
         statuses,
         [(302, 1), (410, 49)].into_iter().collect(),

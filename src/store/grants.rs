@@ -5,8 +5,7 @@
 //! has one writer, so however many instances redeem at once, `max_uses` redemptions succeed
 //! and no more. Times are Unix seconds.
 
-use super::uploads::numbered;
-use super::{Store, StoreError};
+use super::{Store, StoreError, numbered};
 
 /// A grant as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,27 +87,6 @@ fn from_row(r: Row) -> StoredGrant {
     }
 }
 
-/// Runs one statement returning grant rows on either backend.
-macro_rules! fetch_grants {
-    ($store:expr, $sql:expr, $method:ident, [$($bind:expr),* $(,)?]) => {{
-        let sql: String = $sql;
-        match $store {
-            Store::Sqlite(pool) => {
-                sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(sql))
-                    $(.bind($bind))*
-                    .$method(pool)
-                    .await?
-            }
-            Store::Postgres(pool) => {
-                sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(numbered(&sql)))
-                    $(.bind($bind))*
-                    .$method(pool)
-                    .await?
-            }
-        }
-    }};
-}
-
 fn i32_of(v: u32) -> i32 {
     i32::try_from(v).unwrap_or(i32::MAX)
 }
@@ -161,8 +139,9 @@ impl Store {
         token_sha256: &str,
         now: i64,
     ) -> Result<Redemption, StoreError> {
-        let counted: Option<Row> = fetch_grants!(
+        let counted: Option<Row> = fetch_rows!(
             self,
+            Row,
             format!(
                 "UPDATE download_grants SET uses = uses + 1 \
                  WHERE token_sha256 = ? AND revoked_at IS NULL AND expires_at > ? \
@@ -185,8 +164,9 @@ impl Store {
         &self,
         token_sha256: &str,
     ) -> Result<Option<StoredGrant>, StoreError> {
-        let row: Option<Row> = fetch_grants!(
+        let row: Option<Row> = fetch_rows!(
             self,
+            Row,
             format!("SELECT {COLUMNS} FROM download_grants WHERE token_sha256 = ?"),
             fetch_optional,
             [token_sha256]
@@ -224,14 +204,16 @@ impl Store {
         let set =
             "UPDATE download_grants SET revoked_at = COALESCE(revoked_at, ?) WHERE grant_id = ?";
         let row: Option<Row> = match owner {
-            Some((issuer, subject)) => fetch_grants!(
+            Some((issuer, subject)) => fetch_rows!(
                 self,
+                Row,
                 format!("{set} AND issuer = ? AND subject = ? RETURNING {COLUMNS}"),
                 fetch_optional,
                 [now, grant_id, issuer, subject]
             ),
-            None => fetch_grants!(
+            None => fetch_rows!(
                 self,
+                Row,
                 format!("{set} RETURNING {COLUMNS}"),
                 fetch_optional,
                 [now, grant_id]

@@ -2,6 +2,28 @@
 //! backends differ only in SQL dialect, so one enum with a match per query is clearer than a
 //! trait.
 
+/// Runs one statement returning rows of type `$row` on either backend (`fetch_optional`,
+/// `fetch_all`, …), its `?` placeholders renumbered `$n` for PostgreSQL.
+macro_rules! fetch_rows {
+    ($store:expr, $row:ty, $sql:expr, $method:ident, [$($bind:expr),* $(,)?]) => {{
+        let sql: String = $sql;
+        match $store {
+            $crate::store::Store::Sqlite(pool) => {
+                sqlx::query_as::<_, $row>(sqlx::AssertSqlSafe(sql))
+                    $(.bind($bind))*
+                    .$method(pool)
+                    .await?
+            }
+            $crate::store::Store::Postgres(pool) => {
+                sqlx::query_as::<_, $row>(sqlx::AssertSqlSafe($crate::store::numbered(&sql)))
+                    $(.bind($bind))*
+                    .$method(pool)
+                    .await?
+            }
+        }
+    }};
+}
+
 mod access_points;
 mod conditional;
 mod grants;
@@ -21,6 +43,21 @@ pub use grants::{Redemption, StoredGrant};
 pub use notify::{CHANGES_CHANNEL, Change};
 pub use revocations::{RevocationKind, StoredRevocation};
 pub use uploads::{StoredUpload, UploadClaim, UploadOwner};
+
+/// The same statement for both backends: SQLite takes `?`, PostgreSQL `$n` (one per `?`).
+fn numbered(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut n = 0;
+    for c in sql.chars() {
+        if c == '?' {
+            n += 1;
+            out.push_str(&format!("${n}"));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -4,7 +4,7 @@
 //! owner (issuer and subject) and the access point: a row of another principal is never read,
 //! so "not yours" and "does not exist" are the same answer. Times are Unix seconds.
 
-use super::{Store, StoreError};
+use super::{Store, StoreError, numbered};
 
 /// An upload as stored (see the migration for the meaning of each column).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,42 +92,6 @@ fn i64_of(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-/// The same statement for both backends: SQLite takes `?`, PostgreSQL `$n` (one per `?`).
-pub(super) fn numbered(sql: &str) -> String {
-    let mut out = String::with_capacity(sql.len() + 8);
-    let mut n = 0;
-    for c in sql.chars() {
-        if c == '?' {
-            n += 1;
-            out.push_str(&format!("${n}"));
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// Runs one statement returning upload rows on either backend.
-macro_rules! fetch_uploads {
-    ($store:expr, $sql:expr, $method:ident, [$($bind:expr),* $(,)?]) => {{
-        let sql: String = $sql;
-        match $store {
-            Store::Sqlite(pool) => {
-                sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(sql))
-                    $(.bind($bind))*
-                    .$method(pool)
-                    .await?
-            }
-            Store::Postgres(pool) => {
-                sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(numbered(&sql)))
-                    $(.bind($bind))*
-                    .$method(pool)
-                    .await?
-            }
-        }
-    }};
-}
-
 /// Runs one statement without rows on either backend; returns the rows affected.
 macro_rules! execute {
     ($store:expr, $sql:expr, [$($bind:expr),* $(,)?]) => {{
@@ -180,8 +144,9 @@ impl Store {
         owner: UploadOwner<'_>,
         now: i64,
     ) -> Result<Option<StoredUpload>, StoreError> {
-        let row: Option<Row> = fetch_uploads!(
+        let row: Option<Row> = fetch_rows!(
             self,
+            Row,
             format!(
                 "UPDATE multipart_uploads SET last_activity_at = ? \
                  WHERE upload_id = ? AND issuer = ? AND subject = ? AND access_point = ? \
@@ -208,8 +173,9 @@ impl Store {
         claim: UploadClaim,
         claimed_until: i64,
     ) -> Result<Option<StoredUpload>, StoreError> {
-        let row: Option<Row> = fetch_uploads!(
+        let row: Option<Row> = fetch_rows!(
             self,
+            Row,
             format!(
                 "UPDATE multipart_uploads SET state = ?, claimed_until = ? \
                  WHERE upload_id = ? AND issuer = ? AND subject = ? AND access_point = ? \
@@ -264,8 +230,9 @@ impl Store {
             Store::Sqlite(_) => "",
             Store::Postgres(_) => " FOR UPDATE SKIP LOCKED",
         };
-        let rows: Vec<Row> = fetch_uploads!(
+        let rows: Vec<Row> = fetch_rows!(
             self,
+            Row,
             format!(
                 "UPDATE multipart_uploads SET state = 'aborting', claimed_until = ? \
                  WHERE upload_id IN (SELECT upload_id FROM multipart_uploads \
@@ -281,8 +248,9 @@ impl Store {
 
     /// Every stored upload (operators and tests).
     pub async fn list_uploads(&self) -> Result<Vec<StoredUpload>, StoreError> {
-        let rows: Vec<Row> = fetch_uploads!(
+        let rows: Vec<Row> = fetch_rows!(
             self,
+            Row,
             format!("SELECT {COLUMNS} FROM multipart_uploads ORDER BY created_at, upload_id"),
             fetch_all,
             []

@@ -39,7 +39,8 @@ const SIGNING_PARAMS: [&str; 5] = [
     "Hash-Algorithm",
 ];
 
-fn unbase64(s: &str) -> Result<Vec<u8>, String> {
+/// CloudFront's URL-safe base64 (`-`, `_`, `~` for `+`, `=`, `/`), decoded.
+pub fn unbase64(s: &str) -> Result<Vec<u8>, String> {
     let std: String = s
         .chars()
         .map(|c| match c {
