@@ -193,6 +193,7 @@ fn sign(c: &mut Criterion) {
         response_content_disposition: None,
         response_content_type: None,
         record_id: "0190b4c2-1f2a-7c3d-8e4f-5a6b7c8d9e0f",
+        create_only: false,
     };
     let put = SignRequest {
         operation: Operation::Put,

@@ -9,7 +9,8 @@
 //! caller's rules is refused by presignd before anything is signed.
 //!
 //! The object uploaded first is then downloaded through a download grant: the link's redirect
-//! target is a URL radosgw serves.
+//! target is a URL radosgw serves. And create-only PUTs (`upload.overwrite: false`): radosgw
+//! verifies the signed `If-None-Match: *` and refuses to replace the object.
 //!
 //! One test function: radosgw takes ~15 s to start, so every scenario shares one gateway.
 
@@ -106,7 +107,11 @@ async fn presigned_post_conditions_are_enforced_by_radosgw() {
         .await
         .expect("start radosgw");
     rgw.create_bucket(BUCKET).await;
-    let mut opts = Options::new(Backend::Sqlite, vec![forms()]);
+    let once = ap(json!({
+        "name": "once", "bucket": BUCKET, "prefix": "once/", "upload": {"overwrite": false},
+        "rules": [{"effect": "allow", "groups": ["users"], "operations": ["put"], "keys": ["${jwt:sub}/*"]}]
+    }));
+    let mut opts = Options::new(Backend::Sqlite, vec![forms(), once]);
     opts.s3_endpoint = Some(S3Endpoint {
         endpoint: rgw.endpoint.clone(),
         access_key: rgw.access_key.clone(),
@@ -156,6 +161,47 @@ async fn presigned_post_conditions_are_enforced_by_radosgw() {
     );
     let bytes = got.body.collect().await.expect("body").into_bytes();
     assert_eq!(bytes.as_ref(), exact.as_slice(), "the bytes read back");
+
+    // Create-only PUTs: radosgw (16.2 here) checks the signed If-None-Match: dropping the
+    // header breaks the signature (403), the first PUT creates (200), a second one to the
+    // same key is refused (412) and the first object stays.
+    let mut create_only = Vec::new();
+    for (body, skip) in [
+        (&b"first"[..], "if-none-match"),
+        (&b"first"[..], ""),
+        (&b"again"[..], ""),
+    ] {
+        let (s, issued) = app
+            .presign(
+                &alice,
+                "once",
+                json!({"operation": "put", "key": "alice/o.txt"}),
+            )
+            .await;
+        assert_eq!(s, 200, "{issued}");
+        assert_eq!(issued["headers"]["if-none-match"], "*");
+        let mut req = http.put(issued["url"].as_str().expect("url"));
+        for (k, v) in issued["headers"].as_object().expect("headers") {
+            if k != skip {
+                req = req.header(k, v.as_str().expect("value"));
+            }
+        }
+        create_only.push(req.body(body).send().await.expect("PUT").status().as_u16());
+    }
+    assert_eq!(create_only, [403, 200, 412]);
+    let kept = s3
+        .get_object()
+        .bucket(BUCKET)
+        .key("once/alice/o.txt")
+        .send()
+        .await
+        .expect("the first object")
+        .body
+        .collect()
+        .await
+        .expect("body")
+        .into_bytes();
+    assert_eq!(kept.as_ref(), b"first");
 
     // A download grant for it: the link redirects to a URL radosgw serves (it checks the
     // signature), once.

@@ -207,6 +207,7 @@ async fn compare(signer: &Signer, case: &Case, now: SystemTime, label: &str) -> 
         response_content_disposition: case.disposition.as_deref(),
         response_content_type: case.response_type.as_deref(),
         record_id: "0190b4c2-1f2a-7c3d-8e4f-5a6b7c8d9e0f",
+        create_only: false,
     };
     let sdk = signer.presign_sdk(&req).await;
     let fast = signer.presign_fast(&req).await;
@@ -281,6 +282,7 @@ async fn arns_and_unusual_endpoints_go_through_the_sdk() {
         response_content_disposition: None,
         response_content_type: None,
         record_id: "r",
+        create_only: false,
     };
     let aws = signer(&config(None, false, "us-east-1"), None);
     assert!(aws.presign_fast(&req).await.expect("sign").is_none());

@@ -78,6 +78,10 @@ pub enum ApiError {
     Upstream(#[source] Cause),
     #[error("no such download grant")]
     GrantNotFound,
+    #[error(
+        "an object already exists under this key, and this access point is create-only (upload.overwrite: false)"
+    )]
+    ObjectExists,
     #[error("this download grant is {0}")]
     Gone(String),
 }
@@ -156,6 +160,7 @@ impl From<crate::sign::multipart::MultipartError> for ApiError {
         use crate::sign::multipart::MultipartError;
         match e {
             MultipartError::NoSuchUpload => ApiError::UploadNotFound,
+            MultipartError::ObjectExists => ApiError::ObjectExists,
             MultipartError::InvalidParts { code, message } => {
                 ApiError::InvalidParts(format!("{code}: {message}"))
             }
@@ -232,6 +237,7 @@ impl ApiError {
             ApiError::InvalidParts(_) => (S::BAD_REQUEST, "invalid_parts"),
             ApiError::GrantNotFound => (S::NOT_FOUND, "not_found"),
             ApiError::Gone(_) => (S::GONE, "gone"),
+            ApiError::ObjectExists => (S::CONFLICT, "object_exists"),
             ApiError::Upstream(_) => (S::BAD_GATEWAY, "upstream_error"),
         }
     }

@@ -317,6 +317,7 @@ async fn decide_redeem(
                     response_content_disposition: grant.response_content_disposition.as_deref(),
                     response_content_type: None,
                     record_id: &record.id,
+                    create_only: false,
                 })
                 .await?;
             record.expires_at = Some(signed.expires_at);

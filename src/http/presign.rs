@@ -233,6 +233,7 @@ async fn decide(
             response_content_type: req.response_content_type.as_deref(),
             // The record exists before the URL: its id is signed into it.
             record_id: &call.record.id,
+            create_only: req.operation == PresignOperation::Put && !spec.upload.overwrite,
         })
         .await?;
     if matches!(spec.encryption, Encryption::SseC) && !signed.url.starts_with("https://") {

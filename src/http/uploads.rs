@@ -468,7 +468,13 @@ async fn complete(
         .collect();
     let result = state
         .signer()
-        .complete_multipart_upload(&upload.bucket, &upload.object_key, upload_id, &parts)
+        .complete_multipart_upload(
+            &upload.bucket,
+            &upload.object_key,
+            upload_id,
+            &parts,
+            !ap.spec.upload.overwrite,
+        )
         .await;
     match result {
         Ok(etag) => {
@@ -486,6 +492,21 @@ async fn complete(
         Err(MultipartError::NoSuchUpload) => {
             state.store().delete_upload(upload_id).await?;
             Err(ApiError::UploadNotFound)
+        }
+        Err(MultipartError::ObjectExists) => {
+            // Create-only and the key is taken: this upload can never complete. Its parts
+            // go now (a failed abort is left to the sweeper and the bucket's lifecycle rule).
+            if let Err(e) = state
+                .signer()
+                .abort_multipart_upload(&upload.bucket, &upload.object_key, upload_id)
+                .await
+            {
+                tracing::warn!(error = %e, "could not abort a create-only upload whose key is taken");
+                state.store().release_upload(upload_id, t).await?;
+            } else {
+                state.store().delete_upload(upload_id).await?;
+            }
+            Err(ApiError::ObjectExists)
         }
         Err(e) => {
             // The caller may fix the parts (or S3 recover) and complete again.

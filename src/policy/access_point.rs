@@ -132,7 +132,7 @@ impl TryFrom<RawEncryption> for Encryption {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct UploadConstraints {
     /// When set, every PUT must declare (and sign) its length, at most this many bytes.
@@ -145,6 +145,26 @@ pub struct UploadConstraints {
     /// Metadata names (without `x-amz-meta-`) every PUT must carry, e.g. client-side
     /// encryption markers.
     pub required_metadata: Vec<String>,
+    /// `false`: create-only. `If-None-Match: *` is signed into every PUT URL and sent with
+    /// every multipart completion, so S3 refuses to replace an existing object.
+    #[serde(skip_serializing_if = "is_true")]
+    pub overwrite: bool,
+}
+
+impl Default for UploadConstraints {
+    fn default() -> Self {
+        UploadConstraints {
+            max_content_length: None,
+            content_types: Vec::new(),
+            require_checksum: false,
+            required_metadata: Vec::new(),
+            overwrite: true,
+        }
+    }
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -207,6 +207,11 @@ fn check_post(ap: &CompiledAccessPoint, req: &PresignRequest) -> Result<(), Requ
             "this access point requires a signed checksum, which a POST policy cannot pin; use put",
         );
     }
+    if !ap.spec.upload.overwrite {
+        return unsupported(
+            "this access point is create-only (upload.overwrite: false), which a POST policy cannot enforce; use put",
+        );
+    }
     if req.checksum_sha256.is_some() {
         return Err(RequestRefusal::Invalid(
             "checksum_sha256 applies to put only: a POST policy cannot pin it".into(),

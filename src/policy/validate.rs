@@ -429,6 +429,7 @@ mod tests {
             ],
             require_checksum: true,
             required_metadata: vec!["cse-alg".into(), "X-Amz-Meta-Key".into(), "".into()],
+            overwrite: true,
         };
         assert_eq!(
             fields(&s),

@@ -55,6 +55,8 @@ pub struct SignRequest<'a> {
     /// The audit record's id, signed into the URL as `x-presignd-id` (S3 ignores `x-` query
     /// parameters but writes them to its server access logs, which thus join to the record).
     pub record_id: &'a str,
+    /// PUT only: sign `If-None-Match: *`, so S3 refuses to replace an existing object.
+    pub create_only: bool,
 }
 
 /// The query parameter that carries the audit record id.
@@ -296,6 +298,9 @@ impl Signer {
                 if let Some(len) = req.content_length {
                     op = op.content_length(i64::try_from(len).unwrap_or(i64::MAX));
                 }
+                if req.create_only {
+                    op = op.if_none_match("*");
+                }
                 for (k, v) in req.metadata {
                     op = op.metadata(k, v);
                 }
@@ -436,6 +441,7 @@ mod tests {
             response_content_disposition: None,
             response_content_type: None,
             record_id: "0190b4c2-1f2a-7c3d-8e4f-5a6b7c8d9e0f",
+            create_only: false,
         }
     }
 

@@ -18,6 +18,9 @@ pub enum MultipartError {
     /// S3 does not know the upload (completed, aborted or expired by a lifecycle rule).
     #[error("S3 has no such upload")]
     NoSuchUpload,
+    /// A create-only completion found the key taken (`If-None-Match: *` failed).
+    #[error("an object already exists under this key")]
+    ObjectExists,
     /// S3 refused the listed parts (a wrong ETag, a part not uploaded, a part too small).
     #[error("S3 refused the parts ({code}): {message}")]
     InvalidParts { code: String, message: String },
@@ -33,6 +36,7 @@ where
     let code = e.code().map(str::to_string);
     match code.as_deref() {
         Some("NoSuchUpload") => MultipartError::NoSuchUpload,
+        Some("PreconditionFailed") => MultipartError::ObjectExists,
         Some(c @ ("InvalidPart" | "InvalidPartOrder" | "EntityTooSmall")) => {
             MultipartError::InvalidParts {
                 code: c.to_string(),
@@ -104,13 +108,14 @@ impl Signer {
     }
 
     /// Completes an upload from its parts `(part_number, etag)`, ascending; returns the
-    /// object's ETag.
+    /// object's ETag. `create_only`: with `If-None-Match: *`, so an existing object is kept.
     pub async fn complete_multipart_upload(
         &self,
         bucket: &str,
         key: &str,
         upload_id: &str,
         parts: &[(u32, String)],
+        create_only: bool,
     ) -> Result<Option<String>, MultipartError> {
         let parts = parts
             .iter()
@@ -132,6 +137,7 @@ impl Signer {
                     .set_parts(Some(parts))
                     .build(),
             )
+            .set_if_none_match(create_only.then(|| "*".to_string()))
             .send()
             .await
             .map_err(classify)?;

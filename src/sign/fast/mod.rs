@@ -159,6 +159,10 @@ impl FastSigner {
         let Target::Bucket(bucket) = req.target else {
             return None;
         };
+        // Conditional writes are left to the SDK (rare, and one more signed header).
+        if req.create_only {
+            return None;
+        }
         let bucket = bucket.as_str();
         // Target parsing already restricts names to [a-z0-9.-]; a dotted name is not a
         // single DNS label, so the SDK addresses it path-style over https, but virtual-hosted
