@@ -2,8 +2,9 @@
 //! observed with ListMultipartUploads (which the in-process `s3s-fs` server lacks): a declared
 //! size above the access point's maximum never reaches S3; an upload exists at S3 while open,
 //! survives another principal's abort, completes byte for byte from parts uploaded out of
-//! order and in parallel; radosgw enforces each part URL's signed length; the sweeper aborts
-//! an abandoned upload.
+//! order and in parallel, the client completing from a ListParts listing (as one that lost
+//! its ETags does); radosgw enforces each part URL's signed length; the sweeper aborts an
+//! abandoned upload.
 //!
 //! One test function: radosgw takes ~15 s to start, so every scenario shares one gateway.
 
@@ -153,15 +154,36 @@ async fn multipart_uploads_on_radosgw() {
         put_part(&app.http, &parts[1], slice(2)),
     );
     assert_eq!((p1.0, p2.0, p3.0), (200, 200, 200));
+    // The client forgets its ETags: it lists what radosgw holds (ListParts), two pages.
+    let (status, page) = app
+        .get(Some(&alice), &format!("{base}/parts?max_parts=2"))
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["next_part_number_marker"], 2, "{page}");
+    let (status, rest) = app
+        .get(Some(&alice), &format!("{base}/parts?part_number_marker=2"))
+        .await;
+    assert_eq!(status, 200, "{rest}");
+    assert!(rest.get("next_part_number_marker").is_none(), "{rest}");
+    let listed: Vec<Value> = [&page, &rest]
+        .iter()
+        .flat_map(|p| p["parts"].as_array().expect("parts").clone())
+        .collect();
+    let etags: Vec<Option<&str>> = listed.iter().map(|p| p["etag"].as_str()).collect();
+    assert_eq!(
+        etags,
+        [p1.1.as_deref(), p2.1.as_deref(), p3.1.as_deref()],
+        "{listed:?}"
+    );
+    assert_eq!(listed[2]["size"], MIB);
+    let (status, _) = app.get(Some(&bob), &format!("{base}/parts")).await;
+    assert_eq!(status, 404, "another principal lists nothing");
+    let parts: Vec<Value> = listed
+        .iter()
+        .map(|p| json!({"part_number": p["part_number"], "etag": p["etag"]}))
+        .collect();
     let (status, done) = app
-        .post(
-            &alice,
-            &format!("{base}/complete"),
-            json!({"parts": [
-                {"part_number": 1, "etag": p1.1}, {"part_number": 2, "etag": p2.1},
-                {"part_number": 3, "etag": p3.1},
-            ]}),
-        )
+        .post(&alice, &format!("{base}/complete"), json!({"parts": parts}))
         .await;
     assert_eq!(status, 200, "{done}");
     assert!(open_uploads(&s3).await.is_empty());

@@ -61,7 +61,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/v1/access-points/{name}/uploads/{upload_id}/parts",
-            post(uploads::upload_parts),
+            post(uploads::upload_parts).get(uploads::list_parts),
         )
         .route(
             "/v1/access-points/{name}/uploads/{upload_id}/complete",

@@ -14,7 +14,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -26,7 +27,7 @@ use super::extract::{ApiJson, Authenticated};
 use crate::Principal;
 use crate::audit::signature_sha256;
 use crate::policy::{self, CompiledAccessPoint, Encryption, Keys, Operation, UploadRequest};
-use crate::sign::multipart::{CreateUpload, MultipartError, PartSignRequest};
+use crate::sign::multipart::{CreateUpload, ListedPart, MultipartError, PartSignRequest};
 use crate::sign::{Presigned, SignedHeaders};
 use crate::state::AppState;
 use crate::store::{StoredUpload, UploadClaim, UploadOwner};
@@ -37,6 +38,32 @@ const OP_CREATE: &str = "multipart_create";
 const OP_PARTS: &str = "multipart_parts";
 const OP_COMPLETE: &str = "multipart_complete";
 const OP_ABORT: &str = "multipart_abort";
+const OP_LIST: &str = "multipart_list_parts";
+
+/// Query of `GET …/uploads/{upload_id}/parts`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListPartsQuery {
+    /// Parts after this number (the previous page's `next_part_number_marker`).
+    #[serde(default)]
+    pub part_number_marker: Option<u32>,
+    /// At most this many parts (1 to 1000, default 1000).
+    #[serde(default)]
+    pub max_parts: Option<u32>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ListPartsResponse {
+    pub upload_id: String,
+    pub access_point: String,
+    pub key: String,
+    /// The parts S3 holds, ascending, with the ETags a completion needs.
+    pub parts: Vec<ListedPart>,
+    /// Present when there are more: pass it as `part_number_marker`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_part_number_marker: Option<u32>,
+    pub request_id: String,
+}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -169,6 +196,68 @@ pub async fn complete_upload(
     let mut call = Audited::new(&state, &client, &principal, OP_COMPLETE, Some(&name), now);
     let outcome = complete(&mut call, &name, &upload_id, &req).await;
     call.finish(outcome).await.map(Json)
+}
+
+/// `GET …/uploads/{upload_id}/parts`: the parts S3 holds (ListParts), so a client that lost
+/// its ETags resumes instead of uploading again. The upload's owner only; audited; counts as
+/// activity for the sweeper.
+pub async fn list_parts(
+    State(state): State<AppState>,
+    auth: Result<Authenticated, ApiError>,
+    client: ClientInfo,
+    Path((name, upload_id)): Path<(String, String)>,
+    query: Result<Query<ListPartsQuery>, QueryRejection>,
+) -> Result<Json<ListPartsResponse>, ApiError> {
+    let principal = audited::authenticate(&state, &client, auth, OP_LIST, Some(&name)).await?;
+    let Query(query) = query.map_err(|e| ApiError::InvalidRequest(e.body_text()))?;
+    let now = SystemTime::now();
+    let mut call = Audited::new(&state, &client, &principal, OP_LIST, Some(&name), now);
+    let outcome = listed(&mut call, &name, &upload_id, &query).await;
+    call.finish(outcome).await.map(Json)
+}
+
+async fn listed(
+    call: &mut Audited<'_>,
+    name: &str,
+    upload_id: &str,
+    query: &ListPartsQuery,
+) -> Result<ListPartsResponse, ApiError> {
+    let max_parts = query.max_parts.unwrap_or(1000);
+    if !(1..=1000).contains(&max_parts) {
+        return Err(ApiError::InvalidRequest(
+            "max_parts must be between 1 and 1000".into(),
+        ));
+    }
+    let ap = access_point_in_network(call, name)?;
+    let (state, principal) = (call.state, call.principal);
+    let upload = state
+        .store()
+        .touch_upload(owner(principal, name, upload_id), unix(call.now))
+        .await?
+        .ok_or(ApiError::UploadNotFound)?;
+    call.record.key = Some(upload.object_key.clone());
+    let (parts, next_part_number_marker) = state
+        .signer()
+        .list_parts(
+            &upload.bucket,
+            &upload.object_key,
+            upload_id,
+            query.part_number_marker,
+            max_parts,
+        )
+        .await
+        .map_err(|e| match e {
+            MultipartError::NoSuchUpload => ApiError::UploadNotFound,
+            e => e.into(),
+        })?;
+    Ok(ListPartsResponse {
+        upload_id: upload.upload_id,
+        access_point: ap.spec.name.clone(),
+        key: upload.object_key,
+        parts,
+        next_part_number_marker,
+        request_id: call.client.request_id.clone(),
+    })
 }
 
 pub async fn abort_upload(

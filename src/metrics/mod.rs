@@ -41,6 +41,7 @@ pub fn operation_label(operation: &str) -> &'static str {
         "multipart_parts" => "multipart_parts",
         "multipart_complete" => "multipart_complete",
         "multipart_abort" => "multipart_abort",
+        "multipart_list_parts" => "multipart_list_parts",
         // CloudFront signed cookies for a prefix.
         "cookies" => "cookies",
         // Download grants: created, redeemed (anonymous), revoked.

@@ -47,6 +47,15 @@ where
     }
 }
 
+/// A part S3 holds (ListParts).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ListedPart {
+    pub part_number: u32,
+    /// What CompleteMultipartUpload needs for this part.
+    pub etag: String,
+    pub size: u64,
+}
+
 /// What CreateMultipartUpload is given, already authorized and validated.
 #[derive(Debug, Clone)]
 pub struct CreateUpload<'a> {
@@ -142,6 +151,47 @@ impl Signer {
             .await
             .map_err(classify)?;
         Ok(out.e_tag().map(str::to_string))
+    }
+
+    /// The parts S3 holds for an upload, from after `part_number_marker`, at most `max_parts`:
+    /// `(parts, the marker of the next page when there is one)`.
+    pub async fn list_parts(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part_number_marker: Option<u32>,
+        max_parts: u32,
+    ) -> Result<(Vec<ListedPart>, Option<u32>), MultipartError> {
+        let out = self
+            .client
+            .list_parts()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .set_part_number_marker(part_number_marker.map(|m| m.to_string()))
+            .max_parts(i32::try_from(max_parts).unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(classify)?;
+        let mut parts: Vec<ListedPart> = out
+            .parts()
+            .iter()
+            .filter_map(|p| {
+                Some(ListedPart {
+                    part_number: u32::try_from(p.part_number()?).ok()?,
+                    etag: p.e_tag()?.to_string(),
+                    size: u64::try_from(p.size().unwrap_or(0)).unwrap_or(0),
+                })
+            })
+            .collect();
+        parts.sort_by_key(|p| p.part_number);
+        let next = if out.is_truncated().unwrap_or(false) {
+            out.next_part_number_marker().and_then(|m| m.parse().ok())
+        } else {
+            None
+        };
+        Ok((parts, next))
     }
 
     /// Aborts an upload: S3 deletes its parts.
