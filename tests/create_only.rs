@@ -8,6 +8,7 @@
 mod common;
 
 use common::app::{BUCKET, Backend, TestApp, ap, decode};
+use common::s3::put_presigned;
 use serde_json::{Value, json};
 
 fn inbox() -> presignd::policy::AccessPointSpec {
@@ -104,19 +105,8 @@ async fn create_only_puts_never_replace_an_object() {
         .as_str()
         .expect("upload_id")
         .to_string();
-    let part = &created["parts"][0];
-    let mut req = app.http.put(part["url"].as_str().expect("url"));
-    for (k, v) in part["headers"].as_object().expect("headers") {
-        if k != "content-length" {
-            req = req.header(k, v.as_str().expect("value"));
-        }
-    }
-    let uploaded = req.body(&b"part"[..]).send().await.expect("PUT part");
-    assert_eq!(uploaded.status(), 200);
-    let etag = uploaded.headers()["etag"]
-        .to_str()
-        .expect("etag")
-        .to_string();
+    let (status, etag) = put_presigned(&app.http, &created["parts"][0], b"part".to_vec()).await;
+    assert_eq!(status, 200);
     let complete = format!("/v1/access-points/inbox/uploads/{upload_id}/complete");
     let body = json!({"parts": [{"part_number": 1, "etag": etag}]});
     let (status, problem) = app.post(&alice, &complete, body.clone()).await;
@@ -145,18 +135,8 @@ async fn create_only_puts_never_replace_an_object() {
         .as_str()
         .expect("upload_id")
         .to_string();
-    let part = &created["parts"][0];
-    let mut req = app.http.put(part["url"].as_str().expect("url"));
-    for (k, v) in part["headers"].as_object().expect("headers") {
-        if k != "content-length" {
-            req = req.header(k, v.as_str().expect("value"));
-        }
-    }
-    let uploaded = req.body(&b"part"[..]).send().await.expect("PUT part");
-    let etag = uploaded.headers()["etag"]
-        .to_str()
-        .expect("etag")
-        .to_string();
+    let (status, etag) = put_presigned(&app.http, &created["parts"][0], b"part".to_vec()).await;
+    assert_eq!(status, 200);
     let resp = app
         .http
         .post(format!(

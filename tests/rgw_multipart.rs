@@ -10,6 +10,8 @@
 
 mod common;
 
+use common::s3::put_presigned as put_part;
+
 use std::time::{Duration, Instant};
 
 use common::app::{Backend, Options, S3Endpoint, TestApp, ap, decode};
@@ -56,26 +58,6 @@ async fn open_uploads(s3: &aws_sdk_s3::Client) -> Vec<String> {
 
 fn data(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 31 % 251) as u8).collect()
-}
-
-async fn put_part(http: &reqwest::Client, part: &Value, body: Vec<u8>) -> (u16, Option<String>) {
-    let resp = match http
-        .put(part["url"].as_str().expect("url"))
-        .body(body)
-        .send()
-        .await
-    {
-        Ok(r) => r,
-        // Refused from the headers, the connection closed while the body was being sent.
-        Err(e) if e.is_request() => return (0, None),
-        Err(e) => panic!("PUT part: {e}"),
-    };
-    let etag = resp
-        .headers()
-        .get("etag")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    (resp.status().as_u16(), etag)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

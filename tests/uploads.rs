@@ -7,6 +7,8 @@
 
 mod common;
 
+use common::s3::put_presigned as put_part;
+
 use std::time::Duration;
 
 use common::app::{BUCKET, Backend, Options, TestApp, ap, decode};
@@ -48,30 +50,6 @@ fn data(len: usize) -> Vec<u8> {
 fn slice(body: &[u8], n: u64, part_size: usize) -> Vec<u8> {
     let start = (n as usize - 1) * part_size;
     body[start..(start + part_size).min(body.len())].to_vec()
-}
-
-/// PUTs one part with its presigned URL and signed headers; returns the status and the ETag.
-async fn put_part(http: &reqwest::Client, part: &Value, body: Vec<u8>) -> (u16, Option<String>) {
-    let mut req = http.put(part["url"].as_str().expect("url"));
-    for (k, v) in part["headers"].as_object().expect("headers") {
-        // reqwest sets content-length from the body.
-        if k != "content-length" {
-            req = req.header(k, v.as_str().expect("header value"));
-        }
-    }
-    let resp = match req.body(body).send().await {
-        Ok(resp) => resp,
-        // S3 may refuse from the headers alone and close the connection while the body is
-        // still being sent: a refusal without a readable status.
-        Err(e) if e.is_request() => return (0, None),
-        Err(e) => panic!("PUT part: {e}"),
-    };
-    let etag = resp
-        .headers()
-        .get("etag")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    (resp.status().as_u16(), etag)
 }
 
 fn part(parts: &Value, n: u64) -> &Value {

@@ -168,3 +168,32 @@ impl Drop for TestS3 {
         self.server.abort();
     }
 }
+
+/// PUTs `body` to a presigned URL (a PUT or a part) with its signed headers (reqwest sets
+/// `content-length` from the body): the status and the ETag. `(0, None)` when the server
+/// refused from the headers alone and closed the connection while the body was being sent.
+pub async fn put_presigned(
+    http: &reqwest::Client,
+    issued: &serde_json::Value,
+    body: Vec<u8>,
+) -> (u16, Option<String>) {
+    let mut req = http.put(issued["url"].as_str().expect("url"));
+    if let Some(headers) = issued["headers"].as_object() {
+        for (k, v) in headers {
+            if k != "content-length" {
+                req = req.header(k, v.as_str().expect("header value"));
+            }
+        }
+    }
+    let resp = match req.body(body).send().await {
+        Ok(resp) => resp,
+        Err(e) if e.is_request() => return (0, None),
+        Err(e) => panic!("PUT: {e}"),
+    };
+    let etag = resp
+        .headers()
+        .get("etag")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    (resp.status().as_u16(), etag)
+}
