@@ -3,8 +3,9 @@
 //! size above the access point's maximum never reaches S3; an upload exists at S3 while open,
 //! survives another principal's abort, completes byte for byte from parts uploaded out of
 //! order and in parallel, the client completing from a ListParts listing (as one that lost
-//! its ETags does); radosgw enforces each part URL's signed length; the sweeper aborts an
-//! abandoned upload.
+//! its ETags does); radosgw enforces each part URL's signed length; a create-only completion
+//! onto a taken key is refused (radosgw ignores the condition there; presignd looks first);
+//! the sweeper aborts an abandoned upload.
 //!
 //! One test function: radosgw takes ~15 s to start, so every scenario shares one gateway.
 
@@ -33,7 +34,12 @@ async fn presignd(
     rgw: &Rgw,
     uploads: impl FnOnce(&mut presignd::config::UploadsConfig) + Send + 'static,
 ) -> TestApp {
-    let mut opts = Options::new(Backend::Sqlite, vec![big()]);
+    // The same folder, create-only.
+    let once = ap(json!({
+        "name": "once", "bucket": BUCKET, "prefix": "big/", "upload": {"overwrite": false},
+        "rules": [{"effect": "allow", "groups": ["users"], "operations": ["put"], "keys": ["${jwt:sub}/*"]}]
+    }));
+    let mut opts = Options::new(Backend::Sqlite, vec![big(), once]);
     opts.s3_endpoint = Some(S3Endpoint {
         endpoint: rgw.endpoint.clone(),
         access_key: rgw.access_key.clone(),
@@ -220,6 +226,50 @@ async fn multipart_uploads_on_radosgw() {
         )
         .await;
     assert_eq!(status, 200, "{done}");
+
+    // Create-only multipart onto that key.
+    let (status, third) = app
+        .post(
+            &alice,
+            "/v1/access-points/once/uploads",
+            json!({"key": "alice/small.bin", "content_length": 10}),
+        )
+        .await;
+    assert_eq!(status, 200, "{third}");
+    let third_id = third["upload_id"].as_str().expect("upload_id");
+    let (status, etag) = put_part(&app.http, &third["parts"][0], vec![9u8; 10]).await;
+    assert_eq!(status, 200);
+    let (status, problem) = app
+        .post(
+            &alice,
+            &format!("/v1/access-points/once/uploads/{third_id}/complete"),
+            json!({"parts": [{"part_number": 1, "etag": etag}]}),
+        )
+        .await;
+    // radosgw 16.2 ignores If-None-Match on completion: presignd's HeadObject refuses it,
+    // aborts the upload, and the object stays.
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (409, Some("object_exists")),
+        "{problem}"
+    );
+    assert!(
+        !open_uploads(&s3).await.contains(&third_id.to_string()),
+        "aborted"
+    );
+    let kept = s3
+        .get_object()
+        .bucket(BUCKET)
+        .key("big/alice/small.bin")
+        .send()
+        .await
+        .expect("GetObject")
+        .body
+        .collect()
+        .await
+        .expect("body")
+        .into_bytes();
+    assert_eq!(kept.as_ref(), [7u8; 10].as_slice());
     app.finish().await;
 
     // The sweeper: an instance that considers 2 s of inactivity abandoned.

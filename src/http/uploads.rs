@@ -555,6 +555,23 @@ async fn complete(
         .zip(1u32..)
         .map(|(p, n)| (n, p.etag.clone()))
         .collect();
+    let create_only = !ap.spec.upload.overwrite;
+    // Not every store honours If-None-Match on completion (radosgw 16.2 ignores it): look
+    // first. A PUT racing in between is only stopped by a store that honours the header.
+    if create_only {
+        match state
+            .signer()
+            .object_exists(&upload.bucket, &upload.object_key)
+            .await
+        {
+            Ok(true) => return Err(abort_taken(state, &upload).await),
+            Ok(false) => {}
+            Err(e) => {
+                state.store().release_upload(upload_id, t).await?;
+                return Err(e.into());
+            }
+        }
+    }
     let result = state
         .signer()
         .complete_multipart_upload(
@@ -562,7 +579,7 @@ async fn complete(
             &upload.object_key,
             upload_id,
             &parts,
-            !ap.spec.upload.overwrite,
+            create_only,
         )
         .await;
     match result {
@@ -582,27 +599,34 @@ async fn complete(
             state.store().delete_upload(upload_id).await?;
             Err(ApiError::UploadNotFound)
         }
-        Err(MultipartError::ObjectExists) => {
-            // Create-only and the key is taken: this upload can never complete. Its parts
-            // go now (a failed abort is left to the sweeper and the bucket's lifecycle rule).
-            if let Err(e) = state
-                .signer()
-                .abort_multipart_upload(&upload.bucket, &upload.object_key, upload_id)
-                .await
-            {
-                tracing::warn!(error = %e, "could not abort a create-only upload whose key is taken");
-                state.store().release_upload(upload_id, t).await?;
-            } else {
-                state.store().delete_upload(upload_id).await?;
-            }
-            Err(ApiError::ObjectExists)
-        }
+        Err(MultipartError::ObjectExists) if create_only => Err(abort_taken(state, &upload).await),
         Err(e) => {
             // The caller may fix the parts (or S3 recover) and complete again.
             state.store().release_upload(upload_id, t).await?;
             Err(e.into())
         }
     }
+}
+
+/// A create-only upload whose key is taken can never complete: its parts go now. Should the
+/// abort fail, the row stays claimed and the sweeper takes it over once the claim lapses.
+async fn abort_taken(state: &AppState, upload: &StoredUpload) -> ApiError {
+    let id = upload.upload_id.as_str();
+    match state
+        .signer()
+        .abort_multipart_upload(&upload.bucket, &upload.object_key, id)
+        .await
+    {
+        Ok(()) | Err(MultipartError::NoSuchUpload) => {
+            if let Err(e) = state.store().delete_upload(id).await {
+                tracing::warn!(upload_id = id, error = %e, "aborted at S3, row left for the sweeper");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(upload_id = id, error = %e, "could not abort a create-only upload whose key is taken; the sweeper will");
+        }
+    }
+    ApiError::ObjectExists
 }
 
 async fn abort(call: &mut Audited<'_>, name: &str, upload_id: &str) -> Result<(), ApiError> {

@@ -174,24 +174,49 @@ impl Signer {
             .send()
             .await
             .map_err(classify)?;
-        let mut parts: Vec<ListedPart> = out
+        // A part without its number or ETag would look missing and be uploaded again.
+        let mut parts = out
             .parts()
             .iter()
-            .filter_map(|p| {
+            .map(|p| {
                 Some(ListedPart {
                     part_number: u32::try_from(p.part_number()?).ok()?,
                     etag: p.e_tag()?.to_string(),
                     size: u64::try_from(p.size().unwrap_or(0)).unwrap_or(0),
                 })
             })
-            .collect();
+            .collect::<Option<Vec<ListedPart>>>()
+            .ok_or_else(|| {
+                MultipartError::Upstream("ListParts returned a part without number or ETag".into())
+            })?;
         parts.sort_by_key(|p| p.part_number);
         let next = if out.is_truncated().unwrap_or(false) {
-            out.next_part_number_marker().and_then(|m| m.parse().ok())
+            out.next_part_number_marker()
+                .and_then(|m| m.parse().ok())
+                .or_else(|| parts.last().map(|p| p.part_number))
         } else {
             None
         };
         Ok((parts, next))
+    }
+
+    /// Whether an object exists under `key` (HeadObject): the create-only check for stores
+    /// that ignore `If-None-Match` on CompleteMultipartUpload (radosgw before Tentacle).
+    pub async fn object_exists(&self, bucket: &str, key: &str) -> Result<bool, MultipartError> {
+        match self
+            .client
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(false),
+            Err(e) => Err(MultipartError::Upstream(
+                aws_sdk_s3::error::DisplayErrorContext(e).to_string(),
+            )),
+        }
     }
 
     /// Aborts an upload: S3 deletes its parts.
