@@ -30,6 +30,25 @@ async fn put(app: &TestApp, issued: &Value, body: &'static [u8], skip: &str) -> 
     req.body(body).send().await.expect("PUT").status().as_u16()
 }
 
+/// Starts a 4-byte multipart upload of `key` and uploads its one part: (upload id, ETag).
+async fn one_part_upload(app: &TestApp, token: &str, key: &str) -> (String, Option<String>) {
+    let (status, created) = app
+        .post(
+            token,
+            "/v1/access-points/inbox/uploads",
+            json!({"key": key, "content_length": 4}),
+        )
+        .await;
+    assert_eq!(status, 200, "{created}");
+    let upload_id = created["upload_id"]
+        .as_str()
+        .expect("upload_id")
+        .to_string();
+    let (status, etag) = put_presigned(&app.http, &created["parts"][0], b"part".to_vec()).await;
+    assert_eq!(status, 200);
+    (upload_id, etag)
+}
+
 async fn presign_put(app: &TestApp, token: &str, key: &str, len: usize) -> Value {
     let (status, issued) = app
         .presign(
@@ -93,20 +112,7 @@ async fn create_only_puts_never_replace_an_object() {
     );
 
     // Multipart onto the taken key: completion answers 409 and the upload is aborted.
-    let (status, created) = app
-        .post(
-            &alice,
-            "/v1/access-points/inbox/uploads",
-            json!({"key": "alice/a.txt", "content_length": 4}),
-        )
-        .await;
-    assert_eq!(status, 200, "{created}");
-    let upload_id = created["upload_id"]
-        .as_str()
-        .expect("upload_id")
-        .to_string();
-    let (status, etag) = put_presigned(&app.http, &created["parts"][0], b"part".to_vec()).await;
-    assert_eq!(status, 200);
+    let (upload_id, etag) = one_part_upload(&app, &alice, "alice/a.txt").await;
     let complete = format!("/v1/access-points/inbox/uploads/{upload_id}/complete");
     let body = json!({"parts": [{"part_number": 1, "etag": etag}]});
     let (status, problem) = app.post(&alice, &complete, body.clone()).await;
@@ -123,20 +129,7 @@ async fn create_only_puts_never_replace_an_object() {
     );
 
     // A free key completes as usual.
-    let (status, created) = app
-        .post(
-            &alice,
-            "/v1/access-points/inbox/uploads",
-            json!({"key": "alice/c.txt", "content_length": 4}),
-        )
-        .await;
-    assert_eq!(status, 200, "{created}");
-    let upload_id = created["upload_id"]
-        .as_str()
-        .expect("upload_id")
-        .to_string();
-    let (status, etag) = put_presigned(&app.http, &created["parts"][0], b"part".to_vec()).await;
-    assert_eq!(status, 200);
+    let (upload_id, etag) = one_part_upload(&app, &alice, "alice/c.txt").await;
     let resp = app
         .http
         .post(format!(

@@ -178,11 +178,7 @@ async fn decide(
         .limiter()
         .admit(call.principal, &ap, Operation::Get)
         .await?;
-    let path = format!(
-        "{}{}",
-        cf.path_prefix_for(&ap.spec.prefix),
-        crate::cloudfront::policy::encode_path(&req.prefix)
-    );
+    let path = cf.path_of(&ap.spec.prefix, &req.prefix);
     let resource = format!("https://{}{path}*", cf.domain);
     let signed = call
         .state

@@ -34,6 +34,7 @@ use crate::policy::{self, CompiledAccessPoint, ConstraintError, Keys, Operation}
 use crate::sign::SignRequest;
 use crate::state::AppState;
 use crate::store::{Redemption, StoredGrant};
+use crate::uploads::unix;
 
 /// The body of `POST /v1/access-points/{name}/grants`.
 #[derive(Debug, Clone, Deserialize)]
@@ -64,10 +65,6 @@ pub struct GrantResponse {
 
 /// A grant's lifetime when the request names none: a day.
 const DEFAULT_GRANT_SECONDS: u64 = 86_400;
-
-fn unix(t: SystemTime) -> i64 {
-    OffsetDateTime::from(t).unix_timestamp()
-}
 
 pub async fn create(
     State(state): State<AppState>,
@@ -184,13 +181,7 @@ fn admit_redemption(state: &AppState, ip: Option<IpAddr>) -> Result<(), ApiError
     let Some(quota) = Quota::per_minute(per_minute, per_minute) else {
         return Ok(());
     };
-    let source = match ip {
-        Some(IpAddr::V6(v6)) => ipnet::Ipv6Net::new(v6, 64)
-            .map(|n| n.trunc().to_string())
-            .unwrap_or_else(|_| v6.to_string()),
-        Some(v4) => v4.to_string(),
-        None => "unknown".into(),
-    };
+    let source = ip.map_or_else(|| "unknown".into(), crate::limits::source_of);
     let key = format!("grant-redemptions\0{source}");
     state
         .redemptions()

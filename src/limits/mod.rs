@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 
 pub use gcra::Quota;
 pub use local::LocalLimiter;
-pub use refusals::{Admission, Caller, RefusalLimiter};
+pub use refusals::{Admission, Caller, RefusalLimiter, source_of};
 
 use crate::Principal;
 use crate::config::{LimitsConfig, OnRedisError, RedisConfig};

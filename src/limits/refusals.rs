@@ -37,6 +37,16 @@ pub struct Caller {
     source: Option<String>,
 }
 
+/// An address as a limit counts it: IPv4 as is, IPv6 by its /64 (what one subscriber holds).
+pub fn source_of(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => {
+            ipnet::Ipv6Net::new(v6, 64).map_or_else(|_| v6.to_string(), |n| n.trunc().to_string())
+        }
+    }
+}
+
 impl Caller {
     /// The caller a decision's audit record names: its subject (issuer and `sub`) when it
     /// has one, else its source address.
@@ -64,13 +74,7 @@ impl Caller {
     }
 
     fn address(ip: Option<IpAddr>) -> Caller {
-        let source = ip.map(|ip| match ip {
-            IpAddr::V4(v4) => v4.to_string(),
-            IpAddr::V6(v6) => {
-                let net = ipnet::Ipv6Net::new(v6, 64).map(|n| n.trunc());
-                net.map_or_else(|_| v6.to_string(), |n| n.to_string())
-            }
-        });
+        let source = ip.map(source_of);
         Caller {
             key: format!("a\0{}", source.as_deref().unwrap_or("unknown")),
             subject: None,

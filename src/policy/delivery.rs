@@ -56,15 +56,16 @@ impl CloudFrontDelivery {
         }
     }
 
+    /// The URL path of `key` (or of a key prefix) relative to the access point's prefix
+    /// `ap_prefix`, on the distribution.
+    pub fn path_of(&self, ap_prefix: &str, key: &str) -> String {
+        format!("{}{}", self.path_prefix_for(ap_prefix), encode_path(key))
+    }
+
     /// The URL of `key` (relative to the access point's prefix `ap_prefix`) on the
     /// distribution.
     pub fn url_of(&self, ap_prefix: &str, key: &str) -> String {
-        format!(
-            "https://{}{}{}",
-            self.domain,
-            self.path_prefix_for(ap_prefix),
-            encode_path(key)
-        )
+        format!("https://{}{}", self.domain, self.path_of(ap_prefix, key))
     }
 
     /// Problems with the fields, by field name under `delivery.cloudfront`.
