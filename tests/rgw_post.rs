@@ -16,12 +16,12 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use common::app::{Backend, Options, S3Endpoint, TestApp, ap};
+use common::form::{fields_of, upload};
 use common::rgw::Rgw;
 use serde_json::{Value, json};
 
@@ -39,66 +39,6 @@ fn forms() -> presignd::policy::AccessPointSpec {
             {"effect": "deny", "groups": ["users"], "operations": ["put"], "keys": ["${jwt:sub}/locked/*"]}
         ]
     }))
-}
-
-/// A `multipart/form-data` body: the fields in order, then `file` last (S3 ignores fields
-/// after the file). Returns the content type (with boundary) and the body.
-fn form(fields: &BTreeMap<String, String>, filename: &str, data: &[u8]) -> (String, Vec<u8>) {
-    let boundary = format!("----presignd{}", uuid::Uuid::new_v4().simple());
-    let mut body = Vec::new();
-    for (name, value) in fields {
-        body.extend_from_slice(
-            format!(
-                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
-            )
-            .as_bytes(),
-        );
-    }
-    body.extend_from_slice(
-        format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n\
-             Content-Type: application/octet-stream\r\n\r\n"
-        )
-        .as_bytes(),
-    );
-    body.extend_from_slice(data);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={boundary}"), body)
-}
-
-/// Posts the form to the presigned URL: (status, S3 error code or "").
-async fn upload(
-    http: &reqwest::Client,
-    issued: &Value,
-    fields: &BTreeMap<String, String>,
-    filename: &str,
-    data: &[u8],
-) -> (u16, String) {
-    let (content_type, body) = form(fields, filename, data);
-    let resp = http
-        .post(issued["url"].as_str().expect("url"))
-        .header("content-type", content_type)
-        .body(body)
-        .send()
-        .await
-        .expect("POST to radosgw");
-    let status = resp.status().as_u16();
-    let text = resp.text().await.expect("body");
-    let code = text
-        .split_once("<Code>")
-        .and_then(|(_, rest)| rest.split_once("</Code>"))
-        .map(|(code, _)| code.to_string())
-        .unwrap_or_default();
-    (status, code)
-}
-
-fn fields_of(issued: &Value) -> BTreeMap<String, String> {
-    issued["fields"]
-        .as_object()
-        .expect("fields")
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_str().expect("string field").to_string()))
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

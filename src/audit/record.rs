@@ -58,6 +58,13 @@ pub struct AuditRecord {
     /// grant's id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grant_id: Option<String>,
+    /// Verification records only (`upload_verified`, `upload_rejected`): the verified
+    /// issuance's id (the issuing record's id; for a multipart upload, its completion's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuance_id: Option<String>,
+    /// Verification records only: the object's size, as S3 reported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_length: Option<u64>,
 }
 
 impl AuditRecord {
@@ -95,6 +102,8 @@ impl AuditRecord {
             resource: None,
             policy_sha256: None,
             grant_id: None,
+            issuance_id: None,
+            content_length: None,
         }
     }
 }

@@ -13,8 +13,11 @@ pub struct UploadsConfig {
     pub initial_part_urls: usize,
     /// An upload with no activity (creation or part URLs) for this long is aborted.
     pub abandon_after_seconds: u64,
-    /// How often each instance looks for abandoned uploads.
+    /// How often each instance looks for abandoned uploads (and forgets old issuances).
     pub sweep_interval_ms: u64,
+    /// How long an upload issuance is kept for verification after its URL expires, and a
+    /// verification's answer after it was given (verifying again answers the same).
+    pub verification_retention_seconds: u64,
 }
 
 impl Default for UploadsConfig {
@@ -23,6 +26,7 @@ impl Default for UploadsConfig {
             initial_part_urls: 100,
             abandon_after_seconds: 86_400,
             sweep_interval_ms: 300_000,
+            verification_retention_seconds: 604_800,
         }
     }
 }
@@ -40,6 +44,12 @@ impl UploadsConfig {
             p.push(ConfigProblem::new(
                 "uploads.abandon_after_seconds",
                 "must be between 1 and 31536000 (one year)",
+            ));
+        }
+        if !(60..=31_536_000).contains(&self.verification_retention_seconds) {
+            p.push(ConfigProblem::new(
+                "uploads.verification_retention_seconds",
+                "must be between 60 and 31536000 (one year)",
             ));
         }
         if self.sweep_interval_ms < 100 {
@@ -63,6 +73,7 @@ mod tests {
             initial_part_urls: 1001,
             abandon_after_seconds: 0,
             sweep_interval_ms: 10,
+            verification_retention_seconds: 0,
         };
         let keys: Vec<String> = bad.validate().into_iter().map(|p| p.key).collect();
         assert_eq!(
@@ -70,6 +81,7 @@ mod tests {
             [
                 "uploads.initial_part_urls",
                 "uploads.abandon_after_seconds",
+                "uploads.verification_retention_seconds",
                 "uploads.sweep_interval_ms"
             ]
         );

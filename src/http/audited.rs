@@ -181,6 +181,8 @@ pub fn record(
         resource: None,
         policy_sha256: None,
         grant_id: None,
+        issuance_id: None,
+        content_length: None,
         rule: None,
     }
 }

@@ -84,6 +84,10 @@ pub enum ApiError {
     ObjectExists,
     #[error("this download grant is {0}")]
     Gone(String),
+    #[error("no such upload issuance of the caller on this access point")]
+    IssuanceNotFound,
+    #[error("another request is verifying this upload; retry in a moment")]
+    VerificationInProgress,
 }
 
 impl From<crate::store::StoreError> for ApiError {
@@ -237,6 +241,8 @@ impl ApiError {
             ApiError::InvalidParts(_) => (S::BAD_REQUEST, "invalid_parts"),
             ApiError::GrantNotFound => (S::NOT_FOUND, "not_found"),
             ApiError::Gone(_) => (S::GONE, "gone"),
+            ApiError::IssuanceNotFound => (S::NOT_FOUND, "not_found"),
+            ApiError::VerificationInProgress => (S::CONFLICT, "conflict"),
             ApiError::ObjectExists => (S::CONFLICT, "object_exists"),
             ApiError::Upstream(_) => (S::BAD_GATEWAY, "upstream_error"),
         }

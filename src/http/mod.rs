@@ -14,6 +14,7 @@ mod health;
 mod metrics_endpoint;
 mod presign;
 mod uploads;
+mod verify;
 
 use std::time::Duration;
 
@@ -54,6 +55,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/access-points/{name}/uploads",
             post(uploads::create_upload),
+        )
+        .route(
+            "/v1/access-points/{name}/uploads/verify",
+            post(verify::verify_upload),
         )
         .route(
             "/v1/access-points/{name}/uploads/{upload_id}",

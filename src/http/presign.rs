@@ -16,12 +16,13 @@ use super::audited::{self, Audited, bounded};
 use super::client::ClientInfo;
 use super::error::{ApiError, Problem};
 use super::extract::{ApiJson, Authenticated};
-use crate::audit::signature_sha256;
+use crate::audit::{AuditRecord, Verdict, signature_sha256};
 use crate::policy::{
     self, CompiledAccessPoint, Encryption, MAX_SINGLE_PUT_BYTES, PresignOperation, PresignRequest,
 };
 use crate::sign::{PostKey, PostRequest, Presigned, SignRequest, SignedHeaders};
 use crate::state::AppState;
+use crate::store::{IssuanceKind, IssuanceState, StoredIssuance};
 
 pub const MAX_BATCH_ITEMS: usize = 100;
 
@@ -45,6 +46,13 @@ pub struct PresignResponse {
     /// `cloudfront` when the URL is a CloudFront signed URL; absent for S3.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delivery: Option<&'static str>,
+    /// `put` and `post`: the id to verify the upload with (`POST …/uploads/verify`); also the
+    /// URL's `x-presignd-id` and the audit record's id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuance_id: Option<String>,
+    /// `put` and `post`: what the upload may be, stored before the URL is answered.
+    #[serde(skip)]
+    pub issuance: Option<StoredIssuance>,
 }
 
 pub async fn presign_one(
@@ -60,7 +68,39 @@ pub async fn presign_one(
     let now = SystemTime::now();
     let mut call = Audited::new(&state, &client, &principal, op, Some(&name), now);
     let outcome = decide(&mut call, &name, &req).await;
-    call.finish(outcome).await.map(Json)
+    let mut decided = vec![call.decided(outcome)];
+    store_issuances(&state, &mut decided).await;
+    let (outcome, record) = decided
+        .pop()
+        .ok_or_else(|| ApiError::Internal("a decided presign went missing".into()))?;
+    audited::commit_one(&state, outcome, record).await.map(Json)
+}
+
+/// Stores the upload issuances among `decided` in one statement, before their records are
+/// committed and their URLs answered (verification needs them). Should that fail, those
+/// decisions become `store_unavailable` refusals: no upload URL without its issuance.
+async fn store_issuances(
+    state: &AppState,
+    decided: &mut [(Result<PresignResponse, ApiError>, AuditRecord)],
+) {
+    let rows: Vec<StoredIssuance> = decided
+        .iter()
+        .filter_map(|(outcome, _)| outcome.as_ref().ok()?.issuance.clone())
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    if let Err(e) = state.store().insert_issuances(&rows).await {
+        tracing::error!(error = %e, "cannot store upload issuances");
+        for (outcome, record) in decided.iter_mut() {
+            if outcome.as_ref().is_ok_and(|p| p.issuance.is_some()) {
+                record.decision = Verdict::Deny;
+                let refused = ApiError::Unavailable(format!("storing the issuance: {e}").into());
+                record.reason = refused.code().to_string();
+                *outcome = Err(refused);
+            }
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -129,7 +169,8 @@ pub async fn presign_batch(
             }
         }
     });
-    let decided = futures_util::future::join_all(decisions).await;
+    let mut decided = futures_util::future::join_all(decisions).await;
+    store_issuances(state, &mut decided).await;
     // One durable append for the whole batch; if it fails, nothing is issued.
     let outcomes = audited::commit(state, decided).await?;
     let results = outcomes
@@ -212,6 +253,8 @@ async fn decide(
             expires_clamped: false,
             fields: None,
             delivery: Some("cloudfront"),
+            issuance_id: None,
+            issuance: None,
         });
     }
 
@@ -241,7 +284,26 @@ async fn decide(
     }
     call.record.expires_at = Some(signed.expires_at);
     call.record.signature_sha256 = Some(signature_sha256(&signed.signature));
+    let issuance = (req.operation == PresignOperation::Put).then(|| {
+        // A declared length is signed; otherwise the access point's maximum (if any) holds.
+        let lengths = match req.content_length {
+            Some(n) => (n, Some(n)),
+            None => (0, spec.upload.max_content_length),
+        };
+        issuance(
+            call,
+            ap.as_ref(),
+            IssuanceKind::Put,
+            &full_key,
+            false,
+            lengths,
+            req,
+            signed.expires_at,
+        )
+    });
     Ok(PresignResponse {
+        issuance_id: issuance.as_ref().map(|i| i.issuance_id.clone()),
+        issuance,
         url: signed.url,
         method: signed.method,
         headers: signed.headers,
@@ -298,7 +360,20 @@ async fn sign_post(
         .await?;
     call.record.expires_at = Some(signed.expires_at);
     call.record.signature_sha256 = Some(signature_sha256(&signed.signature));
+    let prefix = req.key_starts_with == Some(true);
+    let issuance = issuance(
+        call,
+        ap,
+        IssuanceKind::Post,
+        full_key,
+        prefix,
+        (0, Some(max)),
+        req,
+        signed.expires_at,
+    );
     Ok(PresignResponse {
+        issuance_id: Some(issuance.issuance_id.clone()),
+        issuance: Some(issuance),
         url: signed.url,
         method: "POST",
         headers: BTreeMap::new(),
@@ -311,4 +386,43 @@ async fn sign_post(
         fields: Some(signed.fields),
         delivery: None,
     })
+}
+
+/// What an upload URL allows, for verification: the issuing record's id, who, where, and
+/// the size range, type, checksum, encryption and metadata signed into it.
+#[allow(clippy::too_many_arguments)]
+fn issuance(
+    call: &Audited<'_>,
+    ap: &CompiledAccessPoint,
+    kind: IssuanceKind,
+    key: &str,
+    key_is_prefix: bool,
+    (min_length, max_length): (u64, Option<u64>),
+    req: &PresignRequest,
+    expires_at: OffsetDateTime,
+) -> StoredIssuance {
+    let retention = i64::try_from(call.state.config().uploads.verification_retention_seconds)
+        .unwrap_or(i64::MAX);
+    StoredIssuance {
+        issuance_id: call.record.id.clone(),
+        kind,
+        access_point: ap.spec.name.clone(),
+        bucket: ap.target.sdk_bucket().to_string(),
+        object_key: key.to_string(),
+        key_is_prefix,
+        issuer: call.principal.iss.clone(),
+        subject: call.principal.sub.clone(),
+        groups: call.principal.groups.clone(),
+        min_length,
+        max_length,
+        content_type: req.content_type.clone(),
+        checksum_sha256: req.checksum_sha256.clone(),
+        encryption: ap.spec.encryption.clone(),
+        metadata: req.metadata.clone(),
+        created_at: crate::uploads::unix(call.now),
+        expires_at: expires_at.unix_timestamp(),
+        keep_until: expires_at.unix_timestamp().saturating_add(retention),
+        state: IssuanceState::Issued,
+        outcome: None,
+    }
 }

@@ -24,13 +24,16 @@ use super::audited::{self, Audited};
 use super::client::ClientInfo;
 use super::error::ApiError;
 use super::extract::{ApiJson, Authenticated};
+use super::verify::Verification;
 use crate::Principal;
 use crate::audit::signature_sha256;
 use crate::policy::{self, CompiledAccessPoint, Encryption, Keys, Operation, UploadRequest};
 use crate::sign::multipart::{CreateUpload, ListedPart, MultipartError, PartSignRequest};
 use crate::sign::{Presigned, SignedHeaders};
 use crate::state::AppState;
-use crate::store::{StoredUpload, UploadClaim, UploadOwner};
+use crate::store::{
+    IssuanceKind, IssuanceState, StoredIssuance, StoredUpload, UploadClaim, UploadOwner,
+};
 use crate::uploads::plan::{self, MAX_PARTS, Plan};
 use crate::uploads::{ABORT_CLAIM_SECONDS, COMPLETE_CLAIM_SECONDS, unix};
 
@@ -150,6 +153,12 @@ pub struct CompleteResponse {
     pub content_length: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub etag: Option<String>,
+    /// The completed object, verified against the upload (`POST …/uploads/verify` with this
+    /// id answers the same, or verifies again if `verification` is absent).
+    pub issuance_id: String,
+    /// Absent only if S3 could not be asked about the object just now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verification: Option<Verification>,
     pub request_id: String,
 }
 
@@ -585,6 +594,8 @@ async fn complete(
     match result {
         Ok(etag) => {
             state.store().delete_upload(upload_id).await?;
+            let issuance_id = call.record.id.clone();
+            let verification = verify_completed(call, &ap, &upload).await;
             Ok(CompleteResponse {
                 upload_id: upload.upload_id,
                 access_point: ap.spec.name.clone(),
@@ -592,6 +603,8 @@ async fn complete(
                 key: upload.object_key,
                 content_length: upload.content_length,
                 etag,
+                issuance_id,
+                verification,
                 request_id: call.client.request_id.clone(),
             })
         }
@@ -606,6 +619,63 @@ async fn complete(
             Err(e.into())
         }
     }
+}
+
+/// Verifies a completed upload: its issuance (id: the completion's record id) is stored, then
+/// checked like a single upload's. `None` if that could not be done now; the caller can
+/// verify later with the id.
+async fn verify_completed(
+    call: &Audited<'_>,
+    ap: &CompiledAccessPoint,
+    upload: &StoredUpload,
+) -> Option<Verification> {
+    let state = call.state;
+    let t = unix(call.now);
+    let keep =
+        i64::try_from(state.config().uploads.verification_retention_seconds).unwrap_or(i64::MAX);
+    let issuance = StoredIssuance {
+        issuance_id: call.record.id.clone(),
+        kind: IssuanceKind::Multipart,
+        access_point: ap.spec.name.clone(),
+        bucket: upload.bucket.clone(),
+        object_key: upload.object_key.clone(),
+        key_is_prefix: false,
+        issuer: upload.issuer.clone(),
+        subject: upload.subject.clone(),
+        groups: call.principal.groups.clone(),
+        min_length: upload.content_length,
+        max_length: Some(upload.content_length),
+        content_type: None,
+        checksum_sha256: None,
+        encryption: ap.spec.encryption.clone(),
+        metadata: BTreeMap::new(),
+        created_at: upload.created_at,
+        expires_at: t,
+        keep_until: t.saturating_add(keep),
+        state: IssuanceState::Issued,
+        outcome: None,
+    };
+    let verified = match state
+        .store()
+        .insert_issuances(std::slice::from_ref(&issuance))
+        .await
+    {
+        Ok(()) => {
+            super::verify::run(
+                state,
+                call.client,
+                call.principal,
+                ap,
+                &issuance.issuance_id,
+                &upload.object_key,
+            )
+            .await
+        }
+        Err(e) => Err(e.into()),
+    };
+    verified
+        .inspect_err(|e| tracing::warn!(upload_id = %upload.upload_id, error = %e, "cannot verify a completed upload now"))
+        .ok()
 }
 
 /// A create-only upload whose key is taken can never complete: its parts go now. Should the

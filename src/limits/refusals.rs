@@ -260,6 +260,8 @@ impl Summary {
             resource: None,
             policy_sha256: None,
             grant_id: None,
+            issuance_id: None,
+            content_length: None,
         }
     }
 }

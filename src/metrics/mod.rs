@@ -42,6 +42,10 @@ pub fn operation_label(operation: &str) -> &'static str {
         "multipart_complete" => "multipart_complete",
         "multipart_abort" => "multipart_abort",
         "multipart_list_parts" => "multipart_list_parts",
+        // Verified completion: refused requests, then each outcome.
+        "upload_verify" => "upload_verify",
+        "upload_verified" => "upload_verified",
+        "upload_rejected" => "upload_rejected",
         // CloudFront signed cookies for a prefix.
         "cookies" => "cookies",
         // Download grants: created, redeemed (anonymous), revoked.

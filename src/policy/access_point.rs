@@ -149,6 +149,31 @@ pub struct UploadConstraints {
     /// every multipart completion, so S3 refuses to replace an existing object.
     #[serde(skip_serializing_if = "is_true")]
     pub overwrite: bool,
+    /// What verification does with an uploaded object that is not what was issued.
+    #[serde(skip_serializing_if = "OnMismatch::is_keep")]
+    pub on_mismatch: OnMismatch,
+    /// `on_mismatch: quarantine` only: the full key prefix, in the same bucket and outside the
+    /// access point's prefix, that rejected objects are moved under (their key appended).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quarantine_prefix: Option<String>,
+}
+
+/// `upload.on_mismatch`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnMismatch {
+    /// Leave the object; the verification says `rejected`.
+    #[default]
+    Keep,
+    Delete,
+    /// Copy under `upload.quarantine_prefix`, then delete.
+    Quarantine,
+}
+
+impl OnMismatch {
+    fn is_keep(&self) -> bool {
+        *self == OnMismatch::Keep
+    }
 }
 
 impl Default for UploadConstraints {
@@ -159,6 +184,8 @@ impl Default for UploadConstraints {
             require_checksum: false,
             required_metadata: Vec::new(),
             overwrite: true,
+            on_mismatch: OnMismatch::Keep,
+            quarantine_prefix: None,
         }
     }
 }

@@ -26,7 +26,7 @@ mod target;
 mod validate;
 
 pub use access_point::{
-    AccessPointSpec, Effect, Encryption, GrantLimits, NetworkRestriction, Operation,
+    AccessPointSpec, Effect, Encryption, GrantLimits, NetworkRestriction, OnMismatch, Operation,
     OperationPattern, Rule, UnknownOperation, UploadConstraints,
 };
 pub use authorize::{Authorized, Refusal, authorize, in_network};

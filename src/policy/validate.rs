@@ -5,7 +5,7 @@ use super::glob::KeyPattern;
 use super::key::check_path;
 use super::request::{MAX_EXPIRES_IN, MAX_OBJECT_SIZE, is_metadata_name, is_token};
 use super::target::{Target, is_dns_label};
-use super::{AccessPointSpec, Effect, Encryption, Operation, OperationPattern};
+use super::{AccessPointSpec, Effect, Encryption, OnMismatch, Operation, OperationPattern};
 
 /// Prefixes leave room under S3's 1024-byte key limit for the key itself.
 pub const MAX_PREFIX_BYTES: usize = 1000;
@@ -170,6 +170,32 @@ impl AccessPointSpec {
                     "must be a non-empty lowercase a-z, 0-9, '-' name, without x-amz-meta-",
                 );
             }
+        }
+        match (upload.on_mismatch, upload.quarantine_prefix.as_deref()) {
+            (OnMismatch::Quarantine, None) => e.add(
+                "upload.quarantine_prefix",
+                "on_mismatch: quarantine needs the prefix to move rejected objects under",
+            ),
+            (OnMismatch::Quarantine, Some(q)) => {
+                if q.len() > MAX_PREFIX_BYTES || check_path(q).is_err() || !q.ends_with('/') {
+                    e.add(
+                        "upload.quarantine_prefix",
+                        "must be a valid key prefix ending with /",
+                    );
+                } else if q.starts_with(&self.prefix) || self.prefix.starts_with(q) {
+                    // Under the access point's prefix its own callers could read (or
+                    // overwrite) what was rejected.
+                    e.add(
+                        "upload.quarantine_prefix",
+                        "must lie outside the access point's prefix",
+                    );
+                }
+            }
+            (_, Some(_)) => e.add(
+                "upload.quarantine_prefix",
+                "applies to on_mismatch: quarantine only",
+            ),
+            (_, None) => {}
         }
     }
 
@@ -430,6 +456,8 @@ mod tests {
             require_checksum: true,
             required_metadata: vec!["cse-alg".into(), "X-Amz-Meta-Key".into(), "".into()],
             overwrite: true,
+            on_mismatch: OnMismatch::Quarantine,
+            quarantine_prefix: None,
         };
         assert_eq!(
             fields(&s),
@@ -440,8 +468,28 @@ mod tests {
                 "upload.content_types[3]",
                 "upload.required_metadata[1]",
                 "upload.required_metadata[2]",
+                "upload.quarantine_prefix",
             ]
         );
+        for (mode, prefix, ok) in [
+            (OnMismatch::Quarantine, "quarantine/", true),
+            (OnMismatch::Quarantine, "avatars/q/", false),
+            (OnMismatch::Quarantine, "", false),
+            (OnMismatch::Quarantine, "quarantine", false),
+            (OnMismatch::Delete, "quarantine/", false),
+        ] {
+            s.upload = UploadConstraints {
+                on_mismatch: mode,
+                quarantine_prefix: Some(prefix.into()),
+                ..Default::default()
+            };
+            let want: &[&str] = if ok {
+                &[]
+            } else {
+                &["upload.quarantine_prefix"]
+            };
+            assert_eq!(fields(&s), want, "{mode:?} {prefix:?}");
+        }
         s.upload = UploadConstraints {
             max_content_length: Some(MAX_OBJECT_SIZE + 1),
             ..Default::default()

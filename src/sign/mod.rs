@@ -7,6 +7,7 @@
 mod credentials;
 mod fast;
 pub mod multipart;
+pub mod objects;
 mod post_policy;
 
 use std::borrow::Cow;
@@ -361,6 +362,14 @@ fn percent_encode(s: &str) -> String {
         }
     }
     out
+}
+
+/// [`percent_encode`] for a key in a path (CopyObject's `x-amz-copy-source`): `/` stays.
+fn percent_encode_path(key: &str) -> String {
+    key.split('/')
+        .map(percent_encode)
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 fn presign_error<E: std::error::Error + 'static>(e: E) -> SignError {

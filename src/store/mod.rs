@@ -27,6 +27,7 @@ macro_rules! fetch_rows {
 mod access_points;
 mod conditional;
 mod grants;
+mod issuances;
 mod notify;
 pub mod outbox;
 mod revocations;
@@ -40,6 +41,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 pub use access_points::{StoredAccessPoint, Upsert, etag};
 pub use grants::{Redemption, StoredGrant};
+pub use issuances::{IssuanceKind, IssuanceState, StoredIssuance};
 pub use notify::{CHANGES_CHANNEL, Change};
 pub use revocations::{RevocationKind, StoredRevocation};
 pub use uploads::{StoredUpload, UploadClaim, UploadOwner};

@@ -8,5 +8,6 @@
 
 pub mod plan;
 mod sweeper;
+pub mod verify;
 
 pub use sweeper::{ABORT_CLAIM_SECONDS, COMPLETE_CLAIM_SECONDS, run_sweeper, sweep_once, unix};

@@ -1,5 +1,6 @@
 //! The sweeper: aborts multipart uploads nobody touched for `uploads.abandon_after_seconds`
-//! (and takes over claims whose instance died), audits each abort, forgets the upload.
+//! (and takes over claims whose instance died), audits each abort, forgets the upload; and
+//! forgets upload issuances kept past `uploads.verification_retention_seconds`.
 
 use std::time::{Duration, SystemTime};
 
@@ -33,6 +34,16 @@ pub async fn run_sweeper(state: AppState) {
             Ok(0) => {}
             Ok(n) => tracing::info!(aborted = n, "aborted abandoned multipart uploads"),
             Err(e) => tracing::warn!(error = %e, "multipart upload sweep failed"),
+        }
+        // Issuances past their retention (see `uploads.verification_retention_seconds`).
+        match state
+            .store()
+            .forget_issuances(unix(SystemTime::now()))
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(forgotten = n, "forgot old upload issuances"),
+            Err(e) => tracing::warn!(error = %e, "cannot forget old upload issuances"),
         }
     }
 }
@@ -113,6 +124,8 @@ fn sweep_record(state: &AppState, upload: &StoredUpload, now: SystemTime) -> Aud
         resource: None,
         policy_sha256: None,
         grant_id: None,
+        issuance_id: None,
+        content_length: None,
         rule: None,
     }
 }

@@ -7,6 +7,7 @@ pub mod app;
 pub mod browser;
 pub mod cloudfront;
 pub mod daemon;
+pub mod form;
 pub mod jwt;
 pub mod policy_gen;
 pub mod postgres;

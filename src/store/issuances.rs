@@ -1,0 +1,298 @@
+//! The `upload_issuances` table: what each upload presignd issued allowed, and, once verified,
+//! the verification's answer (see the migration).
+//!
+//! A verification claims its row first (`state = 'verifying'` until `claimed_until`, one
+//! conditional `UPDATE`), so however many instances and callers verify at once, one does the
+//! work and writes one audit record; the others read its answer. Times are Unix seconds.
+
+use std::collections::BTreeMap;
+
+use super::{Store, StoreError, numbered};
+use crate::policy::Encryption;
+
+/// An upload issuance as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredIssuance {
+    /// The issuing audit record's id (`x-presignd-id`).
+    pub issuance_id: String,
+    pub kind: IssuanceKind,
+    pub access_point: String,
+    /// The access point's target at issuance (a bucket name or ARN).
+    pub bucket: String,
+    /// The full object key, or the prefix a starts-with POST let the browser complete.
+    pub object_key: String,
+    pub key_is_prefix: bool,
+    pub issuer: String,
+    pub subject: String,
+    pub groups: Vec<String>,
+    pub min_length: u64,
+    pub max_length: Option<u64>,
+    pub content_type: Option<String>,
+    pub checksum_sha256: Option<String>,
+    pub encryption: Encryption,
+    pub metadata: BTreeMap<String, String>,
+    pub created_at: i64,
+    /// When the URL (or policy) expires.
+    pub expires_at: i64,
+    pub keep_until: i64,
+    pub state: IssuanceState,
+    /// The verification's answer (JSON), once verified or rejected.
+    pub outcome: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IssuanceKind {
+    Put,
+    Post,
+    Multipart,
+}
+
+impl IssuanceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IssuanceKind::Put => "put",
+            IssuanceKind::Post => "post",
+            IssuanceKind::Multipart => "multipart",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IssuanceState {
+    Issued,
+    Verifying,
+    Verified,
+    Rejected,
+}
+
+impl IssuanceState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IssuanceState::Issued => "issued",
+            IssuanceState::Verifying => "verifying",
+            IssuanceState::Verified => "verified",
+            IssuanceState::Rejected => "rejected",
+        }
+    }
+
+    /// Verified or rejected: the answer is final.
+    pub fn is_final(self) -> bool {
+        matches!(self, IssuanceState::Verified | IssuanceState::Rejected)
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    issuance_id: String,
+    kind: String,
+    access_point: String,
+    bucket: String,
+    object_key: String,
+    key_is_prefix: i32,
+    issuer: String,
+    subject: String,
+    groups: String,
+    min_length: i64,
+    max_length: Option<i64>,
+    content_type: Option<String>,
+    checksum_sha256: Option<String>,
+    sse: String,
+    metadata: String,
+    created_at: i64,
+    expires_at: i64,
+    keep_until: i64,
+    state: String,
+    outcome: Option<String>,
+}
+
+const COLUMNS: &str = "issuance_id, kind, access_point, bucket, object_key, key_is_prefix, \
+                       issuer, subject, groups, min_length, max_length, content_type, \
+                       checksum_sha256, sse, metadata, created_at, expires_at, keep_until, \
+                       state, outcome";
+
+fn from_row(r: Row) -> Result<StoredIssuance, StoreError> {
+    let corrupt = |what: &str, e: serde_json::Error| StoreError::Corrupt {
+        name: format!("upload issuance {} ({what})", r.issuance_id),
+        source: e,
+    };
+    let kind = match r.kind.as_str() {
+        "put" => IssuanceKind::Put,
+        "post" => IssuanceKind::Post,
+        _ => IssuanceKind::Multipart,
+    };
+    // CHECK constraints hold the state to these four.
+    let state = match r.state.as_str() {
+        "issued" => IssuanceState::Issued,
+        "verifying" => IssuanceState::Verifying,
+        "verified" => IssuanceState::Verified,
+        _ => IssuanceState::Rejected,
+    };
+    Ok(StoredIssuance {
+        kind,
+        state,
+        // Written from these types by `insert_issuances`; a row that does not read back is
+        // refused rather than verified against the wrong expectations.
+        groups: serde_json::from_str(&r.groups).map_err(|e| corrupt("groups", e))?,
+        encryption: serde_json::from_str(&r.sse).map_err(|e| corrupt("sse", e))?,
+        metadata: serde_json::from_str(&r.metadata).map_err(|e| corrupt("metadata", e))?,
+        access_point: r.access_point,
+        bucket: r.bucket,
+        object_key: r.object_key,
+        key_is_prefix: r.key_is_prefix == 1,
+        issuer: r.issuer,
+        subject: r.subject,
+        min_length: u64::try_from(r.min_length).unwrap_or(0),
+        max_length: r.max_length.map(|m| u64::try_from(m).unwrap_or(0)),
+        content_type: r.content_type,
+        checksum_sha256: r.checksum_sha256,
+        created_at: r.created_at,
+        expires_at: r.expires_at,
+        keep_until: r.keep_until,
+        outcome: r.outcome,
+        issuance_id: r.issuance_id,
+    })
+}
+
+fn i64_of(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+impl Store {
+    /// Records issuances (one statement, however many: a batch's uploads).
+    pub async fn insert_issuances(&self, rows: &[StoredIssuance]) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let one = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+        let sql = format!(
+            "INSERT INTO upload_issuances ({COLUMNS}) VALUES {}",
+            vec![one; rows.len()].join(", ")
+        );
+        macro_rules! run {
+            ($pool:expr, $sql:expr) => {{
+                let mut q = sqlx::query(sqlx::AssertSqlSafe($sql));
+                for r in rows {
+                    q = q
+                        .bind(&r.issuance_id)
+                        .bind(r.kind.as_str())
+                        .bind(&r.access_point)
+                        .bind(&r.bucket)
+                        .bind(&r.object_key)
+                        .bind(i32::from(r.key_is_prefix))
+                        .bind(&r.issuer)
+                        .bind(&r.subject)
+                        .bind(json(&r.groups))
+                        .bind(i64_of(r.min_length))
+                        .bind(r.max_length.map(i64_of))
+                        .bind(&r.content_type)
+                        .bind(&r.checksum_sha256)
+                        .bind(json(&r.encryption))
+                        .bind(json(&r.metadata))
+                        .bind(r.created_at)
+                        .bind(r.expires_at)
+                        .bind(r.keep_until)
+                        .bind(r.state.as_str())
+                        .bind(&r.outcome);
+                }
+                q.execute($pool).await?;
+            }};
+        }
+        match self {
+            Store::Sqlite(pool) => run!(pool, sql),
+            Store::Postgres(pool) => run!(pool, numbered(&sql)),
+        }
+        Ok(())
+    }
+
+    pub async fn issuance(&self, issuance_id: &str) -> Result<Option<StoredIssuance>, StoreError> {
+        let row: Option<Row> = fetch_rows!(
+            self,
+            Row,
+            format!("SELECT {COLUMNS} FROM upload_issuances WHERE issuance_id = ?"),
+            fetch_optional,
+            [issuance_id]
+        );
+        row.map(from_row).transpose()
+    }
+
+    /// Takes the issuance for verification until `until`: one not yet verified, or one whose
+    /// previous claim lapsed (its instance died). `None`: another verification holds it or
+    /// has finished it (read it with [`Store::issuance`]).
+    pub async fn claim_issuance(
+        &self,
+        issuance_id: &str,
+        now: i64,
+        until: i64,
+    ) -> Result<Option<StoredIssuance>, StoreError> {
+        let row: Option<Row> = fetch_rows!(
+            self,
+            Row,
+            format!(
+                "UPDATE upload_issuances SET state = 'verifying', claimed_until = ? \
+                 WHERE issuance_id = ? AND (state = 'issued' \
+                 OR (state = 'verifying' AND claimed_until < ?)) RETURNING {COLUMNS}"
+            ),
+            fetch_optional,
+            [until, issuance_id, now]
+        );
+        row.map(from_row).transpose()
+    }
+
+    /// Gives a claimed issuance back unverified (the verification could not finish).
+    pub async fn release_issuance(&self, issuance_id: &str) -> Result<(), StoreError> {
+        let _: Option<(String,)> = fetch_rows!(
+            self,
+            (String,),
+            "UPDATE upload_issuances SET state = 'issued', claimed_until = NULL \
+             WHERE issuance_id = ? AND state = 'verifying' RETURNING issuance_id"
+                .to_string(),
+            fetch_optional,
+            [issuance_id]
+        );
+        Ok(())
+    }
+
+    /// Records a claimed issuance's final answer, kept until `keep_until`.
+    pub async fn finish_issuance(
+        &self,
+        issuance_id: &str,
+        state: IssuanceState,
+        outcome: &str,
+        keep_until: i64,
+    ) -> Result<(), StoreError> {
+        let _: Option<(String,)> = fetch_rows!(
+            self,
+            (String,),
+            "UPDATE upload_issuances SET state = ?, outcome = ?, keep_until = ?, \
+             claimed_until = NULL WHERE issuance_id = ? AND state = 'verifying' \
+             RETURNING issuance_id"
+                .to_string(),
+            fetch_optional,
+            [state.as_str(), outcome, keep_until, issuance_id]
+        );
+        Ok(())
+    }
+
+    /// Forgets issuances kept long enough (none being verified). Returns how many.
+    pub async fn forget_issuances(&self, now: i64) -> Result<u64, StoreError> {
+        let sql = "DELETE FROM upload_issuances WHERE keep_until < ? AND state <> 'verifying'";
+        let done = match self {
+            Store::Sqlite(pool) => sqlx::query(sql)
+                .bind(now)
+                .execute(pool)
+                .await?
+                .rows_affected(),
+            Store::Postgres(pool) => sqlx::query(sqlx::AssertSqlSafe(numbered(sql)))
+                .bind(now)
+                .execute(pool)
+                .await?
+                .rows_affected(),
+        };
+        Ok(done)
+    }
+}
+
+fn json<T: serde::Serialize>(v: &T) -> String {
+    // These types (strings, maps of strings, a plain enum) always serialize.
+    serde_json::to_string(v).unwrap_or_default()
+}
