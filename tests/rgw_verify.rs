@@ -339,6 +339,10 @@ async fn uploads_are_verified_against_their_issuance_on_radosgw() {
         )
         .await;
     assert_eq!(s, 200, "{done}");
+    assert_eq!(
+        done["issuance_id"], created["issuance_id"],
+        "issued at creation"
+    );
     assert_eq!(done["verification"]["status"], "verified", "{done}");
     assert_eq!(done["verification"]["content_length"], 4);
     let (s, v) = verify(

@@ -1,9 +1,10 @@
 -- Uploads issued through presignd, kept so that verification (POST …/uploads/verify, and
 -- every multipart completion) can compare the object S3 holds with what was signed. A
 -- presigned PUT or POST gets its row when it is issued (`issuance_id` is its audit record's
--- id, the URL's `x-presignd-id`); a multipart upload gets its row, already verified, when it
--- completes. `object_key` is a prefix when `key_is_prefix` (a starts-with POST, whose key the
--- browser completed). Sizes in bytes; `max_length` NULL: up to S3's single-PUT limit.
+-- id, the URL's `x-presignd-id`); a multipart upload (`upload_id`) when it is created, living
+-- until it completes (then it is verified) or is aborted (then the row goes). `object_key` is
+-- a prefix when `key_is_prefix` (a starts-with POST, whose key the browser completed). Sizes
+-- in bytes; `max_length` NULL: up to S3's single-PUT limit.
 -- `metadata` and `groups` are JSON. `state`: 'issued', 'verifying' (claimed until
 -- `claimed_until`; a claim whose instance died is taken over), 'verified' or 'rejected', with
 -- `outcome` the verification's answer (JSON). Rows are forgotten after `keep_until`. Times are
@@ -30,6 +31,10 @@ CREATE TABLE upload_issuances (
     state           TEXT    NOT NULL DEFAULT 'issued'
         CONSTRAINT upload_issuances_state CHECK (state IN ('issued', 'verifying', 'verified', 'rejected')),
     claimed_until   INTEGER,
-    outcome         TEXT
+    outcome         TEXT,
+    -- Once verified: the object's size if it is still there (0 if missing or removed).
+    size            INTEGER,
+    upload_id       TEXT
 ) STRICT;
 CREATE INDEX upload_issuances_keep_until ON upload_issuances (keep_until);
+CREATE INDEX upload_issuances_upload ON upload_issuances (upload_id);

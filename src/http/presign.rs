@@ -424,5 +424,6 @@ fn issuance(
         keep_until: expires_at.unix_timestamp().saturating_add(retention),
         state: IssuanceState::Issued,
         outcome: None,
+        upload_id: None,
     }
 }

@@ -113,6 +113,8 @@ pub struct PartUrl {
 #[derive(Debug, Clone, Serialize)]
 pub struct CreateUploadResponse {
     pub upload_id: String,
+    /// The completion verifies the object against this issuance (and answers with it).
+    pub issuance_id: String,
     pub access_point: String,
     pub bucket: String,
     pub key: String,
@@ -439,7 +441,23 @@ async fn create(
         created_at: t,
         last_activity_at: t,
     };
-    if let Err(e) = state.store().insert_upload(&upload).await {
+    // Its issuance first: verification at completion holds the object to it.
+    let issuance = multipart_issuance(
+        call,
+        &ap,
+        &upload,
+        req.content_type.clone(),
+        req.metadata.clone(),
+    );
+    let stored = match state
+        .store()
+        .insert_issuances(std::slice::from_ref(&issuance))
+        .await
+    {
+        Ok(()) => state.store().insert_upload(&upload).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = stored {
         // Unrecorded, nobody could finish or abort it: abort it now (best effort; the
         // bucket's lifecycle rule is the backstop).
         if let Err(abort) = state
@@ -449,11 +467,19 @@ async fn create(
         {
             tracing::warn!(error = %abort, "cannot abort an unrecorded multipart upload");
         }
+        if let Err(e) = state
+            .store()
+            .forget_upload_issuance(&upload.upload_id)
+            .await
+        {
+            tracing::warn!(error = %e, "cannot forget an unrecorded upload's issuance; it expires");
+        }
         return Err(e.into());
     }
     let numbers = plan.first_parts(state.config().uploads.initial_part_urls);
     let (parts, expires_at, clamped) = sign_parts(call, &upload, &numbers, expires_in).await?;
     Ok(CreateUploadResponse {
+        issuance_id: issuance.issuance_id,
         upload_id: upload.upload_id,
         access_point: spec.name.clone(),
         bucket: upload.bucket,
@@ -594,8 +620,7 @@ async fn complete(
     match result {
         Ok(etag) => {
             state.store().delete_upload(upload_id).await?;
-            let issuance_id = call.record.id.clone();
-            let verification = verify_completed(call, &ap, &upload).await;
+            let (issuance_id, verification) = verify_completed(call, &ap, &upload).await;
             Ok(CompleteResponse {
                 upload_id: upload.upload_id,
                 access_point: ap.spec.name.clone(),
@@ -609,7 +634,7 @@ async fn complete(
             })
         }
         Err(MultipartError::NoSuchUpload) => {
-            state.store().delete_upload(upload_id).await?;
+            state.store().delete_aborted_upload(upload_id).await?;
             Err(ApiError::UploadNotFound)
         }
         Err(MultipartError::ObjectExists) if create_only => Err(abort_taken(state, &upload).await),
@@ -621,19 +646,16 @@ async fn complete(
     }
 }
 
-/// Verifies a completed upload: its issuance (id: the completion's record id) is stored, then
-/// checked like a single upload's. `None` if that could not be done now; the caller can
-/// verify later with the id.
-async fn verify_completed(
+/// The issuance of a multipart upload: live until completed (then verified) or aborted
+/// (then forgotten), so never expiring by itself.
+fn multipart_issuance(
     call: &Audited<'_>,
     ap: &CompiledAccessPoint,
     upload: &StoredUpload,
-) -> Option<Verification> {
-    let state = call.state;
-    let t = unix(call.now);
-    let keep =
-        i64::try_from(state.config().uploads.verification_retention_seconds).unwrap_or(i64::MAX);
-    let issuance = StoredIssuance {
+    content_type: Option<String>,
+    metadata: BTreeMap<String, String>,
+) -> StoredIssuance {
+    StoredIssuance {
         issuance_id: call.record.id.clone(),
         kind: IssuanceKind::Multipart,
         access_point: ap.spec.name.clone(),
@@ -645,37 +667,59 @@ async fn verify_completed(
         groups: call.principal.groups.clone(),
         min_length: upload.content_length,
         max_length: Some(upload.content_length),
-        content_type: None,
+        content_type,
         checksum_sha256: None,
         encryption: ap.spec.encryption.clone(),
-        metadata: BTreeMap::new(),
+        metadata,
         created_at: upload.created_at,
-        expires_at: t,
-        keep_until: t.saturating_add(keep),
+        expires_at: i64::MAX,
+        keep_until: i64::MAX,
         state: IssuanceState::Issued,
         outcome: None,
-    };
-    let verified = match state
-        .store()
-        .insert_issuances(std::slice::from_ref(&issuance))
-        .await
-    {
-        Ok(()) => {
-            super::verify::run(
-                state,
-                call.client,
-                call.principal,
-                ap,
-                &issuance.issuance_id,
-                &upload.object_key,
-            )
-            .await
+        upload_id: Some(upload.upload_id.clone()),
+    }
+}
+
+/// Verifies a completed upload against its issuance (stored at creation; an upload created
+/// before issuances were kept gets one now). `(issuance id, None)` if S3 could not be asked
+/// just now: the caller can verify later with the id.
+async fn verify_completed(
+    call: &Audited<'_>,
+    ap: &CompiledAccessPoint,
+    upload: &StoredUpload,
+) -> (String, Option<Verification>) {
+    let state = call.state;
+    let stored = match state.store().issuance_of_upload(&upload.upload_id).await {
+        Ok(Some(issuance)) => Ok(issuance),
+        Ok(None) => {
+            let issuance = multipart_issuance(call, ap, upload, None, BTreeMap::new());
+            state
+                .store()
+                .insert_issuances(std::slice::from_ref(&issuance))
+                .await
+                .map(|()| issuance)
         }
-        Err(e) => Err(e.into()),
+        Err(e) => Err(e),
     };
-    verified
-        .inspect_err(|e| tracing::warn!(upload_id = %upload.upload_id, error = %e, "cannot verify a completed upload now"))
-        .ok()
+    let issuance = match stored {
+        Ok(issuance) => issuance,
+        Err(e) => {
+            tracing::warn!(upload_id = %upload.upload_id, error = %e, "cannot find a completed upload's issuance");
+            return (call.record.id.clone(), None);
+        }
+    };
+    let verified = super::verify::run(
+        state,
+        call.client,
+        call.principal,
+        ap,
+        &issuance.issuance_id,
+        &upload.object_key,
+    )
+    .await
+    .inspect_err(|e| tracing::warn!(upload_id = %upload.upload_id, error = %e, "cannot verify a completed upload now"))
+    .ok();
+    (issuance.issuance_id, verified)
 }
 
 /// A create-only upload whose key is taken can never complete: its parts go now. Should the
@@ -688,7 +732,7 @@ async fn abort_taken(state: &AppState, upload: &StoredUpload) -> ApiError {
         .await
     {
         Ok(()) | Err(MultipartError::NoSuchUpload) => {
-            if let Err(e) = state.store().delete_upload(id).await {
+            if let Err(e) = state.store().delete_aborted_upload(id).await {
                 tracing::warn!(upload_id = id, error = %e, "aborted at S3, row left for the sweeper");
             }
         }
@@ -720,7 +764,7 @@ async fn abort(call: &mut Audited<'_>, name: &str, upload_id: &str) -> Result<()
         .await
     {
         Ok(()) | Err(MultipartError::NoSuchUpload) => {
-            state.store().delete_upload(upload_id).await?;
+            state.store().delete_aborted_upload(upload_id).await?;
             Ok(())
         }
         Err(e) => {

@@ -19,7 +19,9 @@ use super::client::ClientInfo;
 use super::error::ApiError;
 use super::extract::{ApiJson, Authenticated};
 use crate::Principal;
-use crate::policy::{CompiledAccessPoint, Encryption, OnMismatch, validate_key};
+use crate::policy::{
+    self, CompiledAccessPoint, Encryption, Keys, OnMismatch, Operation, validate_key,
+};
 use crate::state::AppState;
 use crate::store::{IssuanceState, StoredIssuance};
 use crate::uploads::unix;
@@ -144,7 +146,7 @@ async fn find(
     } else {
         call.access_point(name)?
     };
-    if !crate::policy::in_network(&ap, call.client.ip) {
+    if !policy::in_network(&ap, call.client.ip) {
         return Err(ApiError::NetworkDenied);
     }
     call.record.issuance_id = Some(audited::bounded(&req.issuance_id));
@@ -245,9 +247,14 @@ pub async fn run(
                 .unwrap_or(i64::MAX);
             let json =
                 serde_json::to_string(answer).map_err(|e| ApiError::Internal(Box::new(e)))?;
+            // What the object now takes (a removed or missing one nothing).
+            let size = match answer.action {
+                None | Some(Action::Kept) => answer.content_length.unwrap_or(0),
+                Some(Action::Deleted | Action::Quarantined) => 0,
+            };
             if let Err(e) = state
                 .store()
-                .finish_issuance(issuance_id, state_now, &json, t.saturating_add(keep))
+                .finish_issuance(issuance_id, state_now, &json, size, t.saturating_add(keep))
                 .await
             {
                 // Answered and recorded; the claim lapses and a later request verifies again.
@@ -309,8 +316,11 @@ async fn verify_claimed(
     let upload = &ap.spec.upload;
     let (action, quarantine_key) = match (status, &observed) {
         (Status::Verified, _) => (None, None),
-        // Nothing to act on.
+        // Nothing to act on, or not the caller's to remove.
         (Status::Rejected, Observed::Missing) => (Some(Action::Kept), None),
+        (Status::Rejected, _) if !may_remove(state, client, principal, ap, issuance, key) => {
+            (Some(Action::Kept), None)
+        }
         (Status::Rejected, _) => match (upload.on_mismatch, &upload.quarantine_prefix) {
             (OnMismatch::Delete, _) => (Some(Action::Deleted), None),
             (OnMismatch::Quarantine, Some(q)) => {
@@ -359,4 +369,25 @@ async fn verify_claimed(
     }
     .map_err(|e| ApiError::Upstream(Box::new(e)))?;
     Ok(answer)
+}
+
+/// Whether presignd may remove the object for this caller: an admin, or a caller the access
+/// point (same bucket) still lets write the key — one who could replace the object anyway.
+/// (`on_mismatch: delete | quarantine` are refused on create-only access points, where a
+/// caller cannot replace an object.)
+fn may_remove(
+    state: &AppState,
+    client: &ClientInfo,
+    principal: &Principal,
+    ap: &CompiledAccessPoint,
+    issuance: &StoredIssuance,
+    key: &str,
+) -> bool {
+    if ap.target.sdk_bucket() != issuance.bucket {
+        return false;
+    }
+    state.config().auth.is_admin(principal)
+        || key.strip_prefix(ap.spec.prefix.as_str()).is_some_and(|k| {
+            policy::authorize(ap, principal, client.ip, Operation::Put, Keys::Exact(k)).is_ok()
+        })
 }

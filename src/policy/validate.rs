@@ -171,6 +171,14 @@ impl AccessPointSpec {
                 );
             }
         }
+        if upload.on_mismatch != OnMismatch::Keep && !upload.overwrite {
+            // A caller who cannot replace an object must not be able to remove one by
+            // verifying an upload they never made to its key.
+            e.add(
+                "upload.on_mismatch",
+                "delete and quarantine need overwrite: true (on a create-only access point use keep)",
+            );
+        }
         match (upload.on_mismatch, upload.quarantine_prefix.as_deref()) {
             (OnMismatch::Quarantine, None) => e.add(
                 "upload.quarantine_prefix",
@@ -490,6 +498,12 @@ mod tests {
             };
             assert_eq!(fields(&s), want, "{mode:?} {prefix:?}");
         }
+        s.upload = UploadConstraints {
+            on_mismatch: OnMismatch::Delete,
+            overwrite: false,
+            ..Default::default()
+        };
+        assert_eq!(fields(&s), ["upload.on_mismatch"]);
         s.upload = UploadConstraints {
             max_content_length: Some(MAX_OBJECT_SIZE + 1),
             ..Default::default()

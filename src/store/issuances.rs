@@ -38,6 +38,8 @@ pub struct StoredIssuance {
     pub state: IssuanceState,
     /// The verification's answer (JSON), once verified or rejected.
     pub outcome: Option<String>,
+    /// A multipart upload's S3 upload id.
+    pub upload_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,12 +105,13 @@ struct Row {
     keep_until: i64,
     state: String,
     outcome: Option<String>,
+    upload_id: Option<String>,
 }
 
 const COLUMNS: &str = "issuance_id, kind, access_point, bucket, object_key, key_is_prefix, \
                        issuer, subject, groups, min_length, max_length, content_type, \
                        checksum_sha256, sse, metadata, created_at, expires_at, keep_until, \
-                       state, outcome";
+                       state, outcome, upload_id";
 
 fn from_row(r: Row) -> Result<StoredIssuance, StoreError> {
     let corrupt = |what: &str, e: serde_json::Error| StoreError::Corrupt {
@@ -149,6 +152,7 @@ fn from_row(r: Row) -> Result<StoredIssuance, StoreError> {
         expires_at: r.expires_at,
         keep_until: r.keep_until,
         outcome: r.outcome,
+        upload_id: r.upload_id,
         issuance_id: r.issuance_id,
     })
 }
@@ -163,7 +167,7 @@ impl Store {
         if rows.is_empty() {
             return Ok(());
         }
-        let one = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+        let one = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
         let sql = format!(
             "INSERT INTO upload_issuances ({COLUMNS}) VALUES {}",
             vec![one; rows.len()].join(", ")
@@ -192,7 +196,8 @@ impl Store {
                         .bind(r.expires_at)
                         .bind(r.keep_until)
                         .bind(r.state.as_str())
-                        .bind(&r.outcome);
+                        .bind(&r.outcome)
+                        .bind(&r.upload_id);
                 }
                 q.execute($pool).await?;
             }};
@@ -252,23 +257,60 @@ impl Store {
         Ok(())
     }
 
-    /// Records a claimed issuance's final answer, kept until `keep_until`.
+    /// Records a claimed issuance's final answer, kept until `keep_until`; `size`: the
+    /// object's, if it is still there (else 0).
     pub async fn finish_issuance(
         &self,
         issuance_id: &str,
         state: IssuanceState,
         outcome: &str,
+        size: u64,
         keep_until: i64,
     ) -> Result<(), StoreError> {
         let _: Option<(String,)> = fetch_rows!(
             self,
             (String,),
-            "UPDATE upload_issuances SET state = ?, outcome = ?, keep_until = ?, \
+            "UPDATE upload_issuances SET state = ?, outcome = ?, size = ?, keep_until = ?, \
              claimed_until = NULL WHERE issuance_id = ? AND state = 'verifying' \
              RETURNING issuance_id"
                 .to_string(),
             fetch_optional,
-            [state.as_str(), outcome, keep_until, issuance_id]
+            [
+                state.as_str(),
+                outcome,
+                i64_of(size),
+                keep_until,
+                issuance_id
+            ]
+        );
+        Ok(())
+    }
+
+    /// The issuance of the multipart upload `upload_id`.
+    pub async fn issuance_of_upload(
+        &self,
+        upload_id: &str,
+    ) -> Result<Option<StoredIssuance>, StoreError> {
+        let row: Option<Row> = fetch_rows!(
+            self,
+            Row,
+            format!("SELECT {COLUMNS} FROM upload_issuances WHERE upload_id = ?"),
+            fetch_optional,
+            [upload_id]
+        );
+        row.map(from_row).transpose()
+    }
+
+    /// Forgets the issuance of a multipart upload that was aborted (never completed).
+    pub async fn forget_upload_issuance(&self, upload_id: &str) -> Result<(), StoreError> {
+        let _: Option<(String,)> = fetch_rows!(
+            self,
+            (String,),
+            "DELETE FROM upload_issuances WHERE upload_id = ? AND state = 'issued' \
+             RETURNING issuance_id"
+                .to_string(),
+            fetch_optional,
+            [upload_id]
         );
         Ok(())
     }

@@ -205,7 +205,7 @@ impl Store {
         Ok(())
     }
 
-    /// Forgets an upload S3 has completed or aborted.
+    /// Forgets an upload S3 has completed (its issuance stays, to be verified).
     pub async fn delete_upload(&self, upload_id: &str) -> Result<(), StoreError> {
         execute!(
             self,
@@ -213,6 +213,12 @@ impl Store {
             [upload_id]
         );
         Ok(())
+    }
+
+    /// Forgets an upload S3 has aborted, and its issuance: nothing is left to verify.
+    pub async fn delete_aborted_upload(&self, upload_id: &str) -> Result<(), StoreError> {
+        self.forget_upload_issuance(upload_id).await?;
+        self.delete_upload(upload_id).await
     }
 
     /// Claims up to `limit` uploads for the sweeper to abort: active ones idle since before

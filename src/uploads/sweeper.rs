@@ -89,7 +89,10 @@ pub async fn sweep_once(state: &AppState) -> Result<usize, crate::store::StoreEr
             continue;
         }
         if record.decision == Verdict::Allow {
-            state.store().delete_upload(&upload.upload_id).await?;
+            state
+                .store()
+                .delete_aborted_upload(&upload.upload_id)
+                .await?;
             aborted += 1;
         }
     }
