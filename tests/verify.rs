@@ -92,6 +92,12 @@ async fn batch_uploads_verify(backend: Backend) {
         )
         .await;
     assert_eq!(s, 200, "{created}");
+    let (s, open) = verify(&app, &alice, &created["issuance_id"]).await;
+    assert_eq!(
+        (s, open["code"].as_str()),
+        (409, Some("conflict")),
+        "not complete yet: {open}"
+    );
     let aborted = app
         .http
         .delete(format!(

@@ -38,3 +38,5 @@ CREATE TABLE upload_issuances (
 ) STRICT;
 CREATE INDEX upload_issuances_keep_until ON upload_issuances (keep_until);
 CREATE INDEX upload_issuances_upload ON upload_issuances (upload_id);
+-- Quota usage: one subject's issuances on one access point, by time.
+CREATE INDEX upload_issuances_subject ON upload_issuances (access_point, issuer, subject, created_at);

@@ -1,9 +1,14 @@
-//! `GET /v1/access-points` and `GET /v1/whoami`: what the caller is, and what it may use.
+//! `GET /v1/access-points`, `GET /v1/access-points/{name}/quota` and `GET /v1/whoami`: what
+//! the caller is, what it may use, and how much of its upload quota is left.
+
+use std::time::SystemTime;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use serde::Serialize;
 
+use super::client::ClientInfo;
+use super::error::{ApiError, QuotaReport};
 use super::extract::Authenticated;
 use crate::policy::{self, Operation, UploadConstraints};
 use crate::state::AppState;
@@ -42,7 +47,11 @@ pub async fn list_access_points(
             default_expires_in: ap.spec.default_expires_in,
             max_expires_in: ap.spec.max_expires_in,
             encryption: ap.spec.encryption.mode(),
-            upload: ap.spec.upload.clone(),
+            upload: UploadConstraints {
+                // Where rejected objects go is the operator's business.
+                quarantine_prefix: None,
+                ..ap.spec.upload.clone()
+            },
         })
         .collect();
     Json(AccessPointList { access_points })
@@ -69,4 +78,40 @@ pub async fn whoami(
         mfa: p.mfa,
         admin,
     })
+}
+
+#[derive(Debug, Serialize)]
+pub struct QuotaResponse {
+    pub access_point: String,
+    #[serde(flatten)]
+    pub quota: QuotaReport,
+    pub request_id: String,
+}
+
+/// The caller's use of the access point's upload quota: verified bytes still stored, bytes
+/// reserved by live issuances, objects. `404` if the caller cannot see the access point or it
+/// has no quota.
+pub async fn quota(
+    State(state): State<AppState>,
+    Authenticated(p): Authenticated,
+    client: ClientInfo,
+    Path(name): Path<String>,
+) -> Result<Json<QuotaResponse>, ApiError> {
+    let ap = state
+        .catalog()
+        .get(&name)
+        .filter(|ap| policy::can_see(ap, &p))
+        .cloned()
+        .ok_or(ApiError::NotFound)?;
+    let quota = ap.spec.upload.quota.ok_or(ApiError::NoQuota)?;
+    let now = crate::uploads::unix(SystemTime::now());
+    let usage = state
+        .store()
+        .quota_usage(&ap.spec.name, &p.iss, &p.sub, quota.window.start(now), now)
+        .await?;
+    Ok(Json(QuotaResponse {
+        access_point: ap.spec.name.clone(),
+        quota: QuotaReport::new(&quota, usage),
+        request_id: client.request_id,
+    }))
 }

@@ -88,6 +88,12 @@ pub enum ApiError {
     IssuanceNotFound,
     #[error("another request is verifying this upload; retry in a moment")]
     VerificationInProgress,
+    #[error("this multipart upload is not complete: completing it verifies it")]
+    UploadOpen,
+    #[error("this access point has no upload quota")]
+    NoQuota,
+    #[error("{}", quota_detail(.0))]
+    QuotaExceeded(Box<QuotaReport>),
 }
 
 impl From<crate::store::StoreError> for ApiError {
@@ -242,7 +248,9 @@ impl ApiError {
             ApiError::GrantNotFound => (S::NOT_FOUND, "not_found"),
             ApiError::Gone(_) => (S::GONE, "gone"),
             ApiError::IssuanceNotFound => (S::NOT_FOUND, "not_found"),
-            ApiError::VerificationInProgress => (S::CONFLICT, "conflict"),
+            ApiError::VerificationInProgress | ApiError::UploadOpen => (S::CONFLICT, "conflict"),
+            ApiError::QuotaExceeded(_) => (S::FORBIDDEN, "quota_exceeded"),
+            ApiError::NoQuota => (S::NOT_FOUND, "not_found"),
             ApiError::ObjectExists => (S::CONFLICT, "object_exists"),
             ApiError::Upstream(_) => (S::BAD_GATEWAY, "upstream_error"),
         }
@@ -274,6 +282,9 @@ impl ApiError {
         let mut problem = Problem::new(status, self.code(), detail).with_errors(errors);
         if let ApiError::RateLimited { retry_after, .. } = self {
             problem.retry_after = Some(*retry_after);
+        }
+        if let ApiError::QuotaExceeded(report) = self {
+            problem.quota = Some((**report).clone());
         }
         problem
     }
@@ -309,6 +320,59 @@ pub struct Problem {
     /// item's problem cannot carry).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<u64>,
+    /// For `quota_exceeded`: the limits, the caller's usage and what was asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quota: Option<QuotaReport>,
+}
+
+/// A subject's quota on an access point and its use (`quota_exceeded`, `GET …/quota`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QuotaReport {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_per_subject: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub objects_per_subject: Option<u64>,
+    pub window: String,
+    pub used_bytes: u64,
+    pub reserved_bytes: u64,
+    pub objects: u64,
+    /// The bytes the refused issuance would have reserved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requested_bytes: Option<u64>,
+}
+
+impl QuotaReport {
+    pub fn new(quota: &crate::policy::UploadQuota, usage: crate::policy::Usage) -> QuotaReport {
+        QuotaReport {
+            bytes_per_subject: quota.bytes_per_subject,
+            objects_per_subject: quota.objects_per_subject,
+            window: quota.window.to_string(),
+            used_bytes: usage.used_bytes,
+            reserved_bytes: usage.reserved_bytes,
+            objects: usage.objects,
+            requested_bytes: None,
+        }
+    }
+}
+
+fn quota_detail(r: &QuotaReport) -> String {
+    let mut limits = Vec::new();
+    if let Some(b) = r.bytes_per_subject {
+        limits.push(format!(
+            "{b} bytes ({} used, {} reserved, {} asked)",
+            r.used_bytes,
+            r.reserved_bytes,
+            r.requested_bytes.unwrap_or(0)
+        ));
+    }
+    if let Some(o) = r.objects_per_subject {
+        limits.push(format!("{o} objects ({} counted)", r.objects));
+    }
+    format!(
+        "this upload would exceed your quota on this access point ({}): {}",
+        r.window,
+        limits.join(", ")
+    )
 }
 
 impl Problem {
@@ -322,6 +386,7 @@ impl Problem {
             request_id: None,
             errors: None,
             retry_after: None,
+            quota: None,
         }
     }
 

@@ -56,6 +56,7 @@ pub fn router(state: AppState) -> Router {
             "/v1/access-points/{name}/uploads",
             post(uploads::create_upload),
         )
+        .route("/v1/access-points/{name}/quota", get(discovery::quota))
         .route(
             "/v1/access-points/{name}/uploads/verify",
             post(verify::verify_upload),

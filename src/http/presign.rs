@@ -14,11 +14,12 @@ use time::OffsetDateTime;
 
 use super::audited::{self, Audited, bounded};
 use super::client::ClientInfo;
-use super::error::{ApiError, Problem};
+use super::error::{ApiError, Problem, QuotaReport};
 use super::extract::{ApiJson, Authenticated};
 use crate::audit::{AuditRecord, Verdict, signature_sha256};
 use crate::policy::{
     self, CompiledAccessPoint, Encryption, MAX_SINGLE_PUT_BYTES, PresignOperation, PresignRequest,
+    UploadQuota,
 };
 use crate::sign::{PostKey, PostRequest, Presigned, SignRequest, SignedHeaders};
 use crate::state::AppState;
@@ -53,6 +54,9 @@ pub struct PresignResponse {
     /// `put` and `post`: what the upload may be, stored before the URL is answered.
     #[serde(skip)]
     pub issuance: Option<StoredIssuance>,
+    /// The access point's quota the issuance must fit in, if it has one.
+    #[serde(skip)]
+    pub quota: Option<UploadQuota>,
 }
 
 pub async fn presign_one(
@@ -76,31 +80,68 @@ pub async fn presign_one(
     audited::commit_one(&state, outcome, record).await.map(Json)
 }
 
-/// Stores the upload issuances among `decided` in one statement, before their records are
-/// committed and their URLs answered (verification needs them). Should that fail, those
-/// decisions become `store_unavailable` refusals: no upload URL without its issuance.
+/// Stores the upload issuances among `decided` before their records are committed and their
+/// URLs answered (verification needs them): those under a quota one by one, each reserved
+/// only if it fits (else `quota_exceeded`), the others in one statement. A decision whose
+/// issuance cannot be stored becomes a refusal (`quota_exceeded`, or `unavailable`): no
+/// upload URL without its issuance.
 async fn store_issuances(
     state: &AppState,
     decided: &mut [(Result<PresignResponse, ApiError>, AuditRecord)],
 ) {
-    let rows: Vec<StoredIssuance> = decided
-        .iter()
-        .filter_map(|(outcome, _)| outcome.as_ref().ok()?.issuance.clone())
-        .collect();
-    if rows.is_empty() {
-        return;
+    let mut free = Vec::new();
+    for (i, (outcome, _)) in decided.iter().enumerate() {
+        if let Ok(PresignResponse {
+            issuance: Some(row),
+            quota: None,
+            ..
+        }) = outcome
+        {
+            free.push((i, row.clone()));
+        }
     }
-    if let Err(e) = state.store().insert_issuances(&rows).await {
-        tracing::error!(error = %e, "cannot store upload issuances");
-        for (outcome, record) in decided.iter_mut() {
-            if outcome.as_ref().is_ok_and(|p| p.issuance.is_some()) {
-                record.decision = Verdict::Deny;
-                let refused = ApiError::Unavailable(format!("storing the issuance: {e}").into());
-                record.reason = refused.code().to_string();
-                *outcome = Err(refused);
+    if !free.is_empty() {
+        let rows: Vec<StoredIssuance> = free.iter().map(|(_, r)| r.clone()).collect();
+        if let Err(e) = state.store().insert_issuances(&rows).await {
+            tracing::error!(error = %e, "cannot store upload issuances");
+            for (i, _) in &free {
+                refuse(
+                    &mut decided[*i],
+                    ApiError::Unavailable(format!("storing the issuance: {e}").into()),
+                );
             }
         }
     }
+    let now = crate::uploads::unix(SystemTime::now());
+    for item in decided.iter_mut() {
+        let (row, quota) = match &item.0 {
+            Ok(PresignResponse {
+                issuance: Some(row),
+                quota: Some(quota),
+                ..
+            }) => (row.clone(), *quota),
+            _ => continue,
+        };
+        match state.store().reserve_issuance(&row, &quota, now).await {
+            Ok(Ok(())) => {}
+            Ok(Err(usage)) => {
+                let mut report = QuotaReport::new(&quota, usage);
+                report.requested_bytes = Some(crate::store::reservation(&row));
+                refuse(item, ApiError::QuotaExceeded(Box::new(report)));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot reserve an upload under its quota");
+                refuse(item, ApiError::Unavailable(Box::new(e)));
+            }
+        }
+    }
+}
+
+/// Turns an allowed decision into a refusal after the fact.
+fn refuse(item: &mut (Result<PresignResponse, ApiError>, AuditRecord), error: ApiError) {
+    item.1.decision = Verdict::Deny;
+    item.1.reason = error.code().to_string();
+    item.0 = Err(error);
 }
 
 #[derive(Debug, Deserialize)]
@@ -255,6 +296,7 @@ async fn decide(
             delivery: Some("cloudfront"),
             issuance_id: None,
             issuance: None,
+            quota: None,
         });
     }
 
@@ -303,6 +345,7 @@ async fn decide(
     });
     Ok(PresignResponse {
         issuance_id: issuance.as_ref().map(|i| i.issuance_id.clone()),
+        quota: issuance.as_ref().and(spec.upload.quota),
         issuance,
         url: signed.url,
         method: signed.method,
@@ -374,6 +417,7 @@ async fn sign_post(
     Ok(PresignResponse {
         issuance_id: Some(issuance.issuance_id.clone()),
         issuance: Some(issuance),
+        quota: spec.upload.quota,
         url: signed.url,
         method: "POST",
         headers: BTreeMap::new(),
@@ -401,8 +445,7 @@ fn issuance(
     req: &PresignRequest,
     expires_at: OffsetDateTime,
 ) -> StoredIssuance {
-    let retention = i64::try_from(call.state.config().uploads.verification_retention_seconds)
-        .unwrap_or(i64::MAX);
+    let created_at = crate::uploads::unix(call.now);
     StoredIssuance {
         issuance_id: call.record.id.clone(),
         kind,
@@ -419,9 +462,14 @@ fn issuance(
         checksum_sha256: req.checksum_sha256.clone(),
         encryption: ap.spec.encryption.clone(),
         metadata: req.metadata.clone(),
-        created_at: crate::uploads::unix(call.now),
+        created_at,
         expires_at: expires_at.unix_timestamp(),
-        keep_until: expires_at.unix_timestamp().saturating_add(retention),
+        keep_until: super::verify::keep_until(
+            call.state,
+            ap,
+            created_at,
+            expires_at.unix_timestamp(),
+        ),
         state: IssuanceState::Issued,
         outcome: None,
         upload_id: None,

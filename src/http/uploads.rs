@@ -11,6 +11,7 @@
 //! principal's upload is indistinguishable from none. Every step is audited before the answer.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use axum::Json;
@@ -22,12 +23,14 @@ use time::OffsetDateTime;
 
 use super::audited::{self, Audited};
 use super::client::ClientInfo;
-use super::error::ApiError;
+use super::error::{ApiError, QuotaReport};
 use super::extract::{ApiJson, Authenticated};
 use super::verify::Verification;
 use crate::Principal;
 use crate::audit::signature_sha256;
-use crate::policy::{self, CompiledAccessPoint, Encryption, Keys, Operation, UploadRequest};
+use crate::policy::{
+    self, CompiledAccessPoint, Encryption, Keys, Operation, UploadQuota, UploadRequest, Usage,
+};
 use crate::sign::multipart::{CreateUpload, ListedPart, MultipartError, PartSignRequest};
 use crate::sign::{Presigned, SignedHeaders};
 use crate::state::AppState;
@@ -409,6 +412,24 @@ async fn create(
             metadata: &req.metadata,
         },
     )?;
+    // Over its quota, the caller is refused before S3 is asked (the reservation itself comes
+    // once the upload exists, atomically).
+    if let Some(quota) = &spec.upload.quota {
+        let t = unix(now);
+        let usage = state
+            .store()
+            .quota_usage(
+                &spec.name,
+                &principal.iss,
+                &principal.sub,
+                quota.window.start(t),
+                t,
+            )
+            .await?;
+        if !quota.admits(usage, plan.content_length) {
+            return Err(quota_exceeded(quota, usage, plan.content_length));
+        }
+    }
     // Only an upload that would be started is charged to the rate limits.
     state
         .limiter()
@@ -449,13 +470,24 @@ async fn create(
         req.content_type.clone(),
         req.metadata.clone(),
     );
-    let stored = match state
-        .store()
-        .insert_issuances(std::slice::from_ref(&issuance))
-        .await
-    {
-        Ok(()) => state.store().insert_upload(&upload).await,
-        Err(e) => Err(e),
+    let reserved = match &spec.upload.quota {
+        Some(quota) => state.store().reserve_issuance(&issuance, quota, t).await,
+        None => state
+            .store()
+            .insert_issuances(std::slice::from_ref(&issuance))
+            .await
+            .map(Ok),
+    };
+    let stored = match (reserved, &spec.upload.quota) {
+        (Ok(Ok(())), _) => state
+            .store()
+            .insert_upload(&upload)
+            .await
+            .map_err(ApiError::from),
+        // Another upload took the room since the check above.
+        (Ok(Err(usage)), Some(quota)) => Err(quota_exceeded(quota, usage, plan.content_length)),
+        (Ok(Err(_)), None) => Err(ApiError::Internal("a reservation without a quota".into())),
+        (Err(e), _) => Err(e.into()),
     };
     if let Err(e) = stored {
         // Unrecorded, nobody could finish or abort it: abort it now (best effort; the
@@ -472,9 +504,9 @@ async fn create(
             .forget_upload_issuance(&upload.upload_id)
             .await
         {
-            tracing::warn!(error = %e, "cannot forget an unrecorded upload's issuance; it expires");
+            tracing::warn!(error = %e, "cannot forget an unrecorded upload's issuance");
         }
-        return Err(e.into());
+        return Err(e);
     }
     let numbers = plan.first_parts(state.config().uploads.initial_part_urls);
     let (parts, expires_at, clamped) = sign_parts(call, &upload, &numbers, expires_in).await?;
@@ -590,6 +622,15 @@ async fn complete(
         .zip(1u32..)
         .map(|(p, n)| (n, p.etag.clone()))
         .collect();
+    // The issuance the object will be verified against, found before S3 is asked, so the
+    // answer can always name it.
+    let issuance = match issuance_of(call, &ap, &upload).await {
+        Ok(issuance) => issuance,
+        Err(e) => {
+            state.store().release_upload(upload_id, t).await?;
+            return Err(e.into());
+        }
+    };
     let create_only = !ap.spec.upload.overwrite;
     // Not every store honours If-None-Match on completion (radosgw 16.2 ignores it): look
     // first. A PUT racing in between is only stopped by a store that honours the header.
@@ -620,7 +661,8 @@ async fn complete(
     match result {
         Ok(etag) => {
             state.store().delete_upload(upload_id).await?;
-            let (issuance_id, verification) = verify_completed(call, &ap, &upload).await;
+            let issuance_id = issuance.issuance_id.clone();
+            let verification = verify_completed(call, &ap, &upload, &issuance).await;
             Ok(CompleteResponse {
                 upload_id: upload.upload_id,
                 access_point: ap.spec.name.clone(),
@@ -644,6 +686,12 @@ async fn complete(
             Err(e.into())
         }
     }
+}
+
+fn quota_exceeded(quota: &UploadQuota, usage: Usage, requested: u64) -> ApiError {
+    let mut report = QuotaReport::new(quota, usage);
+    report.requested_bytes = Some(requested);
+    ApiError::QuotaExceeded(Box::new(report))
 }
 
 /// The issuance of a multipart upload: live until completed (then verified) or aborted
@@ -680,35 +728,45 @@ fn multipart_issuance(
     }
 }
 
-/// Verifies a completed upload against its issuance (stored at creation; an upload created
-/// before issuances were kept gets one now). `(issuance id, None)` if S3 could not be asked
-/// just now: the caller can verify later with the id.
-async fn verify_completed(
+/// The upload's issuance (stored at creation; an upload created before issuances were kept
+/// gets one now).
+async fn issuance_of(
     call: &Audited<'_>,
     ap: &CompiledAccessPoint,
     upload: &StoredUpload,
-) -> (String, Option<Verification>) {
+) -> Result<StoredIssuance, crate::store::StoreError> {
+    let store = call.state.store();
+    if let Some(issuance) = store.issuance_of_upload(&upload.upload_id).await? {
+        return Ok(issuance);
+    }
+    let issuance = multipart_issuance(call, ap, upload, None, BTreeMap::new());
+    store
+        .insert_issuances(std::slice::from_ref(&issuance))
+        .await?;
+    Ok(issuance)
+}
+
+/// Verifies a completed upload against its issuance. `None` if S3 could not be asked just
+/// now: the caller can verify later with the issuance id.
+async fn verify_completed(
+    call: &Audited<'_>,
+    ap: &Arc<CompiledAccessPoint>,
+    upload: &StoredUpload,
+    issuance: &StoredIssuance,
+) -> Option<Verification> {
     let state = call.state;
-    let stored = match state.store().issuance_of_upload(&upload.upload_id).await {
-        Ok(Some(issuance)) => Ok(issuance),
-        Ok(None) => {
-            let issuance = multipart_issuance(call, ap, upload, None, BTreeMap::new());
-            state
-                .store()
-                .insert_issuances(std::slice::from_ref(&issuance))
-                .await
-                .map(|()| issuance)
-        }
-        Err(e) => Err(e),
-    };
-    let issuance = match stored {
-        Ok(issuance) => issuance,
-        Err(e) => {
-            tracing::warn!(upload_id = %upload.upload_id, error = %e, "cannot find a completed upload's issuance");
-            return (call.record.id.clone(), None);
-        }
-    };
-    let verified = super::verify::run(
+    let t = unix(call.now);
+    // No longer open: it reserves no more (verification counts what arrived), and it is
+    // forgotten after the retention even if it is never verified.
+    let keep = super::verify::keep_until(state, ap, issuance.created_at, t);
+    if let Err(e) = state
+        .store()
+        .close_upload_issuance(&issuance.issuance_id, t, keep)
+        .await
+    {
+        tracing::warn!(upload_id = %upload.upload_id, error = %e, "cannot close a completed upload's issuance");
+    }
+    super::verify::run(
         state,
         call.client,
         call.principal,
@@ -718,8 +776,7 @@ async fn verify_completed(
     )
     .await
     .inspect_err(|e| tracing::warn!(upload_id = %upload.upload_id, error = %e, "cannot verify a completed upload now"))
-    .ok();
-    (issuance.issuance_id, verified)
+    .ok()
 }
 
 /// A create-only upload whose key is taken can never complete: its parts go now. Should the

@@ -7,6 +7,7 @@
 //! verification do the work however many arrive at once; its answer is kept, so verifying
 //! again answers the same without a new record.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use axum::Json;
@@ -23,7 +24,7 @@ use crate::policy::{
     self, CompiledAccessPoint, Encryption, Keys, OnMismatch, Operation, validate_key,
 };
 use crate::state::AppState;
-use crate::store::{IssuanceState, StoredIssuance};
+use crate::store::{IssuanceKind, IssuanceState, StoredIssuance};
 use crate::uploads::unix;
 use crate::uploads::verify::{Issued, Mismatch, Observed, compare};
 
@@ -113,6 +114,13 @@ pub async fn verify_upload(
     if let Some(answer) = answered(&issuance, &client)? {
         return Ok(Json(answer));
     }
+    // An open multipart upload's object does not exist yet: verifying now would spend its
+    // issuance on "missing". (Completion closes it, setting its expiry.)
+    if issuance.kind == IssuanceKind::Multipart && issuance.expires_at == i64::MAX {
+        return call
+            .finish(Err::<Json<Verification>, _>(ApiError::UploadOpen))
+            .await;
+    }
     run(
         &state,
         &client,
@@ -132,7 +140,7 @@ async fn find(
     call: &mut Audited<'_>,
     name: &str,
     req: &VerifyRequest,
-) -> Result<(std::sync::Arc<CompiledAccessPoint>, StoredIssuance, String), ApiError> {
+) -> Result<(Arc<CompiledAccessPoint>, StoredIssuance, String), ApiError> {
     let admin = call.state.config().auth.is_admin(call.principal);
     let ap = if admin {
         let ap = call
@@ -213,7 +221,33 @@ fn answered(
 
 /// Verifies the issuance `issuance_id` under `key` (the caller is entitled to it): claims it,
 /// looks at the object, records the outcome, handles a rejected object, keeps the answer.
+///
+/// The work runs in its own task: hashing a large object can outlast the request's timeout,
+/// and a verification cut off there would leave its claim held (409) until it lapses. Left
+/// to finish, its kept answer is what the caller's next request gets.
 pub async fn run(
+    state: &AppState,
+    client: &ClientInfo,
+    principal: &Principal,
+    ap: &Arc<CompiledAccessPoint>,
+    issuance_id: &str,
+    key: &str,
+) -> Result<Verification, ApiError> {
+    let (state, client, principal, ap) = (
+        state.clone(),
+        client.clone(),
+        principal.clone(),
+        Arc::clone(ap),
+    );
+    let (issuance_id, key) = (issuance_id.to_string(), key.to_string());
+    tokio::spawn(
+        async move { run_here(&state, &client, &principal, &ap, &issuance_id, &key).await },
+    )
+    .await
+    .map_err(|e| ApiError::Internal(Box::new(e)))?
+}
+
+async fn run_here(
     state: &AppState,
     client: &ClientInfo,
     principal: &Principal,
@@ -243,8 +277,6 @@ pub async fn run(
                 Status::Verified => IssuanceState::Verified,
                 Status::Rejected => IssuanceState::Rejected,
             };
-            let keep = i64::try_from(state.config().uploads.verification_retention_seconds)
-                .unwrap_or(i64::MAX);
             let json =
                 serde_json::to_string(answer).map_err(|e| ApiError::Internal(Box::new(e)))?;
             // What the object now takes (a removed or missing one nothing).
@@ -254,7 +286,13 @@ pub async fn run(
             };
             if let Err(e) = state
                 .store()
-                .finish_issuance(issuance_id, state_now, &json, size, t.saturating_add(keep))
+                .finish_issuance(
+                    issuance_id,
+                    state_now,
+                    &json,
+                    size,
+                    keep_until(state, ap, issuance.created_at, t),
+                )
                 .await
             {
                 // Answered and recorded; the claim lapses and a later request verifies again.
@@ -390,4 +428,17 @@ fn may_remove(
         || key.strip_prefix(ap.spec.prefix.as_str()).is_some_and(|k| {
             policy::authorize(ap, principal, client.ip, Operation::Put, Keys::Exact(k)).is_ok()
         })
+}
+
+/// Until when an issuance is kept: the retention after `after` (its URL's expiry, or its
+/// answer), and as long as it counts toward the access point's quota window.
+pub fn keep_until(state: &AppState, ap: &CompiledAccessPoint, created_at: i64, after: i64) -> i64 {
+    let retention =
+        i64::try_from(state.config().uploads.verification_retention_seconds).unwrap_or(i64::MAX);
+    let quota = ap
+        .spec
+        .upload
+        .quota
+        .map_or(i64::MIN, |q| q.window.counts_until(created_at));
+    after.saturating_add(retention).max(quota)
 }

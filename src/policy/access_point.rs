@@ -6,6 +6,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use super::quota::UploadQuota;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::delivery::Delivery;
@@ -156,6 +157,10 @@ pub struct UploadConstraints {
     /// access point's prefix, that rejected objects are moved under (their key appended).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quarantine_prefix: Option<String>,
+    /// How much each subject may upload here (PUT, POST and multipart issuances reserve
+    /// their largest size; verification turns that into the object's size).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quota: Option<UploadQuota>,
 }
 
 /// `upload.on_mismatch`.
@@ -186,6 +191,7 @@ impl Default for UploadConstraints {
             overwrite: true,
             on_mismatch: OnMismatch::Keep,
             quarantine_prefix: None,
+            quota: None,
         }
     }
 }

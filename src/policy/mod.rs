@@ -21,6 +21,7 @@ mod glob;
 mod key;
 mod limits;
 mod presign;
+mod quota;
 mod request;
 mod target;
 mod validate;
@@ -42,6 +43,7 @@ pub use glob::{GlobError, KeyPattern};
 pub use key::{KeyError, MAX_KEY_BYTES, validate_key};
 pub use limits::{AccessPointLimits, MAX_LIMIT_RATE};
 pub use presign::{PresignOperation, PresignRequest, RequestRefusal, check_request};
+pub use quota::{QuotaWindow, UploadQuota, Usage, parse_bytes};
 pub use request::{
     ConstraintError, MAX_EXPIRES_IN, MAX_METADATA_BYTES, MAX_OBJECT_SIZE, MAX_SINGLE_PUT_BYTES,
     UploadRequest, check_metadata, check_response_overrides, check_upload, content_type_allowed,

@@ -179,6 +179,20 @@ impl AccessPointSpec {
                 "delete and quarantine need overwrite: true (on a create-only access point use keep)",
             );
         }
+        if let Some(q) = &upload.quota {
+            if q.bytes_per_subject.is_none() && q.objects_per_subject.is_none() {
+                e.add(
+                    "upload.quota",
+                    "set bytes_per_subject, objects_per_subject or both",
+                );
+            }
+            if q.bytes_per_subject == Some(0) || q.objects_per_subject == Some(0) {
+                e.add(
+                    "upload.quota",
+                    "a limit of 0 would refuse every upload; remove put from the rules instead",
+                );
+            }
+        }
         match (upload.on_mismatch, upload.quarantine_prefix.as_deref()) {
             (OnMismatch::Quarantine, None) => e.add(
                 "upload.quarantine_prefix",
@@ -466,6 +480,11 @@ mod tests {
             overwrite: true,
             on_mismatch: OnMismatch::Quarantine,
             quarantine_prefix: None,
+            quota: Some(crate::policy::UploadQuota {
+                bytes_per_subject: None,
+                objects_per_subject: None,
+                window: crate::policy::QuotaWindow::Total,
+            }),
         };
         assert_eq!(
             fields(&s),
@@ -476,6 +495,7 @@ mod tests {
                 "upload.content_types[3]",
                 "upload.required_metadata[1]",
                 "upload.required_metadata[2]",
+                "upload.quota",
                 "upload.quarantine_prefix",
             ]
         );

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use super::{Store, StoreError, numbered};
-use crate::policy::Encryption;
+use crate::policy::{Encryption, MAX_SINGLE_PUT_BYTES, UploadQuota, Usage};
 
 /// An upload issuance as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,52 +161,190 @@ fn i64_of(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
+/// What an issuance reserves: its largest allowed size (S3's single-PUT limit if unbounded).
+pub fn reservation(row: &StoredIssuance) -> u64 {
+    row.max_length.unwrap_or(MAX_SINGLE_PUT_BYTES)
+}
+
+fn insert_sql(rows: usize) -> String {
+    let one = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    format!(
+        "INSERT INTO upload_issuances ({COLUMNS}) VALUES {}",
+        vec![one; rows].join(", ")
+    )
+}
+
+/// Used bytes, reserved bytes and objects of one subject on one access point (binds: access
+/// point, issuer, subject, since, now). Verified or rejected rows count the size of what is
+/// still there; issued or verifying rows their reservation while the URL lives.
+fn usage_sql() -> String {
+    format!(
+        "SELECT \
+         CAST(COALESCE(SUM(CASE WHEN state IN ('verified', 'rejected') THEN COALESCE(size, 0) ELSE 0 END), 0) AS BIGINT), \
+         CAST(COALESCE(SUM(CASE WHEN state IN ('issued', 'verifying') THEN COALESCE(max_length, {MAX_SINGLE_PUT_BYTES}) ELSE 0 END), 0) AS BIGINT), \
+         CAST(COALESCE(SUM(CASE WHEN state IN ('issued', 'verifying') OR COALESCE(size, 0) > 0 THEN 1 ELSE 0 END), 0) AS BIGINT) \
+         FROM upload_issuances WHERE access_point = ? AND issuer = ? AND subject = ? \
+         AND created_at >= ? AND (state IN ('verified', 'rejected') OR expires_at > ?)"
+    )
+}
+
+/// Inserts `rows` with `sql` (from [`insert_sql`]) on an executor.
+macro_rules! insert_rows {
+    ($exec:expr, $sql:expr, $rows:expr) => {{
+        let mut q = sqlx::query(sqlx::AssertSqlSafe($sql));
+        for r in $rows {
+            q = q
+                .bind(&r.issuance_id)
+                .bind(r.kind.as_str())
+                .bind(&r.access_point)
+                .bind(&r.bucket)
+                .bind(&r.object_key)
+                .bind(i32::from(r.key_is_prefix))
+                .bind(&r.issuer)
+                .bind(&r.subject)
+                .bind(json(&r.groups))
+                .bind(i64_of(r.min_length))
+                .bind(r.max_length.map(i64_of))
+                .bind(&r.content_type)
+                .bind(&r.checksum_sha256)
+                .bind(json(&r.encryption))
+                .bind(json(&r.metadata))
+                .bind(r.created_at)
+                .bind(r.expires_at)
+                .bind(r.keep_until)
+                .bind(r.state.as_str())
+                .bind(&r.outcome)
+                .bind(&r.upload_id);
+        }
+        q.execute($exec).await?;
+    }};
+}
+
+/// Runs [`usage_sql`] on an executor.
+macro_rules! usage_of {
+    ($exec:expr, $sql:expr, $ap:expr, $iss:expr, $sub:expr, $since:expr, $now:expr) => {{
+        let (used, reserved, objects): (i64, i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe($sql))
+            .bind(&$ap)
+            .bind(&$iss)
+            .bind(&$sub)
+            .bind($since)
+            .bind($now)
+            .fetch_one($exec)
+            .await?;
+        Usage {
+            used_bytes: u64::try_from(used).unwrap_or(0),
+            reserved_bytes: u64::try_from(reserved).unwrap_or(0),
+            objects: u64::try_from(objects).unwrap_or(0),
+        }
+    }};
+}
+
 impl Store {
     /// Records issuances (one statement, however many: a batch's uploads).
     pub async fn insert_issuances(&self, rows: &[StoredIssuance]) -> Result<(), StoreError> {
         if rows.is_empty() {
             return Ok(());
         }
-        let one = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
-        let sql = format!(
-            "INSERT INTO upload_issuances ({COLUMNS}) VALUES {}",
-            vec![one; rows.len()].join(", ")
-        );
-        macro_rules! run {
-            ($pool:expr, $sql:expr) => {{
-                let mut q = sqlx::query(sqlx::AssertSqlSafe($sql));
-                for r in rows {
-                    q = q
-                        .bind(&r.issuance_id)
-                        .bind(r.kind.as_str())
-                        .bind(&r.access_point)
-                        .bind(&r.bucket)
-                        .bind(&r.object_key)
-                        .bind(i32::from(r.key_is_prefix))
-                        .bind(&r.issuer)
-                        .bind(&r.subject)
-                        .bind(json(&r.groups))
-                        .bind(i64_of(r.min_length))
-                        .bind(r.max_length.map(i64_of))
-                        .bind(&r.content_type)
-                        .bind(&r.checksum_sha256)
-                        .bind(json(&r.encryption))
-                        .bind(json(&r.metadata))
-                        .bind(r.created_at)
-                        .bind(r.expires_at)
-                        .bind(r.keep_until)
-                        .bind(r.state.as_str())
-                        .bind(&r.outcome)
-                        .bind(&r.upload_id);
-                }
-                q.execute($pool).await?;
-            }};
-        }
+        let sql = insert_sql(rows.len());
         match self {
-            Store::Sqlite(pool) => run!(pool, sql),
-            Store::Postgres(pool) => run!(pool, numbered(&sql)),
+            Store::Sqlite(pool) => insert_rows!(pool, sql, rows),
+            Store::Postgres(pool) => insert_rows!(pool, numbered(&sql), rows),
         }
         Ok(())
+    }
+
+    /// Records an issuance under `quota` if it fits: the caller's usage is read and the row
+    /// inserted in one transaction that no other reservation of the same subject on the same
+    /// access point can interleave with — SQLite's `BEGIN IMMEDIATE` (one writer), a
+    /// PostgreSQL transaction-scoped advisory lock on (access point, issuer, subject) — so
+    /// however many instances reserve at once, the quota is never exceeded. `Err(usage)`:
+    /// it does not fit (nothing recorded).
+    pub async fn reserve_issuance(
+        &self,
+        row: &StoredIssuance,
+        quota: &UploadQuota,
+        now: i64,
+    ) -> Result<Result<(), Usage>, StoreError> {
+        let since = quota.window.start(now);
+        let bytes = reservation(row);
+        let usage_sql = usage_sql();
+        let insert = insert_sql(1);
+        let one = std::slice::from_ref(row);
+        match self {
+            Store::Sqlite(pool) => {
+                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                let usage = usage_of!(
+                    &mut *tx,
+                    usage_sql,
+                    row.access_point,
+                    row.issuer,
+                    row.subject,
+                    since,
+                    now
+                );
+                if !quota.admits(usage, bytes) {
+                    tx.rollback().await?;
+                    return Ok(Err(usage));
+                }
+                insert_rows!(&mut *tx, insert, one);
+                tx.commit().await?;
+            }
+            Store::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                let lock = format!(
+                    "quota\n{}\n{}\n{}",
+                    row.access_point, row.issuer, row.subject
+                );
+                sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+                    .bind(lock)
+                    .execute(&mut *tx)
+                    .await?;
+                let usage = usage_of!(
+                    &mut *tx,
+                    numbered(&usage_sql),
+                    row.access_point,
+                    row.issuer,
+                    row.subject,
+                    since,
+                    now
+                );
+                if !quota.admits(usage, bytes) {
+                    tx.rollback().await?;
+                    return Ok(Err(usage));
+                }
+                insert_rows!(&mut *tx, numbered(&insert), one);
+                tx.commit().await?;
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    /// A subject's usage of an access point's quota at `now`, counting issuances since
+    /// `since`: bytes of verified objects still there, bytes reserved by issuances whose URLs
+    /// still live (or multipart uploads still open), and those objects.
+    pub async fn quota_usage(
+        &self,
+        access_point: &str,
+        issuer: &str,
+        subject: &str,
+        since: i64,
+        now: i64,
+    ) -> Result<Usage, StoreError> {
+        let sql = usage_sql();
+        Ok(match self {
+            Store::Sqlite(pool) => usage_of!(pool, sql, access_point, issuer, subject, since, now),
+            Store::Postgres(pool) => {
+                usage_of!(
+                    pool,
+                    numbered(&sql),
+                    access_point,
+                    issuer,
+                    subject,
+                    since,
+                    now
+                )
+            }
+        })
     }
 
     pub async fn issuance(&self, issuance_id: &str) -> Result<Option<StoredIssuance>, StoreError> {
@@ -299,6 +437,26 @@ impl Store {
             [upload_id]
         );
         row.map(from_row).transpose()
+    }
+
+    /// Closes the issuance of a multipart upload S3 completed: its URLs are over at `now`,
+    /// and it is kept until `keep_until`.
+    pub async fn close_upload_issuance(
+        &self,
+        issuance_id: &str,
+        now: i64,
+        keep_until: i64,
+    ) -> Result<(), StoreError> {
+        let _: Option<(String,)> = fetch_rows!(
+            self,
+            (String,),
+            "UPDATE upload_issuances SET expires_at = ?, keep_until = ? \
+             WHERE issuance_id = ? RETURNING issuance_id"
+                .to_string(),
+            fetch_optional,
+            [now, keep_until, issuance_id]
+        );
+        Ok(())
     }
 
     /// Forgets the issuance of a multipart upload that was aborted (never completed).

@@ -41,7 +41,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 pub use access_points::{StoredAccessPoint, Upsert, etag};
 pub use grants::{Redemption, StoredGrant};
-pub use issuances::{IssuanceKind, IssuanceState, StoredIssuance};
+pub use issuances::{IssuanceKind, IssuanceState, StoredIssuance, reservation};
 pub use notify::{CHANGES_CHANNEL, Change};
 pub use revocations::{RevocationKind, StoredRevocation};
 pub use uploads::{StoredUpload, UploadClaim, UploadOwner};

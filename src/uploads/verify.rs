@@ -141,8 +141,12 @@ fn sse_mismatch(encryption: &Encryption, found: &Found) -> Option<Mismatch> {
         Encryption::SseS3 => (got != "AES256").then(|| Mismatch::new("sse", "AES256", shown)),
         Encryption::SseKms { kms_key_id } => {
             let key = found.sse_kms_key_id.as_deref().unwrap_or("");
-            // S3 reports the key's ARN whatever form the request named it in.
-            let same_key = key == kms_key_id || key.ends_with(&format!("/{kms_key_id}"));
+            // S3 reports the key's ARN whatever form the request named it in; an alias
+            // (`alias/…`) is not in that ARN, so only the mode can be checked for it.
+            let same_key = kms_key_id.starts_with("alias/")
+                || kms_key_id.contains(":alias/")
+                || key == kms_key_id
+                || key.ends_with(&format!("/{kms_key_id}"));
             (got != "aws:kms" || !same_key).then(|| {
                 Mismatch::new(
                     "sse",
@@ -247,6 +251,14 @@ mod tests {
         assert!(compare(&i, &Observed::Found(f.clone())).is_empty());
         f.sse_kms_key_id = Some("arn:aws:kms:eu-west-1:1:key/k-2".into());
         assert_eq!(fields(&compare(&i, &Observed::Found(f.clone()))), ["sse"]);
+        // An alias cannot be matched to the reported key: the mode is what counts.
+        i.encryption = Encryption::SseKms {
+            kms_key_id: "alias/uploads".into(),
+        };
+        assert!(compare(&i, &Observed::Found(f.clone())).is_empty());
+        f.sse = Some("AES256".into());
+        assert_eq!(fields(&compare(&i, &Observed::Found(f.clone()))), ["sse"]);
+        f.sse = Some("aws:kms".into());
         i.encryption = Encryption::SseS3;
         assert_eq!(
             compare(&i, &Observed::Found(f.clone()))[0].actual,
