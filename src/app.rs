@@ -163,6 +163,8 @@ impl App {
             tokio::spawn(crate::catalog::sync::run(state.clone(), reload)),
             // Aborts multipart uploads abandoned for `uploads.abandon_after_seconds`.
             tokio::spawn(crate::uploads::run_sweeper(state.clone())),
+            // Verifies expired, unverified uploads on quota access points.
+            tokio::spawn(verify_expired_every(state.clone())),
         ];
         let cors_check = state.config().s3.cors_check_interval_seconds;
         if cors_check > 0 {
@@ -309,6 +311,24 @@ impl App {
         }
         self.state.store().close().await;
         result
+    }
+}
+
+/// [`crate::http::verify_expired`] every `uploads.sweep_interval_ms`.
+async fn verify_expired_every(state: AppState) {
+    let interval = Duration::from_millis(state.config().uploads.sweep_interval_ms);
+    loop {
+        tokio::time::sleep(interval).await;
+        match crate::http::verify_expired(&state).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                uploads = n,
+                "verified expired uploads on quota access points"
+            ),
+            Err(error) => {
+                tracing::warn!(%error, "expired uploads not verified; retried next round")
+            }
+        }
     }
 }
 

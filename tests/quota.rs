@@ -242,3 +242,49 @@ async fn reservations_are_converted_and_released_sqlite() {
 async fn reservations_are_converted_and_released_postgres() {
     reservations_are_converted_and_released(Backend::Postgres).await;
 }
+
+/// An upload nobody verified still counts: once its URL has expired (plus the grace),
+/// presignd verifies it as its uploader would, recorded like any verification.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_unverified_uploads_are_verified_by_presignd() {
+    let mut opts = Options::new(
+        Backend::Sqlite,
+        vec![limited(json!({"bytes_per_subject": 1000}))],
+    );
+    opts.config(|c| {
+        c.uploads.sweep_interval_ms = 100;
+        c.uploads.expired_verification_grace_seconds = 0;
+    });
+    let app = TestApp::spawn_with(opts).await;
+    let alice = app.token("alice", &["users"], false);
+    let (s, issued) = put_of(&app, &alice, "alice/quiet.bin", 300, 1).await;
+    assert_eq!(s, 200, "{issued}");
+    assert_eq!(put_presigned(&app.http, &issued, vec![1; 300]).await.0, 200);
+    let mut q = Value::Null;
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        q = usage(&app, &alice).await;
+        if q["used_bytes"] == 300 {
+            break;
+        }
+    }
+    assert_eq!(
+        (q["used_bytes"].as_u64(), q["reserved_bytes"].as_u64()),
+        (Some(300), Some(0)),
+        "{q}"
+    );
+    let records = app.audit_records();
+    let by_sweeper = records
+        .iter()
+        .find(|r| r["operation"] == "upload_verified")
+        .expect("the verification is recorded");
+    assert_eq!(by_sweeper["subject"], "alice");
+    assert_eq!(by_sweeper["issuance_id"], issued["issuance_id"]);
+    assert!(
+        by_sweeper["request_id"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("sweeper-")),
+        "{by_sweeper}"
+    );
+    app.finish().await;
+}

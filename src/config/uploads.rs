@@ -18,6 +18,9 @@ pub struct UploadsConfig {
     /// How long an upload issuance is kept for verification after its URL expires, and a
     /// verification's answer after it was given (verifying again answers the same).
     pub verification_retention_seconds: u64,
+    /// On quota access points, presignd verifies an upload nobody verified this long after
+    /// its URL expired (so it counts), leaving uploads in flight at the expiry time to finish.
+    pub expired_verification_grace_seconds: u64,
 }
 
 impl Default for UploadsConfig {
@@ -27,6 +30,7 @@ impl Default for UploadsConfig {
             abandon_after_seconds: 86_400,
             sweep_interval_ms: 300_000,
             verification_retention_seconds: 604_800,
+            expired_verification_grace_seconds: 60,
         }
     }
 }
@@ -52,6 +56,12 @@ impl UploadsConfig {
                 "must be between 60 and 31536000 (one year)",
             ));
         }
+        if self.expired_verification_grace_seconds > 86_400 {
+            p.push(ConfigProblem::new(
+                "uploads.expired_verification_grace_seconds",
+                "must be at most 86400 (a day)",
+            ));
+        }
         if self.sweep_interval_ms < 100 {
             p.push(ConfigProblem::new(
                 "uploads.sweep_interval_ms",
@@ -74,6 +84,7 @@ mod tests {
             abandon_after_seconds: 0,
             sweep_interval_ms: 10,
             verification_retention_seconds: 0,
+            expired_verification_grace_seconds: 86_401,
         };
         let keys: Vec<String> = bad.validate().into_iter().map(|p| p.key).collect();
         assert_eq!(
@@ -82,6 +93,7 @@ mod tests {
                 "uploads.initial_part_urls",
                 "uploads.abandon_after_seconds",
                 "uploads.verification_retention_seconds",
+                "uploads.expired_verification_grace_seconds",
                 "uploads.sweep_interval_ms"
             ]
         );

@@ -32,6 +32,7 @@ pub use client::ClientInfo;
 pub use error::{ApiError, Problem};
 pub use metrics_endpoint::CONTENT_TYPE as METRICS_CONTENT_TYPE;
 pub use presign::{MAX_BATCH_ITEMS, PresignResponse};
+pub use verify::verify_expired;
 
 use crate::state::AppState;
 
@@ -133,6 +134,7 @@ fn issuing_access_point(path: &str) -> Option<&str> {
     rest.strip_suffix("/presign")
         .or_else(|| cookies_route(path))
         .or_else(|| rest.strip_suffix("/grants").filter(single))
+        .or_else(|| rest.strip_suffix("/quota").filter(single))
         .or_else(|| {
             rest.split_once("/uploads")
                 .filter(|(name, tail)| {
@@ -220,6 +222,9 @@ mod tests {
             ("/v1/access-points/videos/cookies", Some("videos")),
             ("/v1/access-points/videos/grants", Some("videos")),
             ("/v1/access-points/a/b/grants", None),
+            ("/v1/access-points/videos/quota", Some("videos")),
+            ("/v1/access-points/videos/uploads/verify", Some("videos")),
+            ("/v1/access-points/a/b/quota", None),
         ] {
             assert_eq!(issuing_access_point(path), name, "{path}");
         }

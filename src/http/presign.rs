@@ -265,6 +265,30 @@ async fn decide(
         )),
         _ => None,
     };
+    // Over the quota already: refused before the rate limits are charged (the reservation
+    // itself is atomic, in `store_issuances`).
+    if let (Some(quota), true) = (&spec.upload.quota, req.operation.uploads()) {
+        let t = crate::uploads::unix(call.now);
+        let p = call.principal;
+        let usage = call
+            .state
+            .store()
+            .quota_usage(&spec.name, &p.iss, &p.sub, quota.window.start(t), t)
+            .await?;
+        let asked = match req.operation {
+            PresignOperation::Put => req.content_length.or(spec.upload.max_content_length),
+            _ => [spec.upload.max_content_length, req.content_length]
+                .into_iter()
+                .flatten()
+                .min(),
+        }
+        .unwrap_or(MAX_SINGLE_PUT_BYTES);
+        if !quota.admits(usage, asked) {
+            let mut report = QuotaReport::new(quota, usage);
+            report.requested_bytes = Some(asked);
+            return Err(ApiError::QuotaExceeded(Box::new(report)));
+        }
+    }
     // Only a request that would be issued is charged to the rate limits.
     call.state
         .limiter()

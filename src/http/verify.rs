@@ -31,6 +31,8 @@ use crate::uploads::verify::{Issued, Mismatch, Observed, compare};
 const OP_VERIFY: &str = "upload_verify";
 pub const OP_VERIFIED: &str = "upload_verified";
 pub const OP_REJECTED: &str = "upload_rejected";
+/// Unverified uploads one round verifies at most (the next round takes the rest).
+const EXPIRED_BATCH: u32 = 100;
 /// How long one verification may hold an issuance (hashing a 5 GiB object takes a while);
 /// after that another may take it over.
 const CLAIM_SECONDS: i64 = 900;
@@ -284,15 +286,15 @@ async fn run_here(
                 None | Some(Action::Kept) => answer.content_length.unwrap_or(0),
                 Some(Action::Deleted | Action::Quarantined) => 0,
             };
+            // Nothing stored counts toward no quota: such an answer is kept the retention.
+            let keep = if size == 0 {
+                t.saturating_add(retention(state))
+            } else {
+                keep_until(state, ap, issuance.created_at, t)
+            };
             if let Err(e) = state
                 .store()
-                .finish_issuance(
-                    issuance_id,
-                    state_now,
-                    &json,
-                    size,
-                    keep_until(state, ap, issuance.created_at, t),
-                )
+                .finish_issuance(issuance_id, state_now, &json, size, keep)
                 .await
             {
                 // Answered and recorded; the claim lapses and a later request verifies again.
@@ -433,12 +435,73 @@ fn may_remove(
 /// Until when an issuance is kept: the retention after `after` (its URL's expiry, or its
 /// answer), and as long as it counts toward the access point's quota window.
 pub fn keep_until(state: &AppState, ap: &CompiledAccessPoint, created_at: i64, after: i64) -> i64 {
-    let retention =
-        i64::try_from(state.config().uploads.verification_retention_seconds).unwrap_or(i64::MAX);
     let quota = ap
         .spec
         .upload
         .quota
         .map_or(i64::MIN, |q| q.window.counts_until(created_at));
-    after.saturating_add(retention).max(quota)
+    after.saturating_add(retention(state)).max(quota)
+}
+
+fn retention(state: &AppState) -> i64 {
+    i64::try_from(state.config().uploads.verification_retention_seconds).unwrap_or(i64::MAX)
+}
+
+/// Verifies uploads on quota access points that nobody verified once their URLs have
+/// expired, as their uploaders would: otherwise an object uploaded but never verified would
+/// stop counting toward the quota when its reservation lapses. Each is claimed, so many
+/// instances share the work. Returns how many were verified.
+pub async fn verify_expired(state: &AppState) -> Result<usize, crate::store::StoreError> {
+    let catalog = state.catalog();
+    let names: Vec<String> = catalog
+        .iter()
+        .filter(|ap| ap.spec.upload.quota.is_some())
+        .map(|ap| ap.spec.name.clone())
+        .collect();
+    let grace = state.config().uploads.expired_verification_grace_seconds;
+    let before = unix(SystemTime::now()).saturating_sub(i64::try_from(grace).unwrap_or(i64::MAX));
+    let due = state
+        .store()
+        .expired_unverified(&names, before, EXPIRED_BATCH)
+        .await?;
+    let mut verified = 0;
+    for issuance in due {
+        let Some(ap) = catalog.get(&issuance.access_point).cloned() else {
+            continue;
+        };
+        // The uploader as they were at issuance (groups then; no MFA).
+        let uploader = Principal {
+            sub: issuance.subject.clone(),
+            iss: issuance.issuer.clone(),
+            groups: issuance.groups.clone(),
+            mfa: false,
+            issued_at: None,
+            expires_at: 0,
+            jti: None,
+        };
+        let sweeper = ClientInfo {
+            request_id: format!("sweeper-{}", uuid::Uuid::now_v7()),
+            ip: None,
+            tls: false,
+            user_agent: None,
+            origin: None,
+        };
+        match run(
+            state,
+            &sweeper,
+            &uploader,
+            &ap,
+            &issuance.issuance_id,
+            &issuance.object_key,
+        )
+        .await
+        {
+            Ok(_) => verified += 1,
+            Err(ApiError::VerificationInProgress) => {}
+            Err(e) => {
+                tracing::warn!(issuance_id = %issuance.issuance_id, error = %e, "cannot verify an expired upload; retrying later");
+            }
+        }
+    }
+    Ok(verified)
 }

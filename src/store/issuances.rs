@@ -439,6 +439,39 @@ impl Store {
         row.map(from_row).transpose()
     }
 
+    /// Issuances of the named access points whose URLs expired before `before` and that
+    /// nobody verified (single-key ones: a starts-with POST's key is not known), oldest
+    /// first.
+    pub async fn expired_unverified(
+        &self,
+        access_points: &[String],
+        before: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredIssuance>, StoreError> {
+        if access_points.is_empty() {
+            return Ok(Vec::new());
+        }
+        let names = vec!["?"; access_points.len()].join(", ");
+        let sql = format!(
+            "SELECT {COLUMNS} FROM upload_issuances WHERE state = 'issued' AND key_is_prefix = 0 \
+             AND expires_at < ? AND access_point IN ({names}) ORDER BY expires_at LIMIT ?"
+        );
+        macro_rules! run {
+            ($pool:expr, $sql:expr) => {{
+                let mut q = sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe($sql)).bind(before);
+                for name in access_points {
+                    q = q.bind(name);
+                }
+                q.bind(i64::from(limit)).fetch_all($pool).await?
+            }};
+        }
+        let rows = match self {
+            Store::Sqlite(pool) => run!(pool, sql),
+            Store::Postgres(pool) => run!(pool, numbered(&sql)),
+        };
+        rows.into_iter().map(from_row).collect()
+    }
+
     /// Closes the issuance of a multipart upload S3 completed: its URLs are over at `now`,
     /// and it is kept until `keep_until`.
     pub async fn close_upload_issuance(
