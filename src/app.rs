@@ -165,6 +165,8 @@ impl App {
             tokio::spawn(crate::uploads::run_sweeper(state.clone())),
             // Verifies expired, unverified uploads on quota access points.
             tokio::spawn(verify_expired_every(state.clone())),
+            // Delivers queued webhooks (`[[webhooks]]`).
+            tokio::spawn(crate::webhooks::deliver::run_dispatcher(state.clone())),
         ];
         let cors_check = state.config().s3.cors_check_interval_seconds;
         if cors_check > 0 {

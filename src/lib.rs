@@ -24,6 +24,7 @@ pub mod sign;
 pub mod state;
 pub mod store;
 pub mod uploads;
+pub mod webhooks;
 
 pub use app::App;
 pub use auth::Principal;

@@ -196,21 +196,29 @@ async fn reservations_are_converted_and_released(backend: Backend) {
         .expect("abort");
     assert_eq!(aborted.status().as_u16(), 204);
     assert_eq!(usage(&app, &alice).await["reserved_bytes"], 0);
-    // An expired URL reserves nothing more.
-    let (s, _) = put_of(&app, &alice, "alice/c.bin", 400, 1).await;
+    // An unused URL keeps its reservation, even expired, until it is verified (an upload it
+    // made would count); verifying too early spends nothing.
+    let (s, issued) = put_of(&app, &alice, "alice/c.bin", 400, 1).await;
     assert_eq!(s, 200);
-    assert_eq!(usage(&app, &alice).await["reserved_bytes"], 400);
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
-    assert_eq!(usage(&app, &alice).await["reserved_bytes"], 0);
-    // A rejected object that was deleted takes nothing; objects are counted too.
-    let (s, issued) = put_of(&app, &alice, "alice/d.bin", 10, 300).await;
-    assert_eq!(s, 200);
-    let (s, v) = app
+    let verify_c = json!({"issuance_id": issued["issuance_id"]});
+    let (s, early) = app
         .post(
             &alice,
             "/v1/access-points/inbox/uploads/verify",
-            json!({"issuance_id": issued["issuance_id"]}),
+            verify_c.clone(),
         )
+        .await;
+    assert_eq!(
+        (s, early["code"].as_str()),
+        (409, Some("conflict")),
+        "{early}"
+    );
+    assert_eq!(usage(&app, &alice).await["reserved_bytes"], 400);
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert_eq!(usage(&app, &alice).await["reserved_bytes"], 400);
+    // Verified once expired: missing for good, nothing counted.
+    let (s, v) = app
+        .post(&alice, "/v1/access-points/inbox/uploads/verify", verify_c)
         .await;
     assert_eq!(
         (s, v["status"].as_str()),
@@ -219,9 +227,39 @@ async fn reservations_are_converted_and_released(backend: Backend) {
     );
     let q = usage(&app, &alice).await;
     assert_eq!(
-        (q["used_bytes"].as_u64(), q["objects"].as_u64()),
-        (Some(600), Some(1)),
+        (
+            q["used_bytes"].as_u64(),
+            q["reserved_bytes"].as_u64(),
+            q["objects"].as_u64()
+        ),
+        (Some(600), Some(0), Some(1)),
         "{q}"
+    );
+    // Objects are counted too; POST cannot be counted, so it is refused here, and a PUT must
+    // declare what it reserves.
+    let (s, p) = app
+        .presign(
+            &alice,
+            "inbox",
+            json!({"operation": "post", "key": "alice/p.bin"}),
+        )
+        .await;
+    assert_eq!(
+        (s, p["code"].as_str()),
+        (400, Some("post_unsupported")),
+        "{p}"
+    );
+    let (s, p) = app
+        .presign(
+            &alice,
+            "inbox",
+            json!({"operation": "put", "key": "alice/p.bin"}),
+        )
+        .await;
+    assert_eq!(
+        (s, p["code"].as_str()),
+        (400, Some("invalid_request")),
+        "{p}"
     );
     assert_eq!(put_of(&app, &alice, "alice/e.bin", 1, 300).await.0, 200);
     assert_eq!(put_of(&app, &alice, "alice/f.bin", 1, 300).await.0, 200);

@@ -16,6 +16,7 @@ mod metrics;
 mod s3;
 mod server;
 mod uploads;
+mod webhooks;
 
 use std::path::{Path, PathBuf};
 
@@ -38,6 +39,7 @@ pub use metrics::{MIN_BEARER_TOKEN_BYTES, MetricsConfig};
 pub use s3::S3Config;
 pub use server::{ForwardedHeader, ServerConfig};
 pub use uploads::UploadsConfig;
+pub use webhooks::{WebhookConfig, WebhookDeliveryConfig};
 
 /// SigV4 presigned URLs cannot live longer than 7 days.
 pub const SIGV4_MAX_EXPIRES: u32 = 604_800;
@@ -78,6 +80,11 @@ pub struct Config {
     /// Download grants: revocable N-use links (needs `server.public_base_url`).
     #[serde(default)]
     pub grants: GrantsConfig,
+    /// Endpoints told about upload outcomes (signed, at least once).
+    #[serde(default)]
+    pub webhooks: Vec<WebhookConfig>,
+    #[serde(default)]
+    pub webhook_delivery: WebhookDeliveryConfig,
 }
 
 pub(crate) fn redacted<S: serde::Serializer>(_: &SecretString, s: S) -> Result<S::Ok, S::Error> {
@@ -185,6 +192,8 @@ impl Config {
         p.extend(self.access_points.validate());
         p.extend(self.cloudfront.validate());
         p.extend(self.grants.validate());
+        p.extend(webhooks::validate(&self.webhooks));
+        p.extend(self.webhook_delivery.validate());
         if p.is_empty() {
             Ok(())
         } else {

@@ -107,7 +107,7 @@ pub async fn quota(
     let now = crate::uploads::unix(SystemTime::now());
     let usage = state
         .store()
-        .quota_usage(&ap.spec.name, &p.iss, &p.sub, quota.window.start(now), now)
+        .quota_usage(&ap.spec.name, &p.iss, &p.sub, quota.window.start(now))
         .await?;
     Ok(Json(QuotaResponse {
         access_point: ap.spec.name.clone(),

@@ -90,8 +90,14 @@ pub enum ApiError {
     VerificationInProgress,
     #[error("this multipart upload is not complete: completing it verifies it")]
     UploadOpen,
+    #[error(
+        "nothing has been uploaded under this key yet, and the URL is still valid: verify once the upload succeeded"
+    )]
+    NotUploadedYet,
     #[error("this access point has no upload quota")]
     NoQuota,
+    #[error("no such dead letter (unknown, or already queued again)")]
+    DeadLetterNotFound,
     #[error("{}", quota_detail(.0))]
     QuotaExceeded(Box<QuotaReport>),
 }
@@ -248,9 +254,11 @@ impl ApiError {
             ApiError::GrantNotFound => (S::NOT_FOUND, "not_found"),
             ApiError::Gone(_) => (S::GONE, "gone"),
             ApiError::IssuanceNotFound => (S::NOT_FOUND, "not_found"),
-            ApiError::VerificationInProgress | ApiError::UploadOpen => (S::CONFLICT, "conflict"),
+            ApiError::VerificationInProgress | ApiError::UploadOpen | ApiError::NotUploadedYet => {
+                (S::CONFLICT, "conflict")
+            }
             ApiError::QuotaExceeded(_) => (S::FORBIDDEN, "quota_exceeded"),
-            ApiError::NoQuota => (S::NOT_FOUND, "not_found"),
+            ApiError::NoQuota | ApiError::DeadLetterNotFound => (S::NOT_FOUND, "not_found"),
             ApiError::ObjectExists => (S::CONFLICT, "object_exists"),
             ApiError::Upstream(_) => (S::BAD_GATEWAY, "upstream_error"),
         }

@@ -15,6 +15,7 @@ mod metrics_endpoint;
 mod presign;
 mod uploads;
 mod verify;
+mod webhooks;
 
 use std::time::Duration;
 
@@ -84,6 +85,14 @@ pub fn router(state: AppState) -> Router {
                 .delete(admin::delete_access_point),
         )
         .route("/v1/admin/explain", post(explain::explain))
+        .route(
+            "/v1/admin/webhooks/dead-letters",
+            get(webhooks::dead_letters),
+        )
+        .route(
+            "/v1/admin/webhooks/dead-letters/{delivery_id}/retry",
+            post(webhooks::retry),
+        )
         .route(
             "/v1/admin/revocations",
             get(admin::list_revocations).post(admin::create_revocation),

@@ -273,16 +273,10 @@ async fn decide(
         let usage = call
             .state
             .store()
-            .quota_usage(&spec.name, &p.iss, &p.sub, quota.window.start(t), t)
+            .quota_usage(&spec.name, &p.iss, &p.sub, quota.window.start(t))
             .await?;
-        let asked = match req.operation {
-            PresignOperation::Put => req.content_length.or(spec.upload.max_content_length),
-            _ => [spec.upload.max_content_length, req.content_length]
-                .into_iter()
-                .flatten()
-                .min(),
-        }
-        .unwrap_or(MAX_SINGLE_PUT_BYTES);
+        // A PUT declares its length on a quota access point (POST is refused there).
+        let asked = req.content_length.unwrap_or(MAX_SINGLE_PUT_BYTES);
         if !quota.admits(usage, asked) {
             let mut report = QuotaReport::new(quota, usage);
             report.requested_bytes = Some(asked);

@@ -423,7 +423,6 @@ async fn create(
                 &principal.iss,
                 &principal.sub,
                 quota.window.start(t),
-                t,
             )
             .await?;
         if !quota.admits(usage, plan.content_length) {

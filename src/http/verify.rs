@@ -12,6 +12,7 @@ use std::time::SystemTime;
 
 use axum::Json;
 use axum::extract::{Path, State};
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -21,21 +22,28 @@ use super::error::ApiError;
 use super::extract::{ApiJson, Authenticated};
 use crate::Principal;
 use crate::policy::{
-    self, CompiledAccessPoint, Encryption, Keys, OnMismatch, Operation, validate_key,
+    self, CompiledAccessPoint, Encryption, Keys, MAX_KEY_BYTES, OnMismatch, Operation, Target,
+    validate_key,
 };
 use crate::state::AppState;
-use crate::store::{IssuanceKind, IssuanceState, StoredIssuance};
+use crate::store::{IssuanceKind, IssuanceState, NewDelivery, StoredIssuance};
 use crate::uploads::unix;
 use crate::uploads::verify::{Issued, Mismatch, Observed, compare};
+use crate::webhooks::EventType;
+use crate::webhooks::deliver::deliveries_for;
 
 const OP_VERIFY: &str = "upload_verify";
 pub const OP_VERIFIED: &str = "upload_verified";
 pub const OP_REJECTED: &str = "upload_rejected";
-/// Unverified uploads one round verifies at most (the next round takes the rest).
+/// Unverified uploads one round verifies at most (the next round takes the rest), and how
+/// many at once.
 const EXPIRED_BATCH: u32 = 100;
+const EXPIRED_CONCURRENCY: usize = 8;
 /// How long one verification may hold an issuance (hashing a 5 GiB object takes a while);
 /// after that another may take it over.
 const CLAIM_SECONDS: i64 = 900;
+/// Objects hashed at once by this instance (each reads a whole object from S3).
+static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -294,11 +302,20 @@ async fn run_here(
             };
             if let Err(e) = state
                 .store()
-                .finish_issuance(issuance_id, state_now, &json, size, keep)
+                .finish_issuance(
+                    issuance_id,
+                    state_now,
+                    &json,
+                    size,
+                    keep,
+                    &events(state, &issuance, answer),
+                )
                 .await
             {
-                // Answered and recorded; the claim lapses and a later request verifies again.
-                tracing::warn!(issuance_id, error = %e, "cannot keep a verification's answer");
+                // Recorded (and acted on), but neither kept nor its events queued: not
+                // answered. The claim lapses and a later verification runs again.
+                tracing::error!(issuance_id, error = %e, "cannot keep a verification's answer");
+                return Err(e.into());
             }
         }
         Err(_) => {
@@ -326,20 +343,15 @@ async fn verify_claimed(
         .observe_object(bucket, key, customer_key)
         .await
         .map_err(|e| ApiError::Upstream(Box::new(e)))?;
-    // Stores that keep no SHA-256 (radosgw before Squid): hash the bytes.
-    if let (Some(_), Observed::Found(found)) = (&issuance.checksum_sha256, &mut observed)
-        && found.checksum_sha256.is_none()
+    // Nothing there while the URL still lives: the upload may still come. Answering
+    // "missing" for good now would let it arrive unverified (and uncounted).
+    if observed == Observed::Missing
+        && issuance.kind != IssuanceKind::Multipart
+        && issuance.expires_at > unix(now)
     {
-        match signer
-            .object_sha256(bucket, key)
-            .await
-            .map_err(|e| ApiError::Upstream(Box::new(e)))?
-        {
-            Some(sum) => found.checksum_sha256 = Some(sum),
-            None => observed = Observed::Missing,
-        }
+        return Err(ApiError::NotUploadedYet);
     }
-    let issued = Issued {
+    let mut issued = Issued {
         min_length: issuance.min_length,
         max_length: issuance.max_length,
         content_type: issuance.content_type.clone(),
@@ -347,6 +359,31 @@ async fn verify_claimed(
         encryption: issuance.encryption.clone(),
         metadata: issuance.metadata.clone(),
     };
+    // Stores that keep no SHA-256 (radosgw before Squid): hash the bytes — only an object of
+    // an allowed size (so at most the issued maximum), the one HeadObject saw (If-Match), a
+    // few at a time. An object of the wrong size is rejected without.
+    if let (Some(_), Observed::Found(found)) = (&issuance.checksum_sha256, &mut observed)
+        && found.checksum_sha256.is_none()
+    {
+        let in_range = found.size >= issued.min_length
+            && issued.max_length.is_none_or(|max| found.size <= max);
+        if in_range {
+            let _turn = HASHING
+                .acquire()
+                .await
+                .map_err(|e| ApiError::Internal(Box::new(e)))?;
+            match signer
+                .object_sha256(bucket, key, found.etag.as_deref())
+                .await
+                .map_err(|e| ApiError::Upstream(Box::new(e)))?
+            {
+                Some(sum) => found.checksum_sha256 = Some(sum),
+                None => observed = Observed::Missing,
+            }
+        } else {
+            issued.checksum_sha256 = None;
+        }
+    }
     let mismatches = compare(&issued, &observed);
     let status = if mismatches.is_empty() {
         Status::Verified
@@ -363,7 +400,11 @@ async fn verify_claimed(
         }
         (Status::Rejected, _) => match (upload.on_mismatch, &upload.quarantine_prefix) {
             (OnMismatch::Delete, _) => (Some(Action::Deleted), None),
-            (OnMismatch::Quarantine, Some(q)) => {
+            // S3 keys end at 1024 bytes; a copy source is built for buckets only.
+            (OnMismatch::Quarantine, Some(q))
+                if q.len() + key.len() <= MAX_KEY_BYTES
+                    && matches!(ap.target, Target::Bucket(_)) =>
+            {
                 (Some(Action::Quarantined), Some(format!("{q}{key}")))
             }
             _ => (Some(Action::Kept), None),
@@ -459,49 +500,84 @@ pub async fn verify_expired(state: &AppState) -> Result<usize, crate::store::Sto
         .map(|ap| ap.spec.name.clone())
         .collect();
     let grace = state.config().uploads.expired_verification_grace_seconds;
-    let before = unix(SystemTime::now()).saturating_sub(i64::try_from(grace).unwrap_or(i64::MAX));
+    let now = unix(SystemTime::now());
+    let before = now.saturating_sub(i64::try_from(grace).unwrap_or(i64::MAX));
     let due = state
         .store()
-        .expired_unverified(&names, before, EXPIRED_BATCH)
+        .expired_unverified(&names, now, before, EXPIRED_BATCH)
         .await?;
-    let mut verified = 0;
-    for issuance in due {
-        let Some(ap) = catalog.get(&issuance.access_point).cloned() else {
-            continue;
-        };
-        // The uploader as they were at issuance (groups then; no MFA).
-        let uploader = Principal {
-            sub: issuance.subject.clone(),
-            iss: issuance.issuer.clone(),
-            groups: issuance.groups.clone(),
-            mfa: false,
-            issued_at: None,
-            expires_at: 0,
-            jti: None,
-        };
-        let sweeper = ClientInfo {
-            request_id: format!("sweeper-{}", uuid::Uuid::now_v7()),
-            ip: None,
-            tls: false,
-            user_agent: None,
-            origin: None,
-        };
-        match run(
-            state,
-            &sweeper,
-            &uploader,
-            &ap,
-            &issuance.issuance_id,
-            &issuance.object_key,
-        )
-        .await
-        {
-            Ok(_) => verified += 1,
-            Err(ApiError::VerificationInProgress) => {}
-            Err(e) => {
-                tracing::warn!(issuance_id = %issuance.issuance_id, error = %e, "cannot verify an expired upload; retrying later");
+    // A few at a time: each is a HeadObject (and perhaps a hash), and a backlog must drain.
+    let verified = futures_util::stream::iter(due)
+        .map(|issuance| {
+            let ap = catalog.get(&issuance.access_point).cloned();
+            async move {
+                let ap = ap?;
+                // The uploader as they were at issuance (groups then; no MFA).
+                let uploader = Principal {
+                    sub: issuance.subject.clone(),
+                    iss: issuance.issuer.clone(),
+                    groups: issuance.groups.clone(),
+                    mfa: false,
+                    issued_at: None,
+                    expires_at: 0,
+                    jti: None,
+                };
+                let sweeper = ClientInfo {
+                    request_id: format!("sweeper-{}", uuid::Uuid::now_v7()),
+                    ip: None,
+                    tls: false,
+                    user_agent: None,
+                    origin: None,
+                };
+                let key = &issuance.object_key;
+                match run(state, &sweeper, &uploader, &ap, &issuance.issuance_id, key).await {
+                    Ok(_) => Some(()),
+                    Err(ApiError::VerificationInProgress) => None,
+                    Err(e) => {
+                        tracing::warn!(issuance_id = %issuance.issuance_id, error = %e, "cannot verify an expired upload; retrying later");
+                        None
+                    }
+                }
             }
-        }
-    }
+        })
+        .buffer_unordered(EXPIRED_CONCURRENCY)
+        .filter_map(std::future::ready)
+        .count()
+        .await;
     Ok(verified)
+}
+
+/// The webhook deliveries a verification's answer causes: `upload.verified` or
+/// `upload.rejected`, with who uploaded (as at issuance) and what the object is.
+fn events(state: &AppState, issuance: &StoredIssuance, answer: &Verification) -> Vec<NewDelivery> {
+    let hooks = &state.config().webhooks;
+    if hooks.is_empty() {
+        return Vec::new();
+    }
+    let type_ = match answer.status {
+        Status::Verified => EventType::UploadVerified,
+        Status::Rejected => EventType::UploadRejected,
+    };
+    let issued_at = OffsetDateTime::from_unix_timestamp(issuance.created_at).ok();
+    let data = serde_json::json!({
+        "issuance_id": answer.issuance_id,
+        "upload": issuance.kind.as_str(),
+        "access_point": answer.access_point,
+        "bucket": answer.bucket,
+        "key": answer.key,
+        "status": answer.status,
+        "mismatches": answer.mismatches,
+        "content_length": answer.content_length,
+        "content_type": answer.content_type,
+        "checksum_sha256": issuance.checksum_sha256,
+        "etag": answer.etag,
+        "action": answer.action,
+        "quarantine_key": answer.quarantine_key,
+        "iss": issuance.issuer,
+        "sub": issuance.subject,
+        "groups": issuance.groups,
+        "issued_at": issued_at.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),
+        "verified_at": answer.verified_at.format(&time::format_description::well_known::Rfc3339).ok(),
+    });
+    deliveries_for(hooks, type_, &answer.access_point, &data)
 }

@@ -88,6 +88,8 @@ pub struct Metrics {
     pub audit_refusals_summarized_total: IntCounter,
     pub http_connections_open: IntGauge,
     pub http_connection_timeouts_total: IntCounterVec,
+    pub webhook_deliveries_total: IntCounterVec,
+    pub webhook_dead_letters: IntGauge,
 }
 
 impl Metrics {
@@ -196,6 +198,16 @@ impl Metrics {
             "Connections closed by a deadline, by phase: header (request headers too slow), idle (keep-alive), tls_handshake.",
             &["phase"],
         )?;
+        let webhook_deliveries_total = counter_vec(
+            "presignd_webhook_deliveries_total",
+            "Webhook delivery attempts by endpoint and outcome: delivered, failed (retried later), dead (dead-lettered).",
+            &["endpoint", "outcome"],
+        )?;
+        let webhook_dead_letters = IntGauge::new(
+            "presignd_webhook_dead_letters",
+            "Webhook deliveries dead-lettered and not retried yet (GET /v1/admin/webhooks/dead-letters), as this instance last counted.",
+        )?;
+        registry.register(Box::new(webhook_dead_letters.clone()))?;
         Ok(Metrics {
             registry,
             http_requests_total,
@@ -213,6 +225,8 @@ impl Metrics {
             dependency_up,
             build_info,
             audit_refusals_summarized_total,
+            webhook_deliveries_total,
+            webhook_dead_letters,
             http_connections_open,
             http_connection_timeouts_total,
         })

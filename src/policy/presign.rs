@@ -163,6 +163,14 @@ pub fn check_request(
     if req.operation == PresignOperation::Post {
         check_post(ap, req)?;
     }
+    if req.operation == PresignOperation::Put
+        && spec.upload.quota.is_some()
+        && req.content_length.is_none()
+    {
+        return Err(RequestRefusal::Invalid(
+            "content_length is required here: this access point has an upload quota, and the declared length is what the upload reserves".into(),
+        ));
+    }
     if req.operation.uploads() {
         check_upload(
             spec,
@@ -210,6 +218,11 @@ fn check_post(ap: &CompiledAccessPoint, req: &PresignRequest) -> Result<(), Requ
     if !ap.spec.upload.overwrite {
         return unsupported(
             "this access point is create-only (upload.overwrite: false), which a POST policy cannot enforce; use put",
+        );
+    }
+    if ap.spec.upload.quota.is_some() {
+        return unsupported(
+            "this access point has an upload quota: a POST policy serves any number of uploads until it expires, which a quota cannot count; use put",
         );
     }
     if req.checksum_sha256.is_some() {

@@ -82,17 +82,20 @@ impl Signer {
     }
 
     /// The base64 SHA-256 of the object's bytes, read as a stream (for stores that keep no
-    /// checksum, such as radosgw before Squid). `None`: the object is gone.
+    /// checksum, such as radosgw before Squid); with `if_match`, only of that version (S3
+    /// answers 412 if it changed). `None`: the object is gone.
     pub async fn object_sha256(
         &self,
         bucket: &str,
         key: &str,
+        if_match: Option<&str>,
     ) -> Result<Option<String>, ObjectError> {
         let got = self
             .client
             .get_object()
             .bucket(bucket)
             .key(key)
+            .set_if_match(if_match.map(str::to_string))
             .send()
             .await;
         let mut body = match got {

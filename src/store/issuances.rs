@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use super::webhooks::{self, NewDelivery, insert_deliveries};
 use super::{Store, StoreError, numbered};
 use crate::policy::{Encryption, MAX_SINGLE_PUT_BYTES, UploadQuota, Usage};
 
@@ -175,8 +176,10 @@ fn insert_sql(rows: usize) -> String {
 }
 
 /// Used bytes, reserved bytes and objects of one subject on one access point (binds: access
-/// point, issuer, subject, since, now). Verified or rejected rows count the size of what is
-/// still there; issued or verifying rows their reservation while the URL lives.
+/// point, issuer, subject, since). Verified or rejected rows count the size of what is still
+/// there; issued or verifying rows their reservation until they are verified — by the
+/// uploader, or by presignd once the URL has expired — whether or not the URL still lives, so
+/// an upload nobody verified never stops counting.
 fn usage_sql() -> String {
     format!(
         "SELECT \
@@ -184,7 +187,7 @@ fn usage_sql() -> String {
          CAST(COALESCE(SUM(CASE WHEN state IN ('issued', 'verifying') THEN COALESCE(max_length, {MAX_SINGLE_PUT_BYTES}) ELSE 0 END), 0) AS BIGINT), \
          CAST(COALESCE(SUM(CASE WHEN state IN ('issued', 'verifying') OR COALESCE(size, 0) > 0 THEN 1 ELSE 0 END), 0) AS BIGINT) \
          FROM upload_issuances WHERE access_point = ? AND issuer = ? AND subject = ? \
-         AND created_at >= ? AND (state IN ('verified', 'rejected') OR expires_at > ?)"
+         AND created_at >= ?"
     )
 }
 
@@ -222,13 +225,12 @@ macro_rules! insert_rows {
 
 /// Runs [`usage_sql`] on an executor.
 macro_rules! usage_of {
-    ($exec:expr, $sql:expr, $ap:expr, $iss:expr, $sub:expr, $since:expr, $now:expr) => {{
+    ($exec:expr, $sql:expr, $ap:expr, $iss:expr, $sub:expr, $since:expr) => {{
         let (used, reserved, objects): (i64, i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe($sql))
             .bind(&$ap)
             .bind(&$iss)
             .bind(&$sub)
             .bind($since)
-            .bind($now)
             .fetch_one($exec)
             .await?;
         Usage {
@@ -279,8 +281,7 @@ impl Store {
                     row.access_point,
                     row.issuer,
                     row.subject,
-                    since,
-                    now
+                    since
                 );
                 if !quota.admits(usage, bytes) {
                     tx.rollback().await?;
@@ -305,8 +306,7 @@ impl Store {
                     row.access_point,
                     row.issuer,
                     row.subject,
-                    since,
-                    now
+                    since
                 );
                 if !quota.admits(usage, bytes) {
                     tx.rollback().await?;
@@ -319,30 +319,21 @@ impl Store {
         Ok(Ok(()))
     }
 
-    /// A subject's usage of an access point's quota at `now`, counting issuances since
-    /// `since`: bytes of verified objects still there, bytes reserved by issuances whose URLs
-    /// still live (or multipart uploads still open), and those objects.
+    /// A subject's usage of an access point's quota, counting issuances since `since`: bytes
+    /// of verified objects still there, bytes reserved by issuances not verified yet, and
+    /// those objects.
     pub async fn quota_usage(
         &self,
         access_point: &str,
         issuer: &str,
         subject: &str,
         since: i64,
-        now: i64,
     ) -> Result<Usage, StoreError> {
         let sql = usage_sql();
         Ok(match self {
-            Store::Sqlite(pool) => usage_of!(pool, sql, access_point, issuer, subject, since, now),
+            Store::Sqlite(pool) => usage_of!(pool, sql, access_point, issuer, subject, since),
             Store::Postgres(pool) => {
-                usage_of!(
-                    pool,
-                    numbered(&sql),
-                    access_point,
-                    issuer,
-                    subject,
-                    since,
-                    now
-                )
+                usage_of!(pool, numbered(&sql), access_point, issuer, subject, since)
             }
         })
     }
@@ -396,7 +387,9 @@ impl Store {
     }
 
     /// Records a claimed issuance's final answer, kept until `keep_until`; `size`: the
-    /// object's, if it is still there (else 0).
+    /// object's, if it is still there (else 0). The webhook deliveries the answer causes are
+    /// queued in the same transaction: an answer is never kept without its events.
+    #[allow(clippy::too_many_arguments)]
     pub async fn finish_issuance(
         &self,
         issuance_id: &str,
@@ -404,23 +397,33 @@ impl Store {
         outcome: &str,
         size: u64,
         keep_until: i64,
+        deliveries: &[NewDelivery],
     ) -> Result<(), StoreError> {
-        let _: Option<(String,)> = fetch_rows!(
-            self,
-            (String,),
-            "UPDATE upload_issuances SET state = ?, outcome = ?, size = ?, keep_until = ?, \
-             claimed_until = NULL WHERE issuance_id = ? AND state = 'verifying' \
-             RETURNING issuance_id"
-                .to_string(),
-            fetch_optional,
-            [
-                state.as_str(),
-                outcome,
-                i64_of(size),
-                keep_until,
-                issuance_id
-            ]
-        );
+        let sql = "UPDATE upload_issuances SET state = ?, outcome = ?, size = ?, keep_until = ?, \
+                   claimed_until = NULL WHERE issuance_id = ? AND state = 'verifying'";
+        macro_rules! run {
+            ($pool:expr, $sql:expr, $insert:expr) => {{
+                let mut tx = $pool.begin().await?;
+                let done = sqlx::query(sqlx::AssertSqlSafe($sql))
+                    .bind(state.as_str())
+                    .bind(outcome)
+                    .bind(i64_of(size))
+                    .bind(keep_until)
+                    .bind(issuance_id)
+                    .execute(&mut *tx)
+                    .await?;
+                // Only the claim's holder finishes it (and queues its events).
+                if done.rows_affected() == 1 && !deliveries.is_empty() {
+                    insert_deliveries!(&mut *tx, $insert, deliveries);
+                }
+                tx.commit().await?;
+            }};
+        }
+        let insert = webhooks::insert_sql(deliveries.len());
+        match self {
+            Store::Sqlite(pool) => run!(pool, sql.to_string(), insert),
+            Store::Postgres(pool) => run!(pool, numbered(sql), numbered(&insert)),
+        }
         Ok(())
     }
 
@@ -440,11 +443,12 @@ impl Store {
     }
 
     /// Issuances of the named access points whose URLs expired before `before` and that
-    /// nobody verified (single-key ones: a starts-with POST's key is not known), oldest
-    /// first.
+    /// nobody verified (or whose verification's claim lapsed by `now`; single-key ones: a
+    /// starts-with POST's key is not known), oldest first.
     pub async fn expired_unverified(
         &self,
         access_points: &[String],
+        now: i64,
         before: i64,
         limit: u32,
     ) -> Result<Vec<StoredIssuance>, StoreError> {
@@ -453,12 +457,15 @@ impl Store {
         }
         let names = vec!["?"; access_points.len()].join(", ");
         let sql = format!(
-            "SELECT {COLUMNS} FROM upload_issuances WHERE state = 'issued' AND key_is_prefix = 0 \
+            "SELECT {COLUMNS} FROM upload_issuances WHERE (state = 'issued' \
+             OR (state = 'verifying' AND claimed_until < ?)) AND key_is_prefix = 0 \
              AND expires_at < ? AND access_point IN ({names}) ORDER BY expires_at LIMIT ?"
         );
         macro_rules! run {
             ($pool:expr, $sql:expr) => {{
-                let mut q = sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe($sql)).bind(before);
+                let mut q = sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe($sql))
+                    .bind(now)
+                    .bind(before);
                 for name in access_points {
                     q = q.bind(name);
                 }
@@ -508,14 +515,18 @@ impl Store {
 
     /// Forgets issuances kept long enough (none being verified). Returns how many.
     pub async fn forget_issuances(&self, now: i64) -> Result<u64, StoreError> {
-        let sql = "DELETE FROM upload_issuances WHERE keep_until < ? AND state <> 'verifying'";
+        // A verification's claim that lapsed long ago counts as given up.
+        let sql = "DELETE FROM upload_issuances WHERE keep_until < ? \
+                   AND (state <> 'verifying' OR claimed_until < ?)";
         let done = match self {
             Store::Sqlite(pool) => sqlx::query(sql)
+                .bind(now)
                 .bind(now)
                 .execute(pool)
                 .await?
                 .rows_affected(),
             Store::Postgres(pool) => sqlx::query(sqlx::AssertSqlSafe(numbered(sql)))
+                .bind(now)
                 .bind(now)
                 .execute(pool)
                 .await?

@@ -32,6 +32,7 @@ mod notify;
 pub mod outbox;
 mod revocations;
 mod uploads;
+mod webhooks;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -45,6 +46,7 @@ pub use issuances::{IssuanceKind, IssuanceState, StoredIssuance, reservation};
 pub use notify::{CHANGES_CHANNEL, Change};
 pub use revocations::{RevocationKind, StoredRevocation};
 pub use uploads::{StoredUpload, UploadClaim, UploadOwner};
+pub use webhooks::{NewDelivery, StoredDelivery};
 
 /// The same statement for both backends: SQLite takes `?`, PostgreSQL `$n` (one per `?`).
 fn numbered(sql: &str) -> String {

@@ -165,6 +165,12 @@ impl Daemon {
         self.child.id()
     }
 
+    /// SIGKILL: no shutdown, nothing flushed.
+    pub fn kill9(&mut self) {
+        self.child.kill().expect("SIGKILL");
+        let _ = self.child.wait();
+    }
+
     /// A real SIGTERM, as an orchestrator sends it.
     pub fn sigterm(&self) {
         let status = Command::new("kill")
