@@ -352,11 +352,12 @@ async fn two_instances_deliver_each_event_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn loopback_destinations_are_refused_unless_allowed_and_end_as_dead_letters() {
-    // A literal loopback address is refused at startup.
+    // A literal loopback address (over http, as a local receiver would be) is refused at
+    // startup unless allowed.
     let mut config: presignd::config::Config = toml::from_str(&format!(
         r#"[[webhooks]]
            name = "app"
-           url = "https://127.0.0.1:9/hooks"
+           url = "http://127.0.0.1:9/hooks"
            secret = "{SECRET}"
            events = ["upload.verified"]"#
     ))

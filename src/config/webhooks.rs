@@ -12,7 +12,8 @@ use crate::webhooks::{EventType, SigningKey, destination_problem};
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
     /// Names the endpoint in dead letters, metrics and logs; deliveries find their endpoint
-    /// by it, so renaming one dead-letters what is queued for the old name.
+    /// by it, so what is queued for a renamed one is retried (and dead-lettered in the end)
+    /// under the old name.
     pub name: String,
     /// `https://…` (`http://` only with `allow_private_network`, for local receivers).
     pub url: String,

@@ -755,8 +755,8 @@ async fn verify_completed(
 ) -> Option<Verification> {
     let state = call.state;
     let t = unix(call.now);
-    // No longer open: it reserves no more (verification counts what arrived), and it is
-    // forgotten after the retention even if it is never verified.
+    // No longer open: verifiable now, and forgotten after the retention (or the quota
+    // window) even if it is never verified; until verified it keeps its reservation.
     let keep = super::verify::keep_until(state, ap, issuance.created_at, t);
     if let Err(e) = state
         .store()

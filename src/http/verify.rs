@@ -313,8 +313,11 @@ async fn run_here(
                 .await
             {
                 // Recorded (and acted on), but neither kept nor its events queued: not
-                // answered. The claim lapses and a later verification runs again.
+                // answered. Released, so a later verification runs again (a second record).
                 tracing::error!(issuance_id, error = %e, "cannot keep a verification's answer");
+                if let Err(e) = state.store().release_issuance(issuance_id).await {
+                    tracing::warn!(issuance_id, error = %e, "cannot release it either; its claim lapses");
+                }
                 return Err(e.into());
             }
         }
@@ -343,14 +346,6 @@ async fn verify_claimed(
         .observe_object(bucket, key, customer_key)
         .await
         .map_err(|e| ApiError::Upstream(Box::new(e)))?;
-    // Nothing there while the URL still lives: the upload may still come. Answering
-    // "missing" for good now would let it arrive unverified (and uncounted).
-    if observed == Observed::Missing
-        && issuance.kind != IssuanceKind::Multipart
-        && issuance.expires_at > unix(now)
-    {
-        return Err(ApiError::NotUploadedYet);
-    }
     let mut issued = Issued {
         min_length: issuance.min_length,
         max_length: issuance.max_length,
@@ -383,6 +378,14 @@ async fn verify_claimed(
         } else {
             issued.checksum_sha256 = None;
         }
+    }
+    // Nothing there (or gone while hashing) while the URL still lives: the upload may still
+    // come. Answering "missing" for good now would let it arrive unverified (and uncounted).
+    if observed == Observed::Missing
+        && issuance.kind != IssuanceKind::Multipart
+        && issuance.expires_at > unix(now)
+    {
+        return Err(ApiError::NotUploadedYet);
     }
     let mismatches = compare(&issued, &observed);
     let status = if mismatches.is_empty() {
@@ -489,8 +492,8 @@ fn retention(state: &AppState) -> i64 {
 }
 
 /// Verifies uploads on quota access points that nobody verified once their URLs have
-/// expired, as their uploaders would: otherwise an object uploaded but never verified would
-/// stop counting toward the quota when its reservation lapses. Each is claimed, so many
+/// expired, as their uploaders would: an unverified issuance holds its whole reservation, and
+/// this turns it into the size of what arrived (nothing, if nothing did). Each is claimed, so many
 /// instances share the work. Returns how many were verified.
 pub async fn verify_expired(state: &AppState) -> Result<usize, crate::store::StoreError> {
     let catalog = state.catalog();

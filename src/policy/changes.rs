@@ -2,7 +2,7 @@
 //! only an MFA-authenticated owner may enable delete or lift the demand). Pure: the admin API
 //! refuses such a change without an MFA-bearing token, `presignd apply` reports it.
 
-use super::access_point::{AccessPointSpec, Effect, Operation, OperationPattern, Rule};
+use super::access_point::{AccessPointSpec, Effect, OnMismatch, Operation, OperationPattern, Rule};
 
 /// Why replacing `before` by `after` (`None`: the access point does not exist before, or is
 /// deleted) needs a second factor, if it does; `others` are the other access points. Any
@@ -54,6 +54,19 @@ pub fn mfa_sensitive_change(
     if protected && before.is_some_and(|b| b.grants != after.grants) {
         return Some(
             "changes the download grants of an access point with require_mfa rules".into(),
+        );
+    }
+    // Replacing or removing objects is a kind of delete: turning create-only off, or letting
+    // verification delete or move rejected objects.
+    let removes_more = before.is_some_and(|b| {
+        (!b.upload.overwrite && after.upload.overwrite)
+            || (b.upload.on_mismatch == OnMismatch::Keep
+                && after.upload.on_mismatch != OnMismatch::Keep)
+    });
+    if protected && removes_more {
+        return Some(
+            "lets uploads replace, or verification remove, objects of an access point with require_mfa rules"
+                .into(),
         );
     }
     // Where GETs are served from counts too: a CloudFront domain and path are another way in.
@@ -166,6 +179,29 @@ mod tests {
             json!({"name": "a", "bucket": bucket, "prefix": prefix, "rules": rules}),
         )
         .expect("spec")
+    }
+
+    #[test]
+    fn letting_objects_be_replaced_or_removed_needs_mfa_where_rules_demand_it() {
+        let del = json!({"effect": "allow", "groups": ["m"], "operations": ["delete"], "require_mfa": true});
+        let put = json!({"effect": "allow", "groups": ["u"], "operations": ["put"]});
+        let mut before = spec("b", "p/", json!([del.clone(), put.clone()]));
+        before.upload.overwrite = false;
+        let mut after = before.clone();
+        after.upload.overwrite = true;
+        assert!(mfa_sensitive_change(Some(&before), Some(&after), &[]).is_some());
+        let mut after = before.clone();
+        after.upload.on_mismatch = OnMismatch::Delete;
+        assert!(mfa_sensitive_change(Some(&before), Some(&after), &[]).is_some());
+        // Tightening is free, and so is any of it without require_mfa rules.
+        assert_eq!(mfa_sensitive_change(Some(&after), Some(&before), &[]), None);
+        let plain = spec("b", "p/", json!([put]));
+        let mut loosened = plain.clone();
+        loosened.upload.on_mismatch = OnMismatch::Quarantine;
+        assert_eq!(
+            mfa_sensitive_change(Some(&plain), Some(&loosened), &[]),
+            None
+        );
     }
 
     #[test]
