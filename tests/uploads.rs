@@ -75,17 +75,6 @@ fn uploads_at_s3(app: &TestApp) -> Vec<String> {
         .collect()
 }
 
-async fn delete(app: &TestApp, token: &str, path: &str) -> (u16, Value) {
-    let resp = app
-        .http
-        .delete(format!("{}{path}", app.base))
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("request");
-    decode(resp).await
-}
-
 async fn download(app: &TestApp, key: &str) -> Vec<u8> {
     app.s3
         .sdk_client()
@@ -216,7 +205,7 @@ async fn multipart_round_trip(backend: Backend) {
         let (s2, p2) = app
             .post(&bob, &format!("{base}/complete"), completion.clone())
             .await;
-        let (s3, p3) = delete(&app, &bob, &base).await;
+        let (s3, p3) = app.delete(&bob, &base).await;
         for (s, p) in [(s1, &p1), (s2, &p2), (s3, &p3)] {
             assert_eq!(s, 404, "{upload}: {p}");
             assert_eq!(p["code"], "upload_not_found", "{upload}");
@@ -281,20 +270,20 @@ async fn multipart_round_trip(backend: Backend) {
     assert_eq!(status, 200, "{second}");
     assert_eq!(second["part_count"], 1, "default part size 8 MiB: one part");
     let second_id = second["upload_id"].as_str().expect("upload_id");
-    let (status, _) = delete(
-        &app,
-        &alice,
-        &format!("/v1/access-points/big/uploads/{second_id}"),
-    )
-    .await;
+    let (status, _) = app
+        .delete(
+            &alice,
+            &format!("/v1/access-points/big/uploads/{second_id}"),
+        )
+        .await;
     assert_eq!(status, 204);
     assert!(uploads_at_s3(&app).is_empty(), "aborted at S3");
-    let (status, _) = delete(
-        &app,
-        &alice,
-        &format!("/v1/access-points/big/uploads/{second_id}"),
-    )
-    .await;
+    let (status, _) = app
+        .delete(
+            &alice,
+            &format!("/v1/access-points/big/uploads/{second_id}"),
+        )
+        .await;
     assert_eq!(status, 404, "aborting twice finds nothing");
 
     // Every step is audited, allowed or refused.

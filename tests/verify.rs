@@ -98,18 +98,14 @@ async fn batch_uploads_verify(backend: Backend) {
         (409, Some("conflict")),
         "not complete yet: {open}"
     );
-    let aborted = app
-        .http
-        .delete(format!(
-            "{}/v1/access-points/inbox/uploads/{}",
-            app.base,
-            created["upload_id"].as_str().expect("upload_id")
-        ))
-        .bearer_auth(&alice)
-        .send()
-        .await
-        .expect("abort");
-    assert_eq!(aborted.status().as_u16(), 204);
+    let upload_id = created["upload_id"].as_str().expect("upload_id");
+    let (s, _) = app
+        .delete(
+            &alice,
+            &format!("/v1/access-points/inbox/uploads/{upload_id}"),
+        )
+        .await;
+    assert_eq!(s, 204, "aborted");
     let (s, gone) = verify(&app, &alice, &created["issuance_id"]).await;
     assert_eq!(s, 404, "{gone}");
     app.finish().await;

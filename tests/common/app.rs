@@ -287,6 +287,17 @@ reload_interval_ms = 200
         decode(resp).await
     }
 
+    pub async fn delete(&self, token: &str, path: &str) -> (u16, Value) {
+        let resp = self
+            .http
+            .delete(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request");
+        decode(resp).await
+    }
+
     pub async fn get(&self, token: Option<&str>, path: &str) -> (u16, Value) {
         let mut req = self.http.get(format!("{}{path}", self.base));
         if let Some(t) = token {
