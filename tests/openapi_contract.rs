@@ -122,6 +122,19 @@ impl Contract {
         );
     }
 
+    /// Whether `instance` matches `schema`, without failing the test.
+    fn admits(&self, schema: &Value, instance: &Value) -> bool {
+        let root = json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "components": self.doc["components"],
+            "allOf": [schema],
+        });
+        jsonschema::draft202012::options()
+            .build(&root)
+            .expect("the schema compiles")
+            .is_valid(instance)
+    }
+
     fn schema(&self, name: &str) -> Value {
         json!({ "$ref": format!("#/components/schemas/{name}") })
     }
@@ -622,6 +635,59 @@ fn problem_codes_are_documented() {
         sent, documented,
         "codes the server sends (left) and the Problem.code enum (right) differ"
     );
+}
+
+/// Which fields each presign operation takes is in the contract (`PresignFieldsByOperation`):
+/// a request the server refuses for carrying another operation's field, the schema refuses
+/// too, and the same request without it both accept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presign_fields_are_typed_per_operation() {
+    let contract = Contract::load();
+    let app = TestApp::spawn(Backend::Sqlite, vec![avatars()]).await;
+    let alice = app.token("alice", &["users"], false);
+    // Delete is a moderator's, with MFA (else the rules refuse first, 403).
+    let moderator = app.token("mo", &["moderators"], true);
+    let presign = "/v1/access-points/avatars/presign";
+    for (op, foreign) in [
+        ("get", json!({"content_length": 3})),
+        ("get", json!({"metadata": {"a": "b"}})),
+        ("get", json!({"key_starts_with": true})),
+        ("put", json!({"response_content_type": "image/png"})),
+        ("put", json!({"not_before": "2026-01-01T00:00:00Z"})),
+        (
+            "post",
+            json!({"checksum_sha256": "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="}),
+        ),
+        ("delete", json!({"content_type": "image/png"})),
+    ] {
+        let mut body = json!({"operation": op, "key": "alice/a.png"});
+        if op != "delete" && op != "get" {
+            body["content_type"] = json!("image/png");
+        }
+        let plain = body.clone();
+        for (k, v) in foreign.as_object().expect("fields") {
+            body[k] = v.clone();
+        }
+        let schema = contract.schema("PresignRequest");
+        assert!(
+            !contract.admits(&schema, &body),
+            "the contract refuses {body}"
+        );
+        let token = if op == "delete" { &moderator } else { &alice };
+        let resp = call(&app, "POST", presign, Some(token), Some(body.clone())).await;
+        assert_eq!(resp.status, 400, "the server refuses {body}: {}", resp.body);
+        assert!(
+            contract.admits(&schema, &plain),
+            "the contract takes {plain}"
+        );
+        let mut item = plain.clone();
+        item["access_point"] = json!("avatars");
+        assert!(
+            contract.admits(&contract.schema("BatchItem"), &item),
+            "{item}"
+        );
+    }
+    app.finish().await;
 }
 
 /// The multipart upload routes: each status the suite can provoke, against the contract.
