@@ -659,7 +659,13 @@ async fn complete(
         .await;
     match result {
         Ok(etag) => {
-            state.store().delete_upload(upload_id).await?;
+            // No longer open: verifiable now, and forgotten after the retention (or the quota
+            // window) even if it is never verified; until verified it keeps its reservation.
+            let keep = super::verify::keep_until(state, &ap, issuance.created_at, t);
+            state
+                .store()
+                .complete_upload(upload_id, &issuance.issuance_id, t, keep)
+                .await?;
             let issuance_id = issuance.issuance_id.clone();
             let verification = verify_completed(call, &ap, &upload, &issuance).await;
             Ok(CompleteResponse {
@@ -754,17 +760,6 @@ async fn verify_completed(
     issuance: &StoredIssuance,
 ) -> Option<Verification> {
     let state = call.state;
-    let t = unix(call.now);
-    // No longer open: verifiable now, and forgotten after the retention (or the quota
-    // window) even if it is never verified; until verified it keeps its reservation.
-    let keep = super::verify::keep_until(state, ap, issuance.created_at, t);
-    if let Err(e) = state
-        .store()
-        .close_upload_issuance(&issuance.issuance_id, t, keep)
-        .await
-    {
-        tracing::warn!(upload_id = %upload.upload_id, error = %e, "cannot close a completed upload's issuance");
-    }
     super::verify::run(
         state,
         call.client,

@@ -479,23 +479,39 @@ impl Store {
         rows.into_iter().map(from_row).collect()
     }
 
-    /// Closes the issuance of a multipart upload S3 completed: its URLs are over at `now`,
-    /// and it is kept until `keep_until`.
-    pub async fn close_upload_issuance(
+    /// Forgets a multipart upload S3 has completed and closes its issuance in one
+    /// transaction — its URLs are over at `now`, it is kept until `keep_until` — so no crash
+    /// can leave an issuance open (unverifiable, reserving for good) for an upload gone.
+    pub async fn complete_upload(
         &self,
+        upload_id: &str,
         issuance_id: &str,
         now: i64,
         keep_until: i64,
     ) -> Result<(), StoreError> {
-        let _: Option<(String,)> = fetch_rows!(
-            self,
-            (String,),
-            "UPDATE upload_issuances SET expires_at = ?, keep_until = ? \
-             WHERE issuance_id = ? RETURNING issuance_id"
-                .to_string(),
-            fetch_optional,
-            [now, keep_until, issuance_id]
-        );
+        let forget = "DELETE FROM multipart_uploads WHERE upload_id = ?";
+        let close = "UPDATE upload_issuances SET expires_at = ?, keep_until = ? \
+                     WHERE issuance_id = ?";
+        macro_rules! run {
+            ($pool:expr, $forget:expr, $close:expr) => {{
+                let mut tx = $pool.begin().await?;
+                sqlx::query(sqlx::AssertSqlSafe($forget))
+                    .bind(upload_id)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(sqlx::AssertSqlSafe($close))
+                    .bind(now)
+                    .bind(keep_until)
+                    .bind(issuance_id)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+            }};
+        }
+        match self {
+            Store::Sqlite(pool) => run!(pool, forget.to_string(), close.to_string()),
+            Store::Postgres(pool) => run!(pool, numbered(forget), numbered(close)),
+        }
         Ok(())
     }
 
