@@ -115,3 +115,26 @@ pub async fn quota(
         request_id: client.request_id,
     }))
 }
+
+/// Refuses an upload of `asked` bytes the caller's quota on `ap` has no room for, before
+/// anything is charged or asked of S3 (the reservation itself comes later, atomically).
+pub async fn check_quota(
+    state: &AppState,
+    ap: &crate::policy::CompiledAccessPoint,
+    p: &crate::Principal,
+    now: i64,
+    asked: u64,
+) -> Result<(), ApiError> {
+    let Some(quota) = &ap.spec.upload.quota else {
+        return Ok(());
+    };
+    let usage = state
+        .store()
+        .quota_usage(&ap.spec.name, &p.iss, &p.sub, quota.window.start(now))
+        .await?;
+    if quota.admits(usage, asked) {
+        Ok(())
+    } else {
+        Err(ApiError::quota_exceeded(quota, usage, asked))
+    }
+}

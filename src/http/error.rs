@@ -363,6 +363,19 @@ impl QuotaReport {
     }
 }
 
+impl ApiError {
+    /// `403 quota_exceeded`: reserving `requested` bytes more would pass `quota`.
+    pub fn quota_exceeded(
+        quota: &crate::policy::UploadQuota,
+        usage: crate::policy::Usage,
+        requested: u64,
+    ) -> ApiError {
+        let mut report = QuotaReport::new(quota, usage);
+        report.requested_bytes = Some(requested);
+        ApiError::QuotaExceeded(Box::new(report))
+    }
+}
+
 fn quota_detail(r: &QuotaReport) -> String {
     let mut limits = Vec::new();
     if let Some(b) = r.bytes_per_subject {

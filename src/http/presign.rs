@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 
 use super::audited::{self, Audited, bounded};
 use super::client::ClientInfo;
-use super::error::{ApiError, Problem, QuotaReport};
+use super::error::{ApiError, Problem};
 use super::extract::{ApiJson, Authenticated};
 use crate::audit::{AuditRecord, Verdict, signature_sha256};
 use crate::policy::{
@@ -125,9 +125,8 @@ async fn store_issuances(
         match state.store().reserve_issuance(&row, &quota, now).await {
             Ok(Ok(())) => {}
             Ok(Err(usage)) => {
-                let mut report = QuotaReport::new(&quota, usage);
-                report.requested_bytes = Some(crate::store::reservation(&row));
-                refuse(item, ApiError::QuotaExceeded(Box::new(report)));
+                let asked = crate::store::reservation(&row);
+                refuse(item, ApiError::quota_exceeded(&quota, usage, asked));
             }
             Err(e) => {
                 tracing::error!(error = %e, "cannot reserve an upload under its quota");
@@ -267,21 +266,11 @@ async fn decide(
     };
     // Over the quota already: refused before the rate limits are charged (the reservation
     // itself is atomic, in `store_issuances`).
-    if let (Some(quota), true) = (&spec.upload.quota, req.operation.uploads()) {
-        let t = crate::uploads::unix(call.now);
-        let p = call.principal;
-        let usage = call
-            .state
-            .store()
-            .quota_usage(&spec.name, &p.iss, &p.sub, quota.window.start(t))
-            .await?;
+    if req.operation.uploads() {
         // A PUT declares its length on a quota access point (POST is refused there).
         let asked = req.content_length.unwrap_or(MAX_SINGLE_PUT_BYTES);
-        if !quota.admits(usage, asked) {
-            let mut report = QuotaReport::new(quota, usage);
-            report.requested_bytes = Some(asked);
-            return Err(ApiError::QuotaExceeded(Box::new(report)));
-        }
+        let now = crate::uploads::unix(call.now);
+        super::discovery::check_quota(call.state, &ap, call.principal, now, asked).await?;
     }
     // Only a request that would be issued is charged to the rate limits.
     call.state

@@ -23,14 +23,12 @@ use time::OffsetDateTime;
 
 use super::audited::{self, Audited};
 use super::client::ClientInfo;
-use super::error::{ApiError, QuotaReport};
+use super::error::ApiError;
 use super::extract::{ApiJson, Authenticated};
 use super::verify::Verification;
 use crate::Principal;
 use crate::audit::signature_sha256;
-use crate::policy::{
-    self, CompiledAccessPoint, Encryption, Keys, Operation, UploadQuota, UploadRequest, Usage,
-};
+use crate::policy::{self, CompiledAccessPoint, Encryption, Keys, Operation, UploadRequest};
 use crate::sign::multipart::{CreateUpload, ListedPart, MultipartError, PartSignRequest};
 use crate::sign::{Presigned, SignedHeaders};
 use crate::state::AppState;
@@ -38,6 +36,7 @@ use crate::store::{
     IssuanceKind, IssuanceState, StoredIssuance, StoredUpload, UploadClaim, UploadOwner,
 };
 use crate::uploads::plan::{self, MAX_PARTS, Plan};
+use crate::uploads::verify::Observed;
 use crate::uploads::{ABORT_CLAIM_SECONDS, COMPLETE_CLAIM_SECONDS, unix};
 
 const OP_CREATE: &str = "multipart_create";
@@ -414,21 +413,7 @@ async fn create(
     )?;
     // Over its quota, the caller is refused before S3 is asked (the reservation itself comes
     // once the upload exists, atomically).
-    if let Some(quota) = &spec.upload.quota {
-        let t = unix(now);
-        let usage = state
-            .store()
-            .quota_usage(
-                &spec.name,
-                &principal.iss,
-                &principal.sub,
-                quota.window.start(t),
-            )
-            .await?;
-        if !quota.admits(usage, plan.content_length) {
-            return Err(quota_exceeded(quota, usage, plan.content_length));
-        }
-    }
+    super::discovery::check_quota(state, &ap, principal, unix(now), plan.content_length).await?;
     // Only an upload that would be started is charged to the rate limits.
     state
         .limiter()
@@ -484,7 +469,9 @@ async fn create(
             .await
             .map_err(ApiError::from),
         // Another upload took the room since the check above.
-        (Ok(Err(usage)), Some(quota)) => Err(quota_exceeded(quota, usage, plan.content_length)),
+        (Ok(Err(usage)), Some(quota)) => {
+            Err(ApiError::quota_exceeded(quota, usage, plan.content_length))
+        }
         (Ok(Err(_)), None) => Err(ApiError::Internal("a reservation without a quota".into())),
         (Err(e), _) => Err(e.into()),
     };
@@ -636,14 +623,14 @@ async fn complete(
     if create_only {
         match state
             .signer()
-            .object_exists(&upload.bucket, &upload.object_key)
+            .observe_object(&upload.bucket, &upload.object_key, false)
             .await
         {
-            Ok(true) => return Err(abort_taken(state, &upload).await),
-            Ok(false) => {}
+            Ok(Observed::Missing) => {}
+            Ok(_) => return Err(abort_taken(state, &upload).await),
             Err(e) => {
                 state.store().release_upload(upload_id, t).await?;
-                return Err(e.into());
+                return Err(ApiError::Upstream(Box::new(e)));
             }
         }
     }
@@ -691,12 +678,6 @@ async fn complete(
             Err(e.into())
         }
     }
-}
-
-fn quota_exceeded(quota: &UploadQuota, usage: Usage, requested: u64) -> ApiError {
-    let mut report = QuotaReport::new(quota, usage);
-    report.requested_bytes = Some(requested);
-    ApiError::QuotaExceeded(Box::new(report))
 }
 
 /// The issuance of a multipart upload: live until completed (then verified) or aborted

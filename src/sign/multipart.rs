@@ -200,25 +200,6 @@ impl Signer {
         Ok((parts, next))
     }
 
-    /// Whether an object exists under `key` (HeadObject): the create-only check for stores
-    /// that ignore `If-None-Match` on CompleteMultipartUpload (radosgw before Tentacle).
-    pub async fn object_exists(&self, bucket: &str, key: &str) -> Result<bool, MultipartError> {
-        match self
-            .client
-            .head_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(false),
-            Err(e) => Err(MultipartError::Upstream(
-                aws_sdk_s3::error::DisplayErrorContext(e).to_string(),
-            )),
-        }
-    }
-
     /// Aborts an upload: S3 deletes its parts.
     pub async fn abort_multipart_upload(
         &self,

@@ -272,12 +272,13 @@ impl Store {
         let usage_sql = usage_sql();
         let insert = insert_sql(1);
         let one = std::slice::from_ref(row);
-        match self {
-            Store::Sqlite(pool) => {
-                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+        // The same read-check-insert on both; only how the transaction excludes others differs.
+        macro_rules! reserve {
+            ($tx:expr, $usage_sql:expr, $insert:expr) => {{
+                let mut tx = $tx;
                 let usage = usage_of!(
                     &mut *tx,
-                    usage_sql,
+                    $usage_sql,
                     row.access_point,
                     row.issuer,
                     row.subject,
@@ -287,8 +288,13 @@ impl Store {
                     tx.rollback().await?;
                     return Ok(Err(usage));
                 }
-                insert_rows!(&mut *tx, insert, one);
+                insert_rows!(&mut *tx, $insert, one);
                 tx.commit().await?;
+            }};
+        }
+        match self {
+            Store::Sqlite(pool) => {
+                reserve!(pool.begin_with("BEGIN IMMEDIATE").await?, usage_sql, insert)
             }
             Store::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
@@ -300,20 +306,7 @@ impl Store {
                     .bind(lock)
                     .execute(&mut *tx)
                     .await?;
-                let usage = usage_of!(
-                    &mut *tx,
-                    numbered(&usage_sql),
-                    row.access_point,
-                    row.issuer,
-                    row.subject,
-                    since
-                );
-                if !quota.admits(usage, bytes) {
-                    tx.rollback().await?;
-                    return Ok(Err(usage));
-                }
-                insert_rows!(&mut *tx, numbered(&insert), one);
-                tx.commit().await?;
+                reserve!(tx, numbered(&usage_sql), numbered(&insert))
             }
         }
         Ok(Ok(()))
