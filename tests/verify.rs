@@ -244,3 +244,67 @@ async fn a_rejected_object_is_removed_only_for_a_caller_who_may_write_it() {
     assert!(!exists("inbox/alice/b.txt").await);
     app.finish().await;
 }
+
+/// A second issuer's user with the same `sub` (and even the admin group) is another
+/// principal: she can neither verify alice's upload nor does alice's quota count hers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_issuers_same_subject_is_someone_else() {
+    use presignd::config::Algorithm;
+    const PARTNER: &str = "https://partner.example/";
+    const PARTNER_SECRET: &str = "partner-secret-partner-secret-0123456789";
+    let shared = ap(json!({
+        "name": "inbox", "bucket": common::app::BUCKET, "prefix": "inbox/",
+        "upload": {"quota": {"bytes_per_subject": 100}},
+        "rules": [{"effect": "allow", "groups": ["users"], "operations": ["put"], "keys": ["*"]}]
+    }));
+    let mut opts = Options::new(Backend::Sqlite, vec![shared]);
+    let mut partner = common::jwt::issuer_config(PARTNER);
+    partner.algorithms = vec![Algorithm::HS256];
+    partner.hs256_secret = Some(PARTNER_SECRET.to_string().into());
+    opts.config(|c| c.auth.issuers.push(partner));
+    let app = TestApp::spawn_with(opts).await;
+    let alice = app.token("alice", &["users"], false);
+    let mut claims = common::jwt::claims(PARTNER, "alice");
+    claims["groups"] = json!(["users", "presignd-admins"]);
+    let partner_alice = common::jwt::hs256(PARTNER_SECRET.as_bytes(), &claims);
+
+    let (s, issued) = app
+        .presign(
+            &alice,
+            "inbox",
+            json!({"operation": "put", "key": "a.txt", "content_length": 60}),
+        )
+        .await;
+    assert_eq!(s, 200, "{issued}");
+    assert_eq!(put_presigned(&app.http, &issued, vec![1; 60]).await.0, 200);
+    let (s, p) = verify(&app, &partner_alice, &issued["issuance_id"]).await;
+    assert_eq!((s, p["code"].as_str()), (404, Some("not_found")), "{p}");
+    // Her quota is her own: alice's 60 bytes leave her the whole 100.
+    let (s, q) = app
+        .get(Some(&partner_alice), "/v1/access-points/inbox/quota")
+        .await;
+    assert_eq!((s, q["reserved_bytes"].as_u64()), (200, Some(0)), "{q}");
+    let (s, _) = app
+        .presign(
+            &partner_alice,
+            "inbox",
+            json!({"operation": "put", "key": "b.txt", "content_length": 100}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (s, p) = app
+        .presign(
+            &alice,
+            "inbox",
+            json!({"operation": "put", "key": "c.txt", "content_length": 41}),
+        )
+        .await;
+    assert_eq!(
+        (s, p["code"].as_str()),
+        (403, Some("quota_exceeded")),
+        "{p}"
+    );
+    let (s, v) = verify(&app, &alice, &issued["issuance_id"]).await;
+    assert_eq!((s, v["status"].as_str()), (200, Some("verified")), "{v}");
+    app.finish().await;
+}
