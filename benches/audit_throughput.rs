@@ -34,7 +34,11 @@ const SUBJECTS: usize = 2_000;
 struct NoopSink;
 
 impl AuditSink for NoopSink {
-    fn append<'a>(&'a self, _: &'a [AuditRecord]) -> BoxFuture<'a, Result<(), AuditError>> {
+    fn append_with<'a>(
+        &'a self,
+        _: &'a [AuditRecord],
+        _: Vec<presignd::store::StoredIssuance>,
+    ) -> BoxFuture<'a, Result<(), AuditError>> {
         Box::pin(async { Ok(()) })
     }
     fn check(&self) -> BoxFuture<'_, Result<(), AuditError>> {

@@ -31,7 +31,11 @@ const SECRET: &str = "bench-secret-0123456789abcdef0123456789";
 struct NullSink;
 
 impl AuditSink for NullSink {
-    fn append<'a>(&'a self, _: &'a [AuditRecord]) -> BoxFuture<'a, Result<(), AuditError>> {
+    fn append_with<'a>(
+        &'a self,
+        _: &'a [AuditRecord],
+        _: Vec<presignd::store::StoredIssuance>,
+    ) -> BoxFuture<'a, Result<(), AuditError>> {
         Box::pin(async { Ok(()) })
     }
     fn check(&self) -> BoxFuture<'_, Result<(), AuditError>> {

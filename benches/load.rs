@@ -20,6 +20,9 @@
 #[allow(dead_code)]
 mod postgres;
 
+#[path = "load/open_loop.rs"]
+mod open_loop;
+
 use std::fmt::Write as _;
 use std::io::{BufRead, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -81,16 +84,13 @@ struct Row {
 }
 
 fn run() -> Result<()> {
-    let wrk_version = Command::new("wrk").arg("-v").output().map_err(|_| {
-        "wrk is not installed: `apt-get install -y wrk` (Debian/Ubuntu) or `brew install wrk`"
-            .to_string()
-    })?;
-    // "wrk 4.1.0 [epoll] Copyright …": name and version only.
-    let wrk_version = String::from_utf8_lossy(&wrk_version.stdout)
-        .split_whitespace()
-        .take(2)
-        .collect::<Vec<_>>()
-        .join(" ");
+    // `cargo bench --bench load -- open-loop`: the fixed-rate tail-latency run (no wrk).
+    let open_loop = std::env::args().any(|a| a == "open-loop");
+    let wrk_version = if open_loop {
+        String::new()
+    } else {
+        wrk_version()?
+    };
     let settings = Settings {
         secs: env_num("BENCH_SECS", 10),
         warmup: env_num("BENCH_WARMUP_SECS", 2),
@@ -126,6 +126,9 @@ fn run() -> Result<()> {
     let scripts = Scripts::write(dir.path(), &hs_tokens, &rs_tokens)?;
     if std::env::var("BENCH_HOLD").is_ok() {
         return hold(dir.path(), &scripts);
+    }
+    if open_loop {
+        return open_loop_bench(dir.path(), &rs_tokens);
     }
 
     let machine = machine();
@@ -263,6 +266,19 @@ fn hold(dir: &Path, scripts: &Scripts) -> Result<()> {
     Ok(())
 }
 
+/// "wrk 4.1.0 [epoll] Copyright …": name and version only.
+fn wrk_version() -> Result<String> {
+    let output = Command::new("wrk").arg("-v").output().map_err(|_| {
+        "wrk is not installed: `apt-get install -y wrk` (Debian/Ubuntu) or `brew install wrk`"
+            .to_string()
+    })?;
+    Ok(String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" "))
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.0} ms", d.as_secs_f64() * 1e3)
 }
@@ -289,8 +305,11 @@ impl Server {
             &ap_file,
             serde_json::json!({"access_points": [{
                 "name": "bench", "bucket": "bench-bucket", "prefix": "p/",
+                // One rule per issuer: a subject owns its folder only within its issuer.
                 "rules": [{"effect": "allow", "groups": ["users"], "operations": ["get", "put"],
-                           "keys": ["${jwt:sub}/*"]}]
+                           "keys": ["${jwt:sub}/*"], "issuers": [HS_ISSUER]},
+                          {"effect": "allow", "groups": ["users"], "operations": ["get", "put"],
+                           "keys": ["${jwt:sub}/*"], "issuers": [RS_ISSUER]}]
             }]})
             .to_string(),
         )
@@ -335,6 +354,7 @@ secret_access_key = "load-bench-secret-key"
 [audit]
 sink = "file://{audit}"
 instance = "load-bench"
+{audit_extra}
 
 [access_points]
 file = "{ap}"
@@ -344,16 +364,24 @@ per_subject_per_minute = 0
 sse_kms_per_second = 0
 
 [log]
-filter = "warn"
+filter = "{log_filter}"
 "#,
+                log_filter = std::env::var("BENCH_LOG_FILTER").unwrap_or_else(|_| "warn".into()),
+                // BENCH_AUDIT_TOML: more `[audit]` settings, for experiments (e.g.
+                // `flush_interval_ms = 600000` keeps the shipper idle during a run).
+                audit_extra = std::env::var("BENCH_AUDIT_TOML").unwrap_or_default(),
                 rsa_public = rsa_public.display(),
                 audit = work.join("audit").display(),
                 ap = ap_file.display(),
             ),
         )
         .map_err(|e| format!("config: {e}"))?;
-        let log = std::fs::File::create(work.join("presignd.log"))
-            .map_err(|e| format!("log file: {e}"))?;
+        // BENCH_LOG_DIR keeps the server's log (with BENCH_LOG_FILTER, for stall analysis).
+        let log_path = match std::env::var_os("BENCH_LOG_DIR") {
+            Some(d) => PathBuf::from(d).join(format!("{}.log", name.to_lowercase())),
+            None => work.join("presignd.log"),
+        };
+        let log = std::fs::File::create(&log_path).map_err(|e| format!("log file: {e}"))?;
         let err_log = log.try_clone().map_err(|e| format!("log file: {e}"))?;
         let started = Instant::now();
         let mut command = Command::new(presignd());
@@ -381,7 +409,7 @@ filter = "warn"
                 break;
             }
             if let Ok(Some(status)) = child.try_wait() {
-                let log = std::fs::read_to_string(work.join("presignd.log")).unwrap_or_default();
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
                 return Err(format!("presignd exited with {status}:\n{log}"));
             }
             if Instant::now() > deadline {
@@ -911,37 +939,298 @@ fn report(
         starts.len(),
         verdict(median < Duration::from_millis(200))
     );
-    let hwm: Vec<String> = hwm
+    let _ = writeln!(out, "{}", hwm_line(hwm));
+    out
+}
+
+fn hwm_line(hwm: &[(&str, u64)]) -> String {
+    let each: Vec<String> = hwm
         .iter()
         .map(|(b, k)| format!("{b} {:.1} MiB", *k as f64 / 1024.0))
         .collect();
-    let _ = writeln!(
-        out,
+    format!(
         "Peak RSS over each whole server run (`VmHWM`): {}.",
-        hwm.join(", ")
-    );
-    out
+        each.join(", ")
+    )
 }
 
 /// Replaces the load section of docs/benchmarks.md (between its markers, or right after the
 /// introduction the first time), keeping every other section.
 fn write_report(report: &str) -> Result<()> {
+    write_section(START, END, report)
+}
+
+fn write_section(start: &str, end: &str, report: &str) -> Result<()> {
     let path = Path::new(MANIFEST_DIR).join("docs/benchmarks.md");
     let old = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmarks\n".into());
-    let section = format!("{START}\n{report}{END}\n\n");
-    let new = match (old.find(START), old.find(END)) {
+    let section = format!("{start}\n{report}{end}\n\n");
+    let new = match (old.find(start), old.find(end)) {
         (Some(a), Some(b)) if a < b => {
             format!(
                 "{}{section}{}",
                 &old[..a],
-                old[b + END.len()..].trim_start_matches('\n')
+                old[b + end.len()..].trim_start_matches('\n')
             )
         }
-        _ => match old.find("\n## ") {
-            Some(i) => format!("{}\n{section}\n{}", &old[..i + 1], &old[i + 1..]),
+        // New: before the other generated section (never inside its markers), else right
+        // after the introduction.
+        _ => match old.find(START).or_else(|| old.find("\n## ").map(|i| i + 1)) {
+            Some(i) => format!("{}\n{section}{}", &old[..i], &old[i..]),
             None => format!("{old}\n{section}"),
         },
     };
     let new = new.replace("\n\n\n", "\n\n");
     std::fs::write(&path, new).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+// ---- open loop (`cargo bench --bench load -- open-loop`) ------------------------------------
+
+const OPEN_START: &str =
+    "<!-- load-open-loop:start (written by `cargo bench --bench load -- open-loop`) -->";
+const OPEN_END: &str = "<!-- load-open-loop:end -->";
+const OPEN_RATES: [f64; 4] = [1_000.0, 2_000.0, 4_000.0, 8_000.0];
+
+struct OpenRow {
+    backend: &'static str,
+    case: &'static str,
+    rate: f64,
+    /// Whether the rate is at most half the case's closed-loop peak (where the target holds).
+    in_target: bool,
+    result: open_loop::OpenLoop,
+}
+
+/// The whole HTTP/1.1 requests the open-loop client sends, one per user for presign.
+fn open_requests(rs_tokens: &[String], operation: Option<&str>) -> Arc<Vec<Vec<u8>>> {
+    let Some(op) = operation else {
+        return Arc::new(vec![
+            b"GET /healthz HTTP/1.1\r\nHost: bench\r\n\r\n".to_vec(),
+        ]);
+    };
+    Arc::new(
+        rs_tokens
+            .iter()
+            .enumerate()
+            .map(|(i, token)| {
+                let body = match op {
+                    "put" => format!(
+                        r#"{{"operation":"put","key":"user-{i}/photo.jpg","content_type":"image/jpeg","content_length":1048576}}"#
+                    ),
+                    _ => format!(r#"{{"operation":"get","key":"user-{i}/photo.jpg"}}"#),
+                };
+                format!(
+                    "POST /v1/access-points/bench/presign HTTP/1.1\r\nHost: bench\r\n\
+                     Authorization: Bearer {token}\r\nContent-Type: application/json\r\n\
+                     Content-Length: {}\r\n\r\n{body}",
+                    body.len()
+                )
+                .into_bytes()
+            })
+            .collect(),
+    )
+}
+
+fn open_loop_bench(dir: &Path, rs_tokens: &[String]) -> Result<()> {
+    let secs = env_num("BENCH_SECS", 12) as f64;
+    let connections = env_num("BENCH_CONNECTIONS", 64) as usize;
+    let machine = machine();
+    println!("open-loop load benchmark: {machine}");
+    println!(
+        "{connections} connections, {secs} s per rate, presignd {}",
+        presignd()
+    );
+    let cases: [(&'static str, Option<&str>); 3] = [
+        ("GET /healthz", None),
+        ("presign get, RS256", Some("get")),
+        ("presign put, RS256", Some("put")),
+    ];
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let mut backends: Vec<(&'static str, String, Option<PgDb>)> = Vec::new();
+    if only.is_empty() || only == "sqlite" {
+        let db = format!("sqlite://{}", dir.join("open-loop.db").display());
+        backends.push(("SQLite", db, None));
+    }
+    if (only.is_empty() || only == "postgres") && std::env::var("BENCH_SKIP_POSTGRES").is_err() {
+        let pg = PgDb::create()?;
+        backends.push(("PostgreSQL", pg.url.clone(), Some(pg)));
+    }
+    let mut rows = Vec::new();
+    let mut peaks = Vec::new();
+    let mut hwm = Vec::new();
+    let mut pg_server = None;
+    for (backend, db_url, pg) in backends {
+        if let Some(pg) = &pg {
+            pg_server = Some(pg.server.clone());
+        }
+        let server = Server::start(dir, &format!("open-{backend}"), &db_url)?;
+        for (case, op) in cases {
+            let requests = open_requests(rs_tokens, op);
+            // The closed-loop peak (also the warm-up: every token is verified and cached).
+            let peak = open_loop::peak(server.addr, Arc::clone(&requests), 5.0, connections)?;
+            println!("{backend:<10} {case:<20} closed-loop peak {peak:>8.0} req/s");
+            peaks.push((backend, case, peak));
+            // A rate past the peak only measures a queue that grows for the whole run.
+            let mut rates: Vec<f64> = OPEN_RATES
+                .iter()
+                .copied()
+                .filter(|r| *r <= peak * 0.9)
+                .collect();
+            if op.is_some() {
+                rates.push((peak / 2.0 / 100.0).floor() * 100.0);
+            }
+            rates.sort_by(f64::total_cmp);
+            rates.dedup();
+            for rate in rates {
+                let result =
+                    open_loop::run(server.addr, Arc::clone(&requests), rate, secs, connections)?;
+                println!(
+                    "{backend:<10} {case:<20} {rate:>6.0}/s  achieved {:>7.0}  p50 {}  p99 {}  p99.9 {}  max {}  late {}",
+                    result.achieved,
+                    fmt_us(result.p50_us),
+                    fmt_us(result.p99_us),
+                    fmt_us(result.p999_us),
+                    fmt_us(result.max_us),
+                    result.late,
+                );
+                rows.push(OpenRow {
+                    backend,
+                    case,
+                    rate,
+                    in_target: op.is_some() && rate <= peak / 2.0 + 1.0,
+                    result,
+                });
+            }
+        }
+        hwm.push((backend, proc_status(server.pid()).hwm_kib));
+        server.stop();
+        if let Some(pg) = pg {
+            pg.drop_db();
+        }
+    }
+    let report = open_report(
+        &machine,
+        pg_server.as_deref(),
+        secs,
+        connections,
+        &peaks,
+        &rows,
+        &hwm,
+    );
+    println!("\n{report}");
+    if std::env::var("BENCH_NO_WRITE").is_err() {
+        write_section(OPEN_START, OPEN_END, &report)?;
+        println!("written to docs/benchmarks.md");
+    }
+    Ok(())
+}
+
+fn open_report(
+    machine: &str,
+    pg: Option<&str>,
+    secs: f64,
+    connections: usize,
+    peaks: &[(&str, &str, f64)],
+    rows: &[OpenRow],
+    hwm: &[(&str, u64)],
+) -> String {
+    let mut out = String::new();
+    let date = time::OffsetDateTime::now_utc();
+    let _ = writeln!(
+        out,
+        "## Open-loop load benchmark: the tail at ordinary load\n"
+    );
+    let _ = writeln!(
+        out,
+        "**{}-{:02}-{:02}**, {machine}; {}; release build. The load generator, presignd and \
+         PostgreSQL share the machine's cores.\n",
+        date.year(),
+        u8::from(date.month()),
+        date.day(),
+        pg.unwrap_or("PostgreSQL skipped"),
+    );
+    let _ = writeln!(
+        out,
+        "```sh\ncargo bench --bench load -- open-loop   # needs PostgreSQL (BENCH_ONLY=sqlite skips it)\n```\n"
+    );
+    let _ = writeln!(
+        out,
+        "What it does: the same server and configuration as the closed-loop run (durable audit \
+         outbox, shipper to a `file://` sink, RS256 tokens for 1 000 users). For each case it \
+         first runs closed-loop for 5 s over {connections} connections (the peak, and the \
+         warm-up: every token verified and cached), then sends requests **at a fixed rate** for \
+         {secs} s each at 1 000, 2 000, 4 000 and 8 000 req/s and at half the peak, over \
+         {connections} keep-alive connections (`benches/load/open_loop.rs`). Request *i* is due \
+         at *start + i/rate* whatever the server does; a request that could not leave on time \
+         because every connection was still waiting counts from its due time (\"late\"), so a \
+         stall is measured, not hidden. Every latency is kept: exact percentiles. `presign put` \
+         also stores the upload's issuance.\n"
+    );
+    let _ = writeln!(
+        out,
+        "| audit outbox | case | closed-loop peak |\n| --- | --- | ---: |"
+    );
+    for (backend, case, peak) in peaks {
+        let _ = writeln!(out, "| {backend} | {case} | {peak:.0} req/s |");
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "| audit outbox | case | rate | achieved | p50 | p99 | p99.9 | max | late |\n\
+         | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
+    for r in rows {
+        let half = if r.in_target && !OPEN_RATES.contains(&r.rate) {
+            " (½ peak)"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.0}/s{half} | {:.0}/s | {} | {} | {} | {} | {} |",
+            r.backend,
+            r.case,
+            r.rate,
+            r.result.achieved,
+            fmt_us(r.result.p50_us),
+            fmt_us(r.result.p99_us),
+            fmt_us(r.result.p999_us),
+            fmt_us(r.result.max_us),
+            r.result.late,
+        );
+    }
+    let _ = writeln!(out);
+    let verdict = |ok: bool| if ok { "met" } else { "**missed**" };
+    let _ = writeln!(out, "| target | measured | |\n| --- | --- | --- |");
+    for backend in ["SQLite", "PostgreSQL"] {
+        let in_target: Vec<&OpenRow> = rows
+            .iter()
+            .filter(|r| r.backend == backend && r.in_target)
+            .collect();
+        if let Some(worst) = in_target.iter().max_by_key(|r| r.result.p999_us) {
+            let _ = writeln!(
+                out,
+                "| {backend}: presign p99.9 < 10 ms at every rate up to half the peak | worst {} ({}, {:.0}/s) | {} |",
+                fmt_us(worst.result.p999_us),
+                worst.case,
+                worst.rate,
+                verdict(in_target.iter().all(|r| r.result.p999_us < 10_000))
+            );
+        }
+        let limit = if backend == "SQLite" { 2_000 } else { 3_000 };
+        let at_1k: Vec<&OpenRow> = rows
+            .iter()
+            .filter(|r| r.backend == backend && r.in_target && r.rate == 1_000.0)
+            .collect();
+        if let Some(worst) = at_1k.iter().max_by_key(|r| r.result.p99_us) {
+            let _ = writeln!(
+                out,
+                "| {backend}: presign p99 < {} ms at 1 000 req/s | worst {} ({}) | {} |",
+                limit / 1_000,
+                fmt_us(worst.result.p99_us),
+                worst.case,
+                verdict(at_1k.iter().all(|r| r.result.p99_us < limit))
+            );
+        }
+    }
+    let _ = writeln!(out, "\n{}", hwm_line(hwm));
+    out
 }

@@ -23,6 +23,8 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
+use crate::store::StoredIssuance;
+
 pub use file_sink::FileSink;
 pub use guard::{check_log_destination, refuse_log_loops};
 pub use log_sink::{LogSink, SinkLocation, object_key};
@@ -71,7 +73,17 @@ pub struct AuditStatus {
 /// Where the HTTP layer sends audit records. `append` returns only when the records are
 /// durable; a URL is issued only after that.
 pub trait AuditSink: Send + Sync + 'static {
-    fn append<'a>(&'a self, records: &'a [AuditRecord]) -> BoxFuture<'a, Result<(), AuditError>>;
+    /// `records` and the upload issuances their decisions made, durable together: one
+    /// transaction, so an upload URL never exists without both (and a group commit carries
+    /// them, instead of a write of their own that the commit path would wait behind).
+    fn append_with<'a>(
+        &'a self,
+        records: &'a [AuditRecord],
+        issuances: Vec<StoredIssuance>,
+    ) -> BoxFuture<'a, Result<(), AuditError>>;
+    fn append<'a>(&'a self, records: &'a [AuditRecord]) -> BoxFuture<'a, Result<(), AuditError>> {
+        self.append_with(records, Vec::new())
+    }
     /// Whether the sink can currently accept records (for `/readyz`).
     fn check(&self) -> BoxFuture<'_, Result<(), AuditError>>;
     /// Moves everything durable so far to its final destination, giving up after `within`.

@@ -10,8 +10,8 @@ use super::shipper::{ShipperHandle, ShipperSettings};
 use super::{AuditError, AuditRecord, AuditSink, AuditStatus, BoxFuture, LogSink, SinkLocation};
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::store::Store;
 use crate::store::outbox::{self, WriteTurns};
+use crate::store::{Store, StoredIssuance};
 
 pub struct Audit {
     outbox: Outbox,
@@ -37,6 +37,7 @@ impl Audit {
             SinkLocation::File { .. } => String::new(),
         };
         let turns = WriteTurns::default();
+        let checkpoints = tokio::spawn(crate::store::checkpoint::run(store.clone(), turns.clone()));
         let (outbox, writer) = Outbox::start(
             store.clone(),
             OutboxSettings {
@@ -44,6 +45,7 @@ impl Audit {
                 commit_max_wait: Duration::from_millis(a.commit_max_wait_ms),
             },
             turns.clone(),
+            Some(metrics.audit_commit_seconds.clone()),
         );
         let (shipper, shipping) = ShipperHandle::start(
             store,
@@ -57,7 +59,10 @@ impl Audit {
             turns,
             metrics,
         );
-        Ok((Arc::new(Audit { outbox, shipper }), vec![writer, shipping]))
+        Ok((
+            Arc::new(Audit { outbox, shipper }),
+            vec![writer, shipping, checkpoints],
+        ))
     }
 
     pub fn outbox(&self) -> &Outbox {
@@ -70,8 +75,12 @@ impl Audit {
 }
 
 impl AuditSink for Audit {
-    fn append<'a>(&'a self, records: &'a [AuditRecord]) -> BoxFuture<'a, Result<(), AuditError>> {
-        Box::pin(self.outbox.append(records))
+    fn append_with<'a>(
+        &'a self,
+        records: &'a [AuditRecord],
+        issuances: Vec<StoredIssuance>,
+    ) -> BoxFuture<'a, Result<(), AuditError>> {
+        Box::pin(self.outbox.append(records, issuances))
     }
 
     fn check(&self) -> BoxFuture<'_, Result<(), AuditError>> {

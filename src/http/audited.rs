@@ -17,6 +17,7 @@ use crate::audit::{AuditError, AuditRecord, Verdict};
 use crate::limits::{Admission, Caller};
 use crate::policy::{self, Authorized, CompiledAccessPoint, Keys, Operation, Refusal};
 use crate::state::AppState;
+use crate::store::StoredIssuance;
 
 /// The `scope` of a refusal-limit 429.
 pub const REFUSALS_SCOPE: &str = "refusals";
@@ -214,6 +215,16 @@ pub async fn commit<T>(
     state: &AppState,
     decided: Vec<(Result<T, ApiError>, AuditRecord)>,
 ) -> Result<Vec<Result<T, ApiError>>, ApiError> {
+    commit_with(state, decided, Vec::new()).await
+}
+
+/// [`commit`], with the upload issuances the allowed decisions made, durable in the same
+/// transaction as the records.
+pub async fn commit_with<T>(
+    state: &AppState,
+    decided: Vec<(Result<T, ApiError>, AuditRecord)>,
+    issuances: Vec<StoredIssuance>,
+) -> Result<Vec<Result<T, ApiError>>, ApiError> {
     let mut records = Vec::with_capacity(decided.len());
     let mut outcomes = Vec::with_capacity(decided.len());
     for (mut outcome, mut record) in decided {
@@ -247,8 +258,8 @@ pub async fn commit<T>(
         }
         outcomes.push(outcome);
     }
-    if !records.is_empty() {
-        state.audit().append(&records).await?;
+    if !records.is_empty() || !issuances.is_empty() {
+        state.audit().append_with(&records, issuances).await?;
         observe_decisions(state, &records);
     }
     Ok(outcomes)

@@ -73,45 +73,36 @@ pub async fn presign_one(
     let mut call = Audited::new(&state, &client, &principal, op, Some(&name), now);
     let outcome = decide(&mut call, &name, &req).await;
     let mut decided = vec![call.decided(outcome)];
-    store_issuances(&state, &mut decided).await;
-    let (outcome, record) = decided
+    let issuances = store_issuances(&state, &mut decided).await;
+    audited::commit_with(&state, decided, issuances)
+        .await?
         .pop()
-        .ok_or_else(|| ApiError::Internal("a decided presign went missing".into()))?;
-    audited::commit_one(&state, outcome, record).await.map(Json)
+        .unwrap_or_else(|| Err(ApiError::Internal("a decided presign went missing".into())))
+        .map(Json)
 }
 
-/// Stores the upload issuances among `decided` before their records are committed and their
-/// URLs answered (verification needs them): those under a quota one by one, each reserved
-/// only if it fits (else `quota_exceeded`), the others in one statement. A decision whose
-/// issuance cannot be stored becomes a refusal (`quota_exceeded`, or `unavailable`): no
-/// upload URL without its issuance.
+/// The upload issuances among `decided`, which verification needs, stored before their URLs
+/// are answered. Those under a quota are reserved here one by one, each only if it fits (else
+/// the decision becomes a `quota_exceeded` refusal, or `unavailable`). The others are
+/// returned: they are committed with the decisions' records, in the same group-commit
+/// transaction (no upload URL without its issuance, and no write of their own for the commit
+/// path to wait behind).
 async fn store_issuances(
     state: &AppState,
     decided: &mut [(Result<PresignResponse, ApiError>, AuditRecord)],
-) {
-    let mut free = Vec::new();
-    for (i, (outcome, _)) in decided.iter().enumerate() {
-        if let Ok(PresignResponse {
-            issuance: Some(row),
-            quota: None,
-            ..
-        }) = outcome
-        {
-            free.push((i, row.clone()));
-        }
-    }
-    if !free.is_empty() {
-        let rows: Vec<StoredIssuance> = free.iter().map(|(_, r)| r.clone()).collect();
-        if let Err(e) = state.store().insert_issuances(&rows).await {
-            tracing::error!(error = %e, "cannot store upload issuances");
-            for (i, _) in &free {
-                refuse(
-                    &mut decided[*i],
-                    ApiError::Unavailable(format!("storing the issuance: {e}").into()),
-                );
-            }
-        }
-    }
+) -> Vec<StoredIssuance> {
+    // Moved out, not copied: a response's issuance is not needed after this.
+    let free: Vec<StoredIssuance> = decided
+        .iter_mut()
+        .filter_map(|(outcome, _)| match outcome {
+            Ok(PresignResponse {
+                issuance: issuance @ Some(_),
+                quota: None,
+                ..
+            }) => issuance.take(),
+            _ => None,
+        })
+        .collect();
     let now = crate::uploads::unix(SystemTime::now());
     for item in decided.iter_mut() {
         let (row, quota) = match &item.0 {
@@ -134,6 +125,7 @@ async fn store_issuances(
             }
         }
     }
+    free
 }
 
 /// Turns an allowed decision into a refusal after the fact.
@@ -210,9 +202,9 @@ pub async fn presign_batch(
         }
     });
     let mut decided = futures_util::future::join_all(decisions).await;
-    store_issuances(state, &mut decided).await;
+    let issuances = store_issuances(state, &mut decided).await;
     // One durable append for the whole batch; if it fails, nothing is issued.
-    let outcomes = audited::commit(state, decided).await?;
+    let outcomes = audited::commit_with(state, decided, issuances).await?;
     let results = outcomes
         .into_iter()
         .enumerate()

@@ -81,6 +81,7 @@ pub struct Metrics {
     pub audit_shipped_total: IntCounter,
     pub audit_ship_failures_total: IntCounter,
     pub audit_last_ship_timestamp_seconds: Gauge,
+    pub audit_commit_seconds: HistogramVec,
     pub ratelimit_rejections_total: IntCounterVec,
     pub ratelimit_fallback_total: IntCounter,
     pub dependency_up: IntGaugeVec,
@@ -183,6 +184,17 @@ impl Metrics {
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
+        let audit_commit_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "presignd_audit_commit_seconds",
+                "Audit outbox group commits by phase: turn (waiting for the shipper's or the checkpointer's write on SQLite), write (the transaction, fsync included).",
+            )
+            .buckets(vec![
+                0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+            ]),
+            &["phase"],
+        )?;
+        registry.register(Box::new(audit_commit_seconds.clone()))?;
         let audit_refusals_summarized_total = IntCounter::new(
             "presignd_audit_refusals_summarized_total",
             "Refusals past their caller's limit counted into a summary record instead of a record each.",
@@ -225,6 +237,7 @@ impl Metrics {
             dependency_up,
             build_info,
             audit_refusals_summarized_total,
+            audit_commit_seconds,
             webhook_deliveries_total,
             webhook_dead_letters,
             http_connections_open,

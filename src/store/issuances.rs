@@ -241,6 +241,33 @@ macro_rules! usage_of {
     }};
 }
 
+/// Issuances per insert statement: 21 parameters each stays under SQLite's 32 766 and
+/// PostgreSQL's 65 535.
+const ISSUANCES_PER_INSERT: usize = 500;
+
+/// Inserts issuances on a SQLite connection or transaction (the outbox writer's group commit).
+pub(crate) async fn insert_on_sqlite(
+    conn: &mut sqlx::SqliteConnection,
+    rows: &[&StoredIssuance],
+) -> Result<(), sqlx::Error> {
+    for chunk in rows.chunks(ISSUANCES_PER_INSERT) {
+        insert_rows!(&mut *conn, insert_sql(chunk.len()), chunk);
+    }
+    Ok(())
+}
+
+/// Inserts issuances on a PostgreSQL connection or transaction (the outbox writer's group
+/// commit).
+pub(crate) async fn insert_on_postgres(
+    conn: &mut sqlx::PgConnection,
+    rows: &[&StoredIssuance],
+) -> Result<(), sqlx::Error> {
+    for chunk in rows.chunks(ISSUANCES_PER_INSERT) {
+        insert_rows!(&mut *conn, numbered(&insert_sql(chunk.len())), chunk);
+    }
+    Ok(())
+}
+
 impl Store {
     /// Records issuances (one statement, however many: a batch's uploads).
     pub async fn insert_issuances(&self, rows: &[StoredIssuance]) -> Result<(), StoreError> {

@@ -25,6 +25,7 @@ macro_rules! fetch_rows {
 }
 
 mod access_points;
+pub(crate) mod checkpoint;
 mod conditional;
 mod grants;
 mod issuances;
@@ -94,6 +95,9 @@ impl Store {
             let opts = SqliteConnectOptions::from_str(url)?
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
+                // Checkpoints run off the commit path (`checkpoint::run`), not inside the
+                // commit that fills the WAL.
+                .pragma("wal_autocheckpoint", "0")
                 .busy_timeout(Duration::from_secs(5))
                 .foreign_keys(true);
             let file = opts.get_filename();

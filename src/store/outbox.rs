@@ -9,6 +9,7 @@ use std::time::Duration;
 use sqlx::Row as _;
 
 use super::Store;
+use super::issuances::{self, StoredIssuance};
 
 /// SQLite allows 32766 bound parameters per statement (999 before 3.32); 5 per row. A group
 /// is a few rows (one per 12 KiB), so this is rarely reached.
@@ -44,18 +45,21 @@ impl WriteTurns {
     }
 }
 
-/// Rows in one statement when they fit (atomic by itself), else in one transaction.
+/// Rows in one statement when they fit and nothing else is to be written (atomic by
+/// itself), else rows and issuances in one transaction.
 pub(crate) async fn insert_sqlite(
     conn: &mut sqlx::SqliteConnection,
     rows: &[&NewRow],
+    issuances: &[&StoredIssuance],
 ) -> Result<(), sqlx::Error> {
-    if rows.len() <= SQLITE_ROWS_PER_INSERT {
+    if issuances.is_empty() && !rows.is_empty() && rows.len() <= SQLITE_ROWS_PER_INSERT {
         return sqlite_insert(&mut *conn, rows).await;
     }
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
     for chunk in rows.chunks(SQLITE_ROWS_PER_INSERT) {
         sqlite_insert(&mut *tx, chunk).await?;
     }
+    issuances::insert_on_sqlite(&mut tx, issuances).await?;
     tx.commit().await
 }
 
@@ -89,15 +93,17 @@ async fn sqlite_insert<'e>(
 pub(crate) async fn insert_postgres(
     conn: &mut sqlx::PgConnection,
     rows: &[&NewRow],
+    issuances: &[&StoredIssuance],
 ) -> Result<(), sqlx::Error> {
     let chunks = pg_chunks(rows);
-    if let [only] = chunks.as_slice() {
+    if let ([only], true) = (chunks.as_slice(), issuances.is_empty()) {
         return pg_insert(&mut *conn, only).await;
     }
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
     for chunk in &chunks {
         pg_insert(&mut *tx, chunk).await?;
     }
+    issuances::insert_on_postgres(&mut tx, issuances).await?;
     tx.commit().await
 }
 
@@ -109,8 +115,9 @@ pub(crate) async fn insert_postgres(
 /// 128-record group took 48 ms as one statement and 92 ms as two 32 KiB ones, but 4 ms as
 /// 16 KiB statements in one transaction. Over TLS (sslmode=prefer, the default) each TLS record
 /// (at most 16 KiB of plaintext) is its own write, so a statement must fit in one record with
-/// its framing: at 16 KiB of data p99 under load was 48 ms, at 14 KiB 11–16 ms. Remove the
-/// split once sqlx sets TCP_NODELAY again.
+/// its framing: at 16 KiB of data p99 under load was 48 ms, at 14 KiB 11–16 ms. sqlx 0.9.1
+/// (which presignd requires) sets TCP_NODELAY again; the split stays as a bound on a
+/// statement's size until a measurement says a larger one is better.
 pub(crate) const PG_STATEMENT_BYTES: usize = 14 * 1024;
 
 pub(crate) fn pg_chunks<'a>(rows: &[&'a NewRow]) -> Vec<Vec<&'a NewRow>> {

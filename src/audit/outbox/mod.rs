@@ -28,13 +28,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use prometheus::HistogramVec;
 use sqlx::pool::PoolConnection;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::{AuditError, AuditRecord};
-use crate::store::Store;
 use crate::store::outbox::{NewRow, WriteTurns, insert_postgres, insert_sqlite};
+use crate::store::{Store, StoredIssuance};
 
 #[cfg(test)]
 mod tests;
@@ -44,6 +45,8 @@ mod tests;
 const ROW_BYTES: usize = 12 * 1024;
 /// How long one group commit may take before its waiters are told it failed.
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
+/// A commit at least this long is logged at debug level (stall analysis).
+const SLOW_COMMIT: Duration = Duration::from_millis(5);
 /// Requests queued for the writer; beyond this, `append` waits for room (back-pressure).
 const QUEUE: usize = 4096;
 
@@ -66,6 +69,7 @@ pub(crate) struct Encoded {
 
 struct Job {
     records: Vec<Encoded>,
+    issuances: Vec<StoredIssuance>,
     reply: oneshot::Sender<Result<(), String>>,
 }
 
@@ -78,10 +82,12 @@ pub struct Outbox {
 
 impl Outbox {
     /// Starts the writer task, which writes in `turns` with the shipper.
+    /// `timings` (`presignd_audit_commit_seconds`) observes each commit's phases.
     pub(crate) fn start(
         store: Store,
         settings: OutboxSettings,
         turns: WriteTurns,
+        timings: Option<HistogramVec>,
     ) -> (Outbox, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE);
         let commits = Arc::new(AtomicU64::new(0));
@@ -91,6 +97,7 @@ impl Outbox {
             settings,
             turns,
             Arc::clone(&commits),
+            timings,
         ));
         (Outbox { tx, store, commits }, writer)
     }
@@ -100,15 +107,24 @@ impl Outbox {
         self.commits.load(Ordering::Relaxed)
     }
 
-    /// Returns once `records` are committed (all of them, or none and an error).
-    pub async fn append(&self, records: &[AuditRecord]) -> Result<(), AuditError> {
-        if records.is_empty() {
+    /// Returns once `records` and `issuances` are committed (all of them, in the same
+    /// transaction, or none and an error).
+    pub async fn append(
+        &self,
+        records: &[AuditRecord],
+        issuances: Vec<StoredIssuance>,
+    ) -> Result<(), AuditError> {
+        if records.is_empty() && issuances.is_empty() {
             return Ok(());
         }
         let records = records.iter().map(encode).collect::<Result<Vec<_>, _>>()?;
         let (reply, answer) = oneshot::channel();
         self.tx
-            .send(Job { records, reply })
+            .send(Job {
+                records,
+                issuances,
+                reply,
+            })
             .await
             .map_err(|_| AuditError::Stopped)?;
         answer
@@ -183,6 +199,7 @@ async fn write_groups(
     settings: OutboxSettings,
     turns: WriteTurns,
     commits: Arc<AtomicU64>,
+    timings: Option<HistogramVec>,
 ) {
     let mut writer = Writer { store, conn: None };
     let mut jobs: Vec<Job> = Vec::new();
@@ -209,8 +226,32 @@ async fn write_groups(
         let commit = async {
             let rows = pack(jobs.iter().flat_map(|j| j.records.iter()));
             let rows: Vec<&NewRow> = rows.iter().collect();
+            let issuances: Vec<&StoredIssuance> =
+                jobs.iter().flat_map(|j| j.issuances.iter()).collect();
+            let waited = Instant::now();
             let _turn = turns.take(&writer.store).await;
-            writer.commit(&rows).await.map_err(|e| e.to_string())
+            let writing = Instant::now();
+            let result = writer
+                .commit(&rows, &issuances)
+                .await
+                .map_err(|e| e.to_string());
+            let (turn, write) = (writing - waited, writing.elapsed());
+            if let Some(t) = &timings {
+                t.with_label_values(&["turn"]).observe(turn.as_secs_f64());
+                t.with_label_values(&["write"]).observe(write.as_secs_f64());
+            }
+            // For stall analysis (`log.filter = "presignd::audit=debug"`), with timestamps to
+            // set next to slow requests.
+            if turn + write >= SLOW_COMMIT {
+                tracing::debug!(
+                    turn_us = turn.as_micros() as u64,
+                    write_us = write.as_micros() as u64,
+                    records = count,
+                    issuances = issuances.len(),
+                    "slow audit commit"
+                );
+            }
+            result
         };
         let result = match tokio::time::timeout(COMMIT_TIMEOUT, commit).await {
             Ok(result) => result,
@@ -245,9 +286,14 @@ enum Conn {
 }
 
 impl Writer {
-    /// Writes `rows` atomically. A connection that broke since the last commit (database
-    /// restarted, idle connection closed) is replaced once before the group fails.
-    async fn commit(&mut self, rows: &[&NewRow]) -> Result<(), sqlx::Error> {
+    /// Writes `rows` and `issuances` atomically. A connection that broke since the last
+    /// commit (database restarted, idle connection closed) is replaced once before the group
+    /// fails.
+    async fn commit(
+        &mut self,
+        rows: &[&NewRow],
+        issuances: &[&StoredIssuance],
+    ) -> Result<(), sqlx::Error> {
         let mut retried = false;
         loop {
             let mut conn = match self.conn.take() {
@@ -258,8 +304,8 @@ impl Writer {
                 },
             };
             let result = match &mut conn {
-                Conn::Sqlite(c) => insert_sqlite(c, rows).await,
-                Conn::Postgres(c) => insert_postgres(c, rows).await,
+                Conn::Sqlite(c) => insert_sqlite(c, rows, issuances).await,
+                Conn::Postgres(c) => insert_postgres(c, rows, issuances).await,
             };
             match result {
                 Ok(()) => {

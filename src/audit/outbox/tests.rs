@@ -21,7 +21,7 @@ fn start_writer(
         commit_max_records,
         commit_max_wait: Duration::from_millis(2),
     };
-    Outbox::start(store.clone(), settings, turns.clone())
+    Outbox::start(store.clone(), settings, turns.clone(), None)
 }
 
 /// A new batch, which the test expects to find rows.
@@ -48,7 +48,7 @@ fn ids(claim: &BatchClaim) -> Vec<String> {
 /// One append per id, each awaited: one commit and one row per record.
 async fn append_singly(outbox: &Outbox, ids: impl IntoIterator<Item = String>) {
     for id in ids {
-        outbox.append(&[record(&id)]).await.expect("append");
+        outbox.append(&[record(&id)], vec![]).await.expect("append");
     }
 }
 
@@ -194,7 +194,9 @@ async fn concurrent_appends_share_commits_and_keep_every_record() {
     for i in 0..300 {
         let outbox = Arc::clone(&outbox);
         tasks.push(tokio::spawn(async move {
-            outbox.append(&[record(&format!("id-{i:03}"))]).await
+            outbox
+                .append(&[record(&format!("id-{i:03}"))], vec![])
+                .await
         }));
     }
     for t in tasks {
@@ -207,7 +209,7 @@ async fn concurrent_appends_share_commits_and_keep_every_record() {
     );
     // A batch of 300 records (more than one SQLite statement's worth) in one append.
     let many: Vec<AuditRecord> = (0..300).map(|i| record(&format!("b-{i:03}"))).collect();
-    outbox.append(&many).await.expect("append batch");
+    outbox.append(&many, vec![]).await.expect("append batch");
     assert_eq!(count(&store).await.expect("count"), 600);
 
     let claim = claimed(&store, &WriteTurns::default(), "t", 1000).await;
@@ -242,12 +244,15 @@ async fn an_unfinished_batch_is_resumed_with_the_same_rows() {
     let store = sqlite(&dir).await;
     let (outbox, writer) = start_writer(&store, 512, &WriteTurns::default());
     let first: Vec<AuditRecord> = (0..3).map(|i| record(&format!("a{i}"))).collect();
-    outbox.append(&first).await.expect("append");
+    outbox.append(&first, vec![]).await.expect("append");
     let hour = Duration::from_secs(3600);
     let a = claimed(&store, &WriteTurns::default(), "web-a", 10).await;
     assert!(a.fresh);
     // Rows arriving later never join a claimed batch.
-    outbox.append(&[record("late")]).await.expect("append");
+    outbox
+        .append(&[record("late")], vec![])
+        .await
+        .expect("append");
     let again = resume(&store, &WriteTurns::default(), "web-a", hour)
         .await
         .expect("resume")
@@ -407,7 +412,10 @@ async fn records_written_before_migration_0006_keep_their_rows_batches_and_seque
     assert_eq!(count(&store).await.expect("count"), 3);
     let turns = WriteTurns::default();
     let (outbox, writer) = start_writer(&store, 512, &turns);
-    outbox.append(&[record("new")]).await.expect("append");
+    outbox
+        .append(&[record("new")], vec![])
+        .await
+        .expect("append");
     let seq: i64 = sqlx::query_scalar("SELECT seq FROM audit_outbox WHERE id = 'new'")
         .fetch_one(pool)
         .await
@@ -437,7 +445,7 @@ async fn a_claim_closes_with_the_row_that_reaches_the_limit() {
     let (outbox, writer) = start_writer(&store, 512, &turns);
     for run in 0..4 {
         let records: Vec<AuditRecord> = (0..3).map(|i| record(&format!("r{run}{i}"))).collect();
-        outbox.append(&records).await.expect("append");
+        outbox.append(&records, vec![]).await.expect("append");
     }
     let a = claimed(&store, &turns, "web-a", 4).await;
     assert_eq!(
@@ -461,16 +469,88 @@ async fn a_failed_commit_fails_every_waiter_and_the_writer_recovers() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = sqlite(&dir).await;
     let (outbox, writer) = start_writer(&store, 512, &WriteTurns::default());
-    outbox.append(&[record("dup")]).await.expect("first");
+    outbox
+        .append(&[record("dup")], vec![])
+        .await
+        .expect("first");
     // A row starting with a duplicate id violates audit_outbox_id_key: the whole group
     // fails, nothing is kept.
     let err = outbox
-        .append(&[record("dup"), record("fresh")])
+        .append(&[record("dup"), record("fresh")], vec![])
         .await
         .expect_err("constraint");
     assert!(matches!(err, AuditError::Database(_)), "{err}");
     assert_eq!(count(&store).await.expect("count"), 1);
-    outbox.append(&[record("later")]).await.expect("recovers");
+    outbox
+        .append(&[record("later")], vec![])
+        .await
+        .expect("recovers");
     assert_eq!(count(&store).await.expect("count"), 2);
+    writer.abort();
+}
+
+fn issuance(id: &str) -> StoredIssuance {
+    StoredIssuance {
+        issuance_id: id.to_string(),
+        kind: crate::store::IssuanceKind::Put,
+        access_point: "uploads".into(),
+        bucket: "b".into(),
+        object_key: format!("alice/{id}"),
+        key_is_prefix: false,
+        issuer: "https://idp.test/".into(),
+        subject: "alice".into(),
+        groups: vec!["users".into()],
+        min_length: 0,
+        max_length: Some(6),
+        content_type: None,
+        checksum_sha256: None,
+        encryption: crate::policy::Encryption::None,
+        metadata: Default::default(),
+        created_at: 1_800_000_000,
+        expires_at: 1_800_000_900,
+        keep_until: 1_800_090_000,
+        state: crate::store::IssuanceState::Issued,
+        outcome: None,
+        upload_id: None,
+    }
+}
+
+#[tokio::test]
+async fn issuances_commit_with_their_records_or_not_at_all() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = sqlite(&dir).await;
+    let (outbox, writer) = start_writer(&store, 512, &WriteTurns::default());
+    outbox
+        .append(&[record("r1")], vec![issuance("r1")])
+        .await
+        .expect("append");
+    let stored = store.issuance("r1").await.expect("read").expect("stored");
+    assert_eq!(stored, issuance("r1"));
+    // The same issuance id again violates the table's key: the group's transaction fails,
+    // and its record is not kept either (one transaction, not two writes).
+    let err = outbox
+        .append(&[record("r2")], vec![issuance("r1")])
+        .await
+        .expect_err("duplicate issuance");
+    assert!(matches!(err, AuditError::Database(_)), "{err}");
+    assert_eq!(
+        count(&store).await.expect("count"),
+        1,
+        "r2 was not committed"
+    );
+    // Many in one group: every one lands.
+    let many: Vec<StoredIssuance> = (0..600).map(|i| issuance(&format!("m{i}"))).collect();
+    let records: Vec<AuditRecord> = (0..600).map(|i| record(&format!("m{i}"))).collect();
+    outbox.append(&records, many).await.expect("append many");
+    for i in [0, 499, 500, 599] {
+        assert!(
+            store
+                .issuance(&format!("m{i}"))
+                .await
+                .expect("read")
+                .is_some(),
+            "m{i}"
+        );
+    }
     writer.abort();
 }
