@@ -22,7 +22,10 @@
 //!
 //! If the transaction fails, every waiter gets the error, its request answers 503
 //! `audit_unavailable`, and no URL is issued. A broken connection is replaced from the pool,
-//! which reconnects on its own when the database comes back.
+//! which reconnects on its own when the database comes back. If the database refused the
+//! group's data (a constraint, a value it cannot store), each request's records and
+//! issuances are committed again on their own: one request's bad data fails only that
+//! request, not the others that shared its group.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -223,53 +226,90 @@ async fn write_groups(
                 Err(_) => break,
             }
         }
-        let commit = async {
-            let rows = pack(jobs.iter().flat_map(|j| j.records.iter()));
-            let rows: Vec<&NewRow> = rows.iter().collect();
-            let issuances: Vec<&StoredIssuance> =
-                jobs.iter().flat_map(|j| j.issuances.iter()).collect();
-            let waited = Instant::now();
-            let _turn = turns.take(&writer.store).await;
-            let writing = Instant::now();
-            let result = writer
-                .commit(&rows, &issuances)
-                .await
-                .map_err(|e| e.to_string());
-            let (turn, write) = (writing - waited, writing.elapsed());
-            if let Some(t) = &timings {
-                t.with_label_values(&["turn"]).observe(turn.as_secs_f64());
-                t.with_label_values(&["write"]).observe(write.as_secs_f64());
+        let result = commit_group(&mut writer, &turns, &jobs, timings.as_ref()).await;
+        match result {
+            Ok(()) => {
+                commits.fetch_add(1, Ordering::Relaxed);
+                answer(jobs.drain(..), &Ok(()));
             }
-            // For stall analysis (`log.filter = "presignd::audit=debug"`), with timestamps to
-            // set next to slow requests.
-            if turn + write >= SLOW_COMMIT {
-                tracing::debug!(
-                    turn_us = turn.as_micros() as u64,
-                    write_us = write.as_micros() as u64,
-                    records = count,
-                    issuances = issuances.len(),
-                    "slow audit commit"
-                );
+            // Rejected data (a constraint, a value the database refuses) is one request's
+            // fault: each job is committed on its own, so it fails alone rather than taking
+            // the requests that happened to share its group down with it.
+            Err(e) if jobs.len() > 1 && matches!(e, sqlx::Error::Database(_)) => {
+                tracing::warn!(error = %e, jobs = jobs.len(), "audit group refused; committing its requests one by one");
+                for job in jobs.drain(..) {
+                    let alone = commit_group(&mut writer, &turns, std::slice::from_ref(&job), None)
+                        .await
+                        .map_err(|e| failed(&e, job.records.len()));
+                    if alone.is_ok() {
+                        commits.fetch_add(1, Ordering::Relaxed);
+                    }
+                    answer(std::iter::once(job), &alone);
+                }
             }
-            result
-        };
-        let result = match tokio::time::timeout(COMMIT_TIMEOUT, commit).await {
-            Ok(result) => result,
-            Err(_) => {
-                // The connection may be mid-statement: never reuse it.
-                writer.conn = None;
-                Err(format!("commit took longer than {COMMIT_TIMEOUT:?}"))
+            Err(e) => {
+                let error = failed(&e, count);
+                answer(jobs.drain(..), &Err(error));
             }
-        };
-        if result.is_ok() {
-            commits.fetch_add(1, Ordering::Relaxed);
         }
-        if let Err(error) = &result {
-            tracing::error!(%error, records = count, "audit outbox commit failed; nothing issued");
+    }
+}
+
+/// Answers every waiter of `jobs` with `result`.
+fn answer(jobs: impl Iterator<Item = Job>, result: &Result<(), String>) {
+    for job in jobs {
+        // A waiter that went away (client disconnected) needs no answer.
+        let _ = job.reply.send(result.clone());
+    }
+}
+
+fn failed(e: &sqlx::Error, records: usize) -> String {
+    tracing::error!(error = %e, records, "audit outbox commit failed; nothing issued");
+    e.to_string()
+}
+
+/// Writes the records and issuances of `jobs` in one transaction, within `COMMIT_TIMEOUT`.
+async fn commit_group(
+    writer: &mut Writer,
+    turns: &WriteTurns,
+    jobs: &[Job],
+    timings: Option<&HistogramVec>,
+) -> Result<(), sqlx::Error> {
+    let commit = async {
+        let rows = pack(jobs.iter().flat_map(|j| j.records.iter()));
+        let rows: Vec<&NewRow> = rows.iter().collect();
+        let issuances: Vec<&StoredIssuance> =
+            jobs.iter().flat_map(|j| j.issuances.iter()).collect();
+        let waited = Instant::now();
+        let _turn = turns.take(&writer.store).await;
+        let writing = Instant::now();
+        let result = writer.commit(&rows, &issuances).await;
+        let (turn, write) = (writing - waited, writing.elapsed());
+        if let Some(t) = timings {
+            t.with_label_values(&["turn"]).observe(turn.as_secs_f64());
+            t.with_label_values(&["write"]).observe(write.as_secs_f64());
         }
-        for job in jobs.drain(..) {
-            // A waiter that went away (client disconnected) needs no answer.
-            let _ = job.reply.send(result.clone());
+        // For stall analysis (`log.filter = "presignd::audit=debug"`), with timestamps to set
+        // next to slow requests.
+        if turn + write >= SLOW_COMMIT {
+            tracing::debug!(
+                turn_us = turn.as_micros() as u64,
+                write_us = write.as_micros() as u64,
+                records = rows.iter().map(|r| r.records).sum::<i64>(),
+                issuances = issuances.len(),
+                "slow audit commit"
+            );
+        }
+        result
+    };
+    match tokio::time::timeout(COMMIT_TIMEOUT, commit).await {
+        Ok(result) => result,
+        Err(_) => {
+            // The connection may be mid-statement: never reuse it.
+            writer.conn = None;
+            Err(sqlx::Error::Protocol(format!(
+                "commit took longer than {COMMIT_TIMEOUT:?}"
+            )))
         }
     }
 }

@@ -554,3 +554,46 @@ async fn issuances_commit_with_their_records_or_not_at_all() {
     }
     writer.abort();
 }
+
+#[tokio::test]
+async fn refused_data_fails_only_its_own_request_not_its_group() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = sqlite(&dir).await;
+    let (outbox, writer) = start_writer(&store, 512, &WriteTurns::default());
+    outbox
+        .append(&[record("first")], vec![issuance("taken")])
+        .await
+        .expect("append");
+    let commits = outbox.commits();
+    // Both appends are queued before the writer runs (one thread: it runs when this task
+    // waits), so they share a group; the second one's issuance id is taken.
+    let outbox = Arc::new(outbox);
+    let (good, bad) = tokio::join!(
+        {
+            let outbox = Arc::clone(&outbox);
+            async move {
+                outbox
+                    .append(&[record("good")], vec![issuance("fresh")])
+                    .await
+            }
+        },
+        {
+            let outbox = Arc::clone(&outbox);
+            async move {
+                outbox
+                    .append(&[record("bad")], vec![issuance("taken")])
+                    .await
+            }
+        },
+    );
+    good.expect("the other request of the group is committed");
+    assert!(matches!(bad, Err(AuditError::Database(_))), "{bad:?}");
+    assert!(store.issuance("fresh").await.expect("read").is_some());
+    assert_eq!(
+        count(&store).await.expect("count"),
+        2,
+        "first and good; not bad"
+    );
+    assert!(outbox.commits() > commits);
+    writer.abort();
+}
