@@ -42,39 +42,48 @@ pub(crate) async fn run(store: Store, turns: WriteTurns) {
     let Store::Sqlite(pool) = &store else { return };
     let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
     loop {
         tick.tick().await;
         if pool.is_closed() {
             return;
         }
-        let started = Instant::now();
-        let (_, frames, copied) = match passive(pool).await {
-            Ok(counts) => counts,
-            Err(e) => {
-                tracing::warn!(error = %e, "WAL checkpoint failed");
-                continue;
-            }
-        };
-        if frames < REWIND_FRAMES || copied < frames {
-            // Short, or a reader still needs old frames: the next round.
-            trace(started.elapsed(), Duration::ZERO, frames);
-            continue;
+        let result = checkpoint(pool, &store, &turns, REWIND_FRAMES).await;
+        // Said once when checkpoints start failing (disk full, database gone) and once when
+        // they work again, not five times a second.
+        match (&result, failing) {
+            (Err(e), false) => tracing::warn!(error = %e, "WAL checkpoints failing"),
+            (Ok(()), true) => tracing::info!("WAL checkpoints work again"),
+            _ => {}
         }
-        // Once more without the turn, so what is left for the turn is only what the writer
-        // committed during this short pass (the first one also fsynced most dirty pages).
-        if let Err(e) = passive(pool).await {
-            tracing::warn!(error = %e, "WAL checkpoint failed");
-            continue;
-        }
-        let unturned = started.elapsed();
-        let turn = turns.take(&store).await;
-        let turned = Instant::now();
-        if let Err(e) = passive(pool).await {
-            tracing::warn!(error = %e, "WAL checkpoint failed");
-        }
-        drop(turn);
-        trace(unturned, turned.elapsed(), frames);
+        failing = result.is_err();
     }
+}
+
+/// One round: a pass beside the writer, and when the WAL is long enough, the rewind.
+async fn checkpoint(
+    pool: &SqlitePool,
+    store: &Store,
+    turns: &WriteTurns,
+    rewind_frames: i64,
+) -> Result<(), sqlx::Error> {
+    let started = Instant::now();
+    let (_, frames, copied) = passive(pool).await?;
+    if frames < rewind_frames || copied < frames {
+        // Short, or a reader still needs old frames: the next round.
+        trace(started.elapsed(), Duration::ZERO, frames);
+        return Ok(());
+    }
+    // Once more without the turn, so what is left for the turn is only what the writer
+    // committed during this short pass (the first one also fsynced most dirty pages).
+    passive(pool).await?;
+    let unturned = started.elapsed();
+    let turn = turns.take(store).await;
+    let turned = Instant::now();
+    let result = passive(pool).await;
+    drop(turn);
+    trace(unturned, turned.elapsed(), frames);
+    result.map(|_| ())
 }
 
 /// Checkpoint timings, for stall analysis (`log.filter = "presignd::store=debug"`).
@@ -86,5 +95,61 @@ fn trace(unturned: Duration, turned: Duration, frames: i64) {
             frames,
             "WAL checkpoint"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Frames in the WAL now, by a checkpoint that copies nothing new (it reports the WAL's
+    /// length).
+    async fn wal_frames(pool: &SqlitePool) -> i64 {
+        passive(pool).await.expect("checkpoint").1
+    }
+
+    async fn commit_rows(pool: &SqlitePool, n: usize) {
+        for i in 0..n {
+            sqlx::query("INSERT INTO t (v) VALUES (?)")
+                .bind(format!("row {i} {}", "x".repeat(200)))
+                .execute(pool)
+                .await
+                .expect("insert");
+        }
+    }
+
+    #[tokio::test]
+    async fn commits_never_checkpoint_and_a_round_rewinds_the_wal() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("c.db").display());
+        let store = Store::connect(&url, 4).await.expect("connect");
+        let Store::Sqlite(pool) = &store else {
+            unreachable!("a sqlite URL")
+        };
+        sqlx::query("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+            .execute(pool)
+            .await
+            .expect("table");
+        // SQLite's own checkpoint would have run inside a commit at 1 000 frames and the WAL
+        // would start over; with it off the WAL only grows.
+        commit_rows(pool, 1_200).await;
+        let grown = wal_frames(pool).await;
+        assert!(grown > 1_000, "the WAL holds {grown} frames");
+        // One round past the threshold, then a commit: the WAL starts over from its beginning.
+        checkpoint(pool, &store, &WriteTurns::default(), 1_000)
+            .await
+            .expect("round");
+        commit_rows(pool, 1).await;
+        let rewound = wal_frames(pool).await;
+        assert!(
+            rewound < 10,
+            "after the rewind the WAL holds {rewound} frames"
+        );
+        // Everything is still there.
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM t")
+            .fetch_one(pool)
+            .await
+            .expect("count");
+        assert_eq!(n, 1_201);
     }
 }
