@@ -211,16 +211,10 @@ pub fn bounded(name: &str) -> String {
 /// the first such one in a window is still recorded (reason `rate_limited`), later ones are
 /// only counted into the caller's summary record. Allowed decisions are always recorded.
 /// If the append fails, nothing is answered but `audit_unavailable`.
-pub async fn commit<T>(
-    state: &AppState,
-    decided: Vec<(Result<T, ApiError>, AuditRecord)>,
-) -> Result<Vec<Result<T, ApiError>>, ApiError> {
-    commit_with(state, decided, Vec::new()).await
-}
-
-/// [`commit`], with the upload issuances the allowed decisions made, durable in the same
+///
+/// `issuances` are the upload issuances the allowed decisions made, durable in the same
 /// transaction as the records.
-pub async fn commit_with<T>(
+pub async fn commit<T>(
     state: &AppState,
     decided: Vec<(Result<T, ApiError>, AuditRecord)>,
     issuances: Vec<StoredIssuance>,
@@ -265,13 +259,23 @@ pub async fn commit_with<T>(
     Ok(outcomes)
 }
 
-/// [`commit`] for one decision.
+/// [`commit`] for one decision that made no upload issuance.
 pub async fn commit_one<T>(
     state: &AppState,
     outcome: Result<T, ApiError>,
     record: AuditRecord,
 ) -> Result<T, ApiError> {
-    commit(state, vec![(outcome, record)])
+    commit_one_with(state, outcome, record, Vec::new()).await
+}
+
+/// [`commit`] for one decision.
+pub async fn commit_one_with<T>(
+    state: &AppState,
+    outcome: Result<T, ApiError>,
+    record: AuditRecord,
+    issuances: Vec<StoredIssuance>,
+) -> Result<T, ApiError> {
+    commit(state, vec![(outcome, record)], issuances)
         .await?
         .pop()
         .unwrap_or_else(|| {

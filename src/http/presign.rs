@@ -73,11 +73,12 @@ pub async fn presign_one(
     let mut call = Audited::new(&state, &client, &principal, op, Some(&name), now);
     let outcome = decide(&mut call, &name, &req).await;
     let mut decided = vec![call.decided(outcome)];
-    let issuances = store_issuances(&state, &mut decided).await;
-    audited::commit_with(&state, decided, issuances)
-        .await?
+    let issuances = issuances_to_commit(&state, &mut decided).await;
+    let (outcome, record) = decided
         .pop()
-        .unwrap_or_else(|| Err(ApiError::Internal("a decided presign went missing".into())))
+        .ok_or_else(|| ApiError::Internal("a decided presign went missing".into()))?;
+    audited::commit_one_with(&state, outcome, record, issuances)
+        .await
         .map(Json)
 }
 
@@ -87,7 +88,7 @@ pub async fn presign_one(
 /// returned: they are committed with the decisions' records, in the same group-commit
 /// transaction (no upload URL without its issuance, and no write of their own for the commit
 /// path to wait behind).
-async fn store_issuances(
+async fn issuances_to_commit(
     state: &AppState,
     decided: &mut [(Result<PresignResponse, ApiError>, AuditRecord)],
 ) -> Vec<StoredIssuance> {
@@ -202,9 +203,9 @@ pub async fn presign_batch(
         }
     });
     let mut decided = futures_util::future::join_all(decisions).await;
-    let issuances = store_issuances(state, &mut decided).await;
+    let issuances = issuances_to_commit(state, &mut decided).await;
     // One durable append for the whole batch; if it fails, nothing is issued.
-    let outcomes = audited::commit_with(state, decided, issuances).await?;
+    let outcomes = audited::commit(state, decided, issuances).await?;
     let results = outcomes
         .into_iter()
         .enumerate()
@@ -257,7 +258,7 @@ async fn decide(
         _ => None,
     };
     // Over the quota already: refused before the rate limits are charged (the reservation
-    // itself is atomic, in `store_issuances`).
+    // itself is atomic, in `issuances_to_commit`).
     if req.operation.uploads() {
         // A PUT declares its length on a quota access point (POST is refused there).
         let asked = req.content_length.unwrap_or(MAX_SINGLE_PUT_BYTES);

@@ -274,10 +274,10 @@ impl Store {
         if rows.is_empty() {
             return Ok(());
         }
-        let sql = insert_sql(rows.len());
+        let rows: Vec<&StoredIssuance> = rows.iter().collect();
         match self {
-            Store::Sqlite(pool) => insert_rows!(pool, sql, rows),
-            Store::Postgres(pool) => insert_rows!(pool, numbered(&sql), rows),
+            Store::Sqlite(pool) => insert_on_sqlite(&mut *pool.acquire().await?, &rows).await?,
+            Store::Postgres(pool) => insert_on_postgres(&mut *pool.acquire().await?, &rows).await?,
         }
         Ok(())
     }
