@@ -8,7 +8,8 @@
 //
 // Each run gets its own browser with a fresh profile. Prints one JSON document on stdout:
 // {"runs": [{name, result (the page's #result JSON), console: [...], failed: [...],
-// responses: [...], screenshot}]}. Exits non-zero only when the browser itself fails.
+// responses: [...], screenshot}]}; a page that shows no result in time gets result
+// {state: "timeout"}. Exits non-zero only when the browser itself fails.
 
 import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -38,9 +39,16 @@ async function once(run) {
       log.failed.push({ method: r.method(), url: r.url(), error: r.failure()?.errorText ?? '' }));
     page.on('response', (r) =>
       log.responses.push({ method: r.request().method(), url: r.url(), status: r.status() }));
+    page.on('pageerror', (e) => log.console.push(`pageerror: ${e.message}`));
     await page.goto(run.url, { timeout });
-    await page.waitForSelector('#result[data-state="done"], #result[data-state="error"]', { timeout });
-    log.result = JSON.parse(await page.locator('#result').textContent());
+    try {
+      await page.waitForSelector('#result[data-state="done"], #result[data-state="error"]', { timeout });
+      log.result = JSON.parse(await page.locator('#result').textContent());
+    } catch (e) {
+      // A page that never finishes still reports what it logged (the test prints the run).
+      if (e.name !== 'TimeoutError') throw e;
+      log.result = { state: 'timeout', steps: await page.locator('#steps').textContent().catch(() => null) };
+    }
     log.summary = await page.locator('#summary').textContent();
     if (run.screenshot) {
       mkdirSync(dirname(run.screenshot), { recursive: true });
