@@ -15,14 +15,23 @@
 //! 4. Origin B (not allowed): the browser blocks the presignd call at the preflight; the POST
 //!    never reaches presignd (no audit record from B).
 //!
-//! Screenshots: `target/browser-artifacts/{1-origin-a-no-bucket-cors,2-origin-a,3-origin-b}.png`.
-//! Needs `/usr/bin/chromium`, `npm ci` in `examples/web/test` and `scripts/radosgw install`
-//! (`.ci/run` does all three); missing any of them fails the test, it is never skipped.
+//! 5. Origin A, the page's other flows: a PNG it draws, uploaded, read back and shown as an
+//!    image; a multipart upload with the TypeScript client (`clients/typescript`, built here
+//!    with tsc); client-side encryption (WebCrypto AES-GCM, the key never leaves the page) on
+//!    an access point that requires the `cse-alg` marker: radosgw holds only IV + ciphertext,
+//!    the page decrypts what it reads back.
+//!
+//! Settings go in the page URL's fragment, which never reaches a server (nor the token).
+//! Screenshots: `target/browser-artifacts/{1-origin-a-no-bucket-cors,2-origin-a,3-origin-b,
+//! 4-image,5-multipart,6-encrypted}.png`. Needs `/usr/bin/chromium`, `npm ci` in
+//! `examples/web/test` and `clients/typescript`, and `scripts/radosgw install`
+//! (`scripts/ensure-test-tools` does them); missing any of them fails the test, it is never
+//! skipped.
 
 mod common;
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use aws_sdk_s3::types::{CorsConfiguration, CorsRule};
@@ -33,12 +42,20 @@ use common::app::{Backend, Options, S3Endpoint, TestApp, ap};
 use common::browser::{artifacts, browse, preconditions, root};
 use common::rgw::Rgw;
 use serde_json::{Value, json};
+use sha2::Digest;
 
 const BUCKET: &str = "web-uploads";
-/// Serves the top-level files of `examples/web/` on a fresh loopback port: one origin.
-async fn static_origin() -> String {
-    async fn file(name: Option<UrlPath<String>>) -> axum::response::Response {
-        let name = name.map_or_else(|| "index.html".to_string(), |UrlPath(n)| n);
+
+/// Serves, on a fresh loopback port (one origin), as the repository root would be served: the
+/// top-level files of `examples/web/` under `/examples/web/`, and the TypeScript client built
+/// into `client_dist` under `/clients/typescript/dist/`.
+async fn static_origin(client_dist: PathBuf) -> String {
+    async fn file(dir: PathBuf, name: String) -> axum::response::Response {
+        let name = if name.is_empty() {
+            "index.html".into()
+        } else {
+            name
+        };
         if name.contains('/') || name.contains("..") {
             return StatusCode::NOT_FOUND.into_response();
         }
@@ -48,16 +65,27 @@ async fn static_origin() -> String {
             Some("css") => "text/css; charset=utf-8",
             _ => return StatusCode::NOT_FOUND.into_response(),
         };
-        match tokio::fs::read(root().join("examples/web").join(&name)).await {
+        match tokio::fs::read(dir.join(&name)).await {
             Ok(bytes) => ([(header::CONTENT_TYPE, content_type)], bytes).into_response(),
             Err(_) => StatusCode::NOT_FOUND.into_response(),
         }
     }
+    let web = root().join("examples/web");
     let router = axum::Router::new()
-        .route("/", axum::routing::get(|| file(None)))
         .route(
-            "/{name}",
-            axum::routing::get(|n: UrlPath<String>| file(Some(n))),
+            "/examples/web/",
+            axum::routing::get({
+                let web = web.clone();
+                move || file(web.clone(), String::new())
+            }),
+        )
+        .route(
+            "/examples/web/{name}",
+            axum::routing::get(move |UrlPath(n): UrlPath<String>| file(web.clone(), n)),
+        )
+        .route(
+            "/clients/typescript/dist/{name}",
+            axum::routing::get(move |UrlPath(n): UrlPath<String>| file(client_dist.clone(), n)),
         );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -69,7 +97,17 @@ async fn static_origin() -> String {
     format!("http://{addr}")
 }
 
-fn page_url(origin: &str, app: &TestApp, token: &str, key: &str, text: &str) -> String {
+/// The page with its settings in the fragment (`flow`: basic, multipart, encrypted; `extra`:
+/// more `&name=value`).
+fn page_url(
+    origin: &str,
+    app: &TestApp,
+    token: &str,
+    key: &str,
+    text: &str,
+    flow: &str,
+    extra: &str,
+) -> String {
     let q = |s: &str| {
         s.bytes()
             .map(|b| match b {
@@ -81,7 +119,7 @@ fn page_url(origin: &str, app: &TestApp, token: &str, key: &str, text: &str) -> 
             .collect::<String>()
     };
     format!(
-        "{origin}/?autorun=1&api={}&ap=web&token={}&key={}&text={}",
+        "{origin}/examples/web/#autorun={flow}&api={}&ap=web&multipart_ap=web-big&cse_ap=web-vault&token={}&key={}&text={}{extra}",
         q(&app.base),
         q(token),
         q(key),
@@ -170,17 +208,51 @@ async fn browser_uploads_from_an_allowed_origin_and_is_blocked_from_another() {
         .await
         .expect("put unrelated bucket CORS");
 
-    let origin_a = static_origin().await;
-    let origin_b = static_origin().await;
+    // The TypeScript client, built as a user builds it, for the page's multipart flow.
+    let client_build = tempfile::tempdir().expect("tempdir");
+    let client_dist = client_build.path().join("dist");
+    let tsc = Command::new("node")
+        .args([
+            "node_modules/typescript/bin/tsc",
+            "-p",
+            "tsconfig.json",
+            "--outDir",
+        ])
+        .arg(&client_dist)
+        .current_dir(root().join("clients/typescript"))
+        .output()
+        .expect("run node (is Node.js installed?)");
+    assert!(
+        tsc.status.success(),
+        "tsc (clients/typescript; npm ci there first): {}{}",
+        String::from_utf8_lossy(&tsc.stdout),
+        String::from_utf8_lossy(&tsc.stderr)
+    );
+    let origin_a = static_origin(client_dist.clone()).await;
+    let origin_b = static_origin(client_dist).await;
     assert_ne!(origin_a, origin_b);
 
     let web = json!({
         "name": "web", "bucket": BUCKET, "prefix": "web/",
         "cors_origins": [origin_a],
-        "upload": {"max_content_length": 1048576, "content_types": ["text/plain"]},
+        "upload": {"max_content_length": 1048576, "content_types": ["text/plain", "image/png"]},
         "rules": [{"effect": "allow", "groups": ["users"], "operations": ["put", "get"], "keys": ["${jwt:sub}/*"]}]
     });
-    let mut opts = Options::new(Backend::Sqlite, vec![ap(web.clone())]);
+    // The multipart and encryption flows' access points (the bucket rule is bucket-wide).
+    let big = json!({
+        "name": "web-big", "bucket": BUCKET, "prefix": "web-big/",
+        "cors_origins": [origin_a],
+        "upload": {"max_content_length": 16 * 1048576, "content_types": ["application/octet-stream"]},
+        "rules": [{"effect": "allow", "groups": ["users"], "operations": ["put", "get"], "keys": ["${jwt:sub}/*"]}]
+    });
+    let vault = json!({
+        "name": "web-vault", "bucket": BUCKET, "prefix": "web-vault/",
+        "cors_origins": [origin_a],
+        "upload": {"max_content_length": 1048576, "content_types": ["application/octet-stream"],
+                   "required_metadata": ["cse-alg"]},
+        "rules": [{"effect": "allow", "groups": ["users"], "operations": ["put", "get"], "keys": ["${jwt:sub}/*"]}]
+    });
+    let mut opts = Options::new(Backend::Sqlite, vec![ap(web.clone()), ap(big), ap(vault)]);
     opts.s3_endpoint = Some(S3Endpoint {
         endpoint: rgw.endpoint.clone(),
         access_key: rgw.access_key.clone(),
@@ -194,7 +266,15 @@ async fn browser_uploads_from_an_allowed_origin_and_is_blocked_from_another() {
     let runs = tokio::task::block_in_place(|| {
         browse(&[(
             "1-origin-a-no-bucket-cors",
-            page_url(&origin_a, &app, &token, "alice/first.txt", text),
+            page_url(
+                &origin_a,
+                &app,
+                &token,
+                "alice/first.txt",
+                text,
+                "basic",
+                "",
+            ),
         )])
     });
     let r = &runs[0]["result"];
@@ -274,11 +354,27 @@ async fn browser_uploads_from_an_allowed_origin_and_is_blocked_from_another() {
         browse(&[
             (
                 "2-origin-a",
-                page_url(&origin_a, &app, &token, "alice/hello.txt", text),
+                page_url(
+                    &origin_a,
+                    &app,
+                    &token,
+                    "alice/hello.txt",
+                    text,
+                    "basic",
+                    "",
+                ),
             ),
             (
                 "3-origin-b",
-                page_url(&origin_b, &app, &token, "alice/evil.txt", "not allowed"),
+                page_url(
+                    &origin_b,
+                    &app,
+                    &token,
+                    "alice/evil.txt",
+                    "not allowed",
+                    "basic",
+                    "",
+                ),
             ),
         ])
     });
@@ -288,6 +384,7 @@ async fn browser_uploads_from_an_allowed_origin_and_is_blocked_from_another() {
     assert_eq!(r["origin"], origin_a.as_str());
     assert_eq!(r["matches"], true);
     assert_eq!(r["read_back_text"], text);
+    assert_eq!(r["preview"], json!({"kind": "text", "text": text}), "shown");
     assert_eq!(r["upload_status"], 200);
     assert!(
         r["etag"].as_str().is_some_and(|e| e.len() > 2),
@@ -400,7 +497,142 @@ async fn browser_uploads_from_an_allowed_origin_and_is_blocked_from_another() {
         ],
         "{records:?}"
     );
-    for name in ["1-origin-a-no-bucket-cors", "2-origin-a", "3-origin-b"] {
+    // 5. The page's other flows, from origin A.
+    let secret = "for my eyes only: the bucket holds ciphertext";
+    let runs = tokio::task::block_in_place(|| {
+        browse(&[
+            (
+                "4-image",
+                page_url(
+                    &origin_a,
+                    &app,
+                    &token,
+                    "alice/pixel.png",
+                    text,
+                    "basic",
+                    "&sample=image",
+                ),
+            ),
+            (
+                "5-multipart",
+                page_url(&origin_a, &app, &token, "", text, "multipart", ""),
+            ),
+            (
+                "6-encrypted",
+                page_url(&origin_a, &app, &token, "", secret, "encrypted", ""),
+            ),
+        ])
+    });
+    let (image, multipart, encrypted) = (&runs[0], &runs[1], &runs[2]);
+
+    // A PNG the page drew, uploaded, read back and decoded as an image in the page.
+    let r = &image["result"];
+    assert_eq!(r["state"], "done", "{image}");
+    assert_eq!(r["content_type"], "image/png");
+    assert_eq!(
+        r["preview"],
+        json!({"kind": "image", "width": 64, "height": 48}),
+        "{image}"
+    );
+    let png = s3
+        .get_object()
+        .bucket(BUCKET)
+        .key("web/alice/pixel.png")
+        .send()
+        .await
+        .expect("the PNG is in the bucket");
+    assert_eq!(png.content_type(), Some("image/png"));
+    let png = png.body.collect().await.expect("body").into_bytes();
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG");
+
+    // The TypeScript client's multipart upload: two parts straight to radosgw, verified.
+    let r = &multipart["result"];
+    assert_eq!(r["state"], "done", "{multipart}");
+    assert_eq!(r["verification"], "verified", "{multipart}");
+    assert_eq!(r["matches"], true);
+    let stored = s3
+        .get_object()
+        .bucket(BUCKET)
+        .key("web-big/alice/multipart.bin")
+        .send()
+        .await
+        .expect("the multipart object is in the bucket")
+        .body
+        .collect()
+        .await
+        .expect("body")
+        .into_bytes();
+    assert_eq!(stored.len(), 6 * 1048576 + 1);
+    assert_eq!(
+        hex::encode(sha2::Sha256::digest(&stored)),
+        r["sha256"].as_str().expect("sha256"),
+        "radosgw holds the page's bytes"
+    );
+    let part_puts = multipart["responses"]
+        .as_array()
+        .expect("responses")
+        .iter()
+        .filter(|x| {
+            x["method"] == "PUT"
+                && x["url"]
+                    .as_str()
+                    .is_some_and(|u| u.starts_with(&rgw.endpoint) && u.contains("partNumber="))
+        })
+        .count();
+    assert_eq!(part_puts, 2, "{multipart}");
+
+    // Client-side encryption: without the marker the access point refuses; with it, radosgw
+    // stores IV + ciphertext + tag, and the page decrypts what it reads back.
+    let r = &encrypted["result"];
+    assert_eq!(r["state"], "done", "{encrypted}");
+    assert!(
+        r["unmarked"]
+            .as_str()
+            .is_some_and(|m| m.contains("400 metadata_required")),
+        "{encrypted}"
+    );
+    assert!(
+        r["signed_headers"]
+            .as_array()
+            .is_some_and(|h| h.contains(&json!("x-amz-meta-cse-alg"))),
+        "{encrypted}"
+    );
+    assert_eq!(r["decrypted_text"], secret);
+    let sealed = s3
+        .get_object()
+        .bucket(BUCKET)
+        .key("web-vault/alice/secret.txt.enc")
+        .send()
+        .await
+        .expect("the encrypted object is in the bucket");
+    assert_eq!(
+        sealed
+            .metadata()
+            .and_then(|m| m.get("cse-alg"))
+            .map(String::as_str),
+        Some("AES-GCM")
+    );
+    let sealed = sealed.body.collect().await.expect("body").into_bytes();
+    assert_eq!(
+        sealed.len(),
+        12 + secret.len() + 16,
+        "IV + ciphertext + tag"
+    );
+    assert!(
+        !sealed
+            .windows(8)
+            .any(|w| secret.as_bytes().windows(8).any(|p| p == w)),
+        "no 8 bytes of the plaintext in what S3 stores"
+    );
+
+    for name in [
+        "1-origin-a-no-bucket-cors",
+        "2-origin-a",
+        "3-origin-b",
+        "4-image",
+        "5-multipart",
+        "6-encrypted",
+    ] {
         let png = artifacts().join(format!("{name}.png"));
         assert!(
             std::fs::metadata(&png).is_ok_and(|m| m.len() > 1000),
