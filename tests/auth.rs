@@ -534,6 +534,33 @@ async fn invalid_claims_are_refused() {
             with(base.clone(), json!({"sub": 42})),
             AuthError::Invalid("the sub claim must be a non-empty string"),
         ),
+        // Control characters: PostgreSQL cannot store NUL, and logs and audit lines must not
+        // be forgeable by a line feed in an identity.
+        (
+            "NUL in sub",
+            with(base.clone(), json!({"sub": "ali\u{0}ce"})),
+            AuthError::Invalid("the sub claim must not contain control characters"),
+        ),
+        (
+            "line feed in sub",
+            with(base.clone(), json!({"sub": "alice\nadmin"})),
+            AuthError::Invalid("the sub claim must not contain control characters"),
+        ),
+        (
+            "NUL in a group",
+            with(base.clone(), json!({"groups": ["users", "pre\u{0}mium"]})),
+            AuthError::Invalid("the groups claim must not contain control characters"),
+        ),
+        (
+            "DEL in the one group",
+            with(base.clone(), json!({"groups": "users\u{7f}"})),
+            AuthError::Invalid("the groups claim must not contain control characters"),
+        ),
+        (
+            "NUL in jti",
+            with(base.clone(), json!({"jti": "abc\u{0}"})),
+            AuthError::Invalid("the jti claim must not contain control characters"),
+        ),
     ];
     for (name, c, expected) in cases {
         let err = refused(&v, &RSA1.sign(&c)).await;

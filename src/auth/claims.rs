@@ -16,6 +16,13 @@ pub(crate) fn lookup<'a>(claims: &'a Map<String, Value>, path: &str) -> Option<&
     Some(value)
 }
 
+/// Whether a claim value is free of control characters (NUL included). `sub`, `groups` and
+/// `jti` end up in audit records, metrics-free logs and database rows (PostgreSQL `text`
+/// cannot hold NUL); no identity provider issues them, so a token carrying one is refused.
+pub(crate) fn printable(value: &str) -> bool {
+    !value.chars().any(char::is_control)
+}
+
 /// Groups from an array of strings or a single string; anything else means no groups.
 pub(crate) fn groups(claims: &Map<String, Value>, path: &str) -> Vec<String> {
     match lookup(claims, path) {
@@ -92,6 +99,29 @@ mod tests {
         match v {
             Value::Object(m) => m,
             _ => Map::new(),
+        }
+    }
+
+    #[test]
+    fn printable_refuses_every_control_character_and_nothing_else() {
+        for ok in [
+            "alice",
+            "auth0|5f7c8ec7c33c6c004bbafe82",
+            "Zoë 名前",
+            "a b\u{a0}c",
+        ] {
+            assert!(printable(ok), "{ok:?}");
+        }
+        for bad in [
+            "a\0b",
+            "a\nb",
+            "a\rb",
+            "a\tb",
+            "a\u{1b}[31m",
+            "a\u{7f}",
+            "a\u{85}",
+        ] {
+            assert!(!printable(bad), "{bad:?}");
         }
     }
 

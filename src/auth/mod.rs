@@ -3,7 +3,7 @@
 //! minting for `presignd token`.
 
 mod bearer;
-mod claims;
+pub(crate) mod claims;
 mod dev_token;
 mod error;
 mod jwks;

@@ -481,6 +481,23 @@ impl Issuer {
                 ));
             }
         };
+        if !claims::printable(&sub) {
+            return Err(AuthError::Invalid(
+                "the sub claim must not contain control characters",
+            ));
+        }
+        let groups = claims::groups(&claims, &self.groups_claim);
+        if !groups.iter().all(|g| claims::printable(g)) {
+            return Err(AuthError::Invalid(
+                "the groups claim must not contain control characters",
+            ));
+        }
+        let jti = claims.get("jti").and_then(Value::as_str).map(str::to_owned);
+        if jti.as_deref().is_some_and(|j| !claims::printable(j)) {
+            return Err(AuthError::Invalid(
+                "the jti claim must not contain control characters",
+            ));
+        }
         let expires_at = claims::numeric_date(&claims, "exp")
             .ok_or(AuthError::Invalid("the exp claim must be a number"))?;
         let issued_at = match claims.get("iat") {
@@ -494,14 +511,14 @@ impl Issuer {
             sub,
             iss: self.name.clone(),
             groups: claims::mapped_groups(
-                claims::groups(&claims, &self.groups_claim),
+                groups,
                 self.groups_strip_prefix.as_deref(),
                 &self.group_aliases,
             ),
             mfa: claims::mfa(&claims, &self.mfa_claim),
             issued_at,
             expires_at,
-            jti: claims.get("jti").and_then(Value::as_str).map(str::to_owned),
+            jti,
         })
     }
 }

@@ -77,6 +77,17 @@ pub fn simulate(
             "the sub claim must be a non-empty string",
         ));
     }
+    // The same refusals the verifier makes, so an explanation matches the real request.
+    if !crate::auth::claims::printable(sub) {
+        return Err(AuthError::Invalid(
+            "the sub claim must not contain control characters",
+        ));
+    }
+    if !groups.iter().all(|g| crate::auth::claims::printable(g)) {
+        return Err(AuthError::Invalid(
+            "the groups claim must not contain control characters",
+        ));
+    }
     Ok(Principal {
         sub: sub.to_string(),
         iss,
