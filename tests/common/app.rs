@@ -219,6 +219,15 @@ reload_interval_ms = 200
             ap_file = ap_file.display(),
         );
         let mut config: Config = toml::from_str(&toml).expect("the harness configuration parses");
+        // Another instance of the same deployment has its own audit.instance (docs/audit.md):
+        // under one name, each shipper would resume the other's batch in flight as its own and
+        // ship it into its own sink too (the same record in both test sinks).
+        if opts.shared_database.is_some() {
+            config.audit.instance = Some(format!(
+                "shared-{}",
+                &uuid::Uuid::new_v4().simple().to_string()[..8]
+            ));
+        }
         for change in opts.changes {
             change(&mut config);
         }

@@ -28,6 +28,8 @@ export interface SendOptions {
   fetch?: typeof fetch;
   /** POST only: the form's file name (default: the key's last segment). */
   filename?: string;
+  /** Headers to send besides the signed ones, e.g. an SSE-C access point's key and key-MD5. */
+  headers?: Record<string, string>;
 }
 
 /**
@@ -45,7 +47,7 @@ export async function send(issued: PresignResponse | PartUrl, body?: Blob | Uint
     form.append('file', blob, options.filename ?? ('key' in issued ? issued.key.split('/').pop() : undefined) ?? 'file');
     init.body = form;
   } else {
-    init.headers = sendableHeaders(issued.headers);
+    init.headers = { ...sendableHeaders(issued.headers), ...options.headers };
     if (body !== undefined) init.body = body as BodyInit;
   }
   const resp = await doFetch(issued.url, init);
