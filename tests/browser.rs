@@ -39,7 +39,7 @@ use axum::extract::Path as UrlPath;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use common::app::{Backend, Options, S3Endpoint, TestApp, ap};
-use common::browser::{artifacts, browse, preconditions, root};
+use common::browser::{artifacts, browse, preconditions, responses_to, root, url_encode};
 use common::rgw::Rgw;
 use serde_json::{Value, json};
 use sha2::Digest;
@@ -108,16 +108,7 @@ fn page_url(
     flow: &str,
     extra: &str,
 ) -> String {
-    let q = |s: &str| {
-        s.bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                    (b as char).to_string()
-                }
-                _ => format!("%{b:02X}"),
-            })
-            .collect::<String>()
-    };
+    let q = url_encode;
     format!(
         "{origin}/examples/web/#autorun={flow}&api={}&ap=web&multipart_ap=web-big&cse_ap=web-vault&token={}&key={}&text={}{extra}",
         q(&app.base),
@@ -396,22 +387,7 @@ async fn browser_uploads_from_an_allowed_origin_and_is_blocked_from_another() {
         rgw.endpoint.trim_start_matches("http://"),
         "the bytes went straight to radosgw"
     );
-    let to_rgw: Vec<(String, u64)> = a["responses"]
-        .as_array()
-        .expect("responses")
-        .iter()
-        .filter(|x| {
-            x["url"]
-                .as_str()
-                .is_some_and(|u| u.starts_with(&rgw.endpoint))
-        })
-        .map(|x| {
-            (
-                x["method"].as_str().expect("method").to_string(),
-                x["status"].as_u64().expect("status"),
-            )
-        })
-        .collect();
+    let to_rgw = responses_to(a, &rgw.endpoint);
     assert!(
         to_rgw.contains(&("PUT".into(), 200))
             && to_rgw.contains(&("GET".into(), 200))

@@ -27,7 +27,7 @@ use axum::extract::Path as UrlPath;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use common::app::{Backend, Options, S3Endpoint, TestApp, ap};
-use common::browser::{browse_with, preconditions, root};
+use common::browser::{browse_with, preconditions, responses_to, root, url_encode};
 use common::rgw::Rgw;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -123,17 +123,6 @@ async fn static_origin(dir: PathBuf) -> String {
         let _ = axum::serve(listener, router).await;
     });
     format!("http://{addr}")
-}
-
-fn url_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 async fn object(s3: &aws_sdk_s3::Client, key: &str) -> (Vec<u8>, Option<String>) {
@@ -324,22 +313,7 @@ async fn the_client_and_its_uppy_adapter_upload_through_presignd_to_radosgw() {
         .expect("ListMultipartUploads");
     assert!(open.uploads().is_empty(), "nothing left open: {open:?}");
     // Bytes went straight from the browser to radosgw: two part PUTs and one object PUT.
-    let to_rgw: Vec<(String, u64)> = run["responses"]
-        .as_array()
-        .expect("responses")
-        .iter()
-        .filter(|x| {
-            x["url"]
-                .as_str()
-                .is_some_and(|u| u.starts_with(&rgw.endpoint))
-        })
-        .map(|x| {
-            (
-                x["method"].as_str().expect("method").to_string(),
-                x["status"].as_u64().expect("status"),
-            )
-        })
-        .collect();
+    let to_rgw = responses_to(run, &rgw.endpoint);
     assert_eq!(
         to_rgw,
         vec![("PUT".to_string(), 200); 3],

@@ -73,3 +73,32 @@ pub fn browse_with(runs: &[(&str, String)], options: Value) -> Vec<Value> {
     }
     runs
 }
+
+/// `(method, status)` of every response a run's page got from URLs starting with `prefix`
+/// (e.g. radosgw's endpoint: what the browser sent straight to S3).
+pub fn responses_to(run: &Value, prefix: &str) -> Vec<(String, u64)> {
+    run["responses"]
+        .as_array()
+        .expect("responses")
+        .iter()
+        .filter(|x| x["url"].as_str().is_some_and(|u| u.starts_with(prefix)))
+        .map(|x| {
+            (
+                x["method"].as_str().expect("method").to_string(),
+                x["status"].as_u64().expect("status"),
+            )
+        })
+        .collect()
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters (a page URL's settings).
+pub fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
