@@ -2,6 +2,8 @@
 
 use serde_json::{Map, Value};
 
+use super::AuthError;
+
 /// A claim by its whole name first (`cognito:groups`, `https://example.com/groups`), else by
 /// a dotted path through nested objects (`realm_access.roles`).
 pub(crate) fn lookup<'a>(claims: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
@@ -21,6 +23,22 @@ pub(crate) fn lookup<'a>(claims: &'a Map<String, Value>, path: &str) -> Option<&
 /// cannot hold NUL); no identity provider issues them, so a token carrying one is refused.
 pub(crate) fn printable(value: &str) -> bool {
     !value.chars().any(char::is_control)
+}
+
+/// The identity a request acts as, refused when it carries a control character (see
+/// [`printable`]): the verifier and `explain` make the same refusal.
+pub(crate) fn check_identity(sub: &str, groups: &[String]) -> Result<(), AuthError> {
+    if !printable(sub) {
+        return Err(AuthError::Invalid(
+            "the sub claim must not contain control characters",
+        ));
+    }
+    if !groups.iter().all(|g| printable(g)) {
+        return Err(AuthError::Invalid(
+            "the groups claim must not contain control characters",
+        ));
+    }
+    Ok(())
 }
 
 /// Groups from an array of strings or a single string; anything else means no groups.

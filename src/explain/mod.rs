@@ -78,16 +78,7 @@ pub fn simulate(
         ));
     }
     // The same refusals the verifier makes, so an explanation matches the real request.
-    if !crate::auth::claims::printable(sub) {
-        return Err(AuthError::Invalid(
-            "the sub claim must not contain control characters",
-        ));
-    }
-    if !groups.iter().all(|g| crate::auth::claims::printable(g)) {
-        return Err(AuthError::Invalid(
-            "the groups claim must not contain control characters",
-        ));
-    }
+    crate::auth::claims::check_identity(sub, groups)?;
     Ok(Principal {
         sub: sub.to_string(),
         iss,

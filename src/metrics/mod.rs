@@ -102,22 +102,28 @@ impl Metrics {
                 registry.register(Box::new(c.clone()))?;
                 Ok(c)
             };
+        let histogram_vec = |name: &str,
+                             help: &str,
+                             buckets: Vec<f64>,
+                             labels: &[&str]|
+         -> Result<HistogramVec, prometheus::Error> {
+            let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)?;
+            registry.register(Box::new(h.clone()))?;
+            Ok(h)
+        };
         let http_requests_total = counter_vec(
             "presignd_http_requests_total",
             "HTTP requests by matched route, method and status.",
             &["route", "method", "status"],
         )?;
-        let http_request_duration_seconds = HistogramVec::new(
-            HistogramOpts::new(
-                "presignd_http_request_duration_seconds",
-                "HTTP request latency by matched route.",
-            )
-            .buckets(vec![
+        let http_request_duration_seconds = histogram_vec(
+            "presignd_http_request_duration_seconds",
+            "HTTP request latency by matched route.",
+            vec![
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-            ]),
+            ],
             &["route"],
         )?;
-        registry.register(Box::new(http_request_duration_seconds.clone()))?;
         let presign_decisions_total = counter_vec(
             "presignd_presign_decisions_total",
             "Presign decisions by access point, operation, decision and reason.",
@@ -184,17 +190,14 @@ impl Metrics {
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
-        let audit_commit_seconds = HistogramVec::new(
-            HistogramOpts::new(
-                "presignd_audit_commit_seconds",
-                "Audit outbox group commits by phase: turn (waiting for the shipper's or the checkpointer's write on SQLite), write (the transaction, fsync included).",
-            )
-            .buckets(vec![
+        let audit_commit_seconds = histogram_vec(
+            "presignd_audit_commit_seconds",
+            "Audit outbox group commits by phase: turn (waiting for the shipper's or the checkpointer's write on SQLite), write (the transaction, fsync included).",
+            vec![
                 0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
-            ]),
+            ],
             &["phase"],
         )?;
-        registry.register(Box::new(audit_commit_seconds.clone()))?;
         let audit_refusals_summarized_total = IntCounter::new(
             "presignd_audit_refusals_summarized_total",
             "Refusals past their caller's limit counted into a summary record instead of a record each.",
